@@ -1,0 +1,40 @@
+//! # governance-core
+//!
+//! Traits, the pipeline state machine, the orchestrator and in-memory backends for governed
+//! multi-agent LLM pipelines: a pipeline goes `SPAWNED → RUNNING → REPORT → ORCHESTRATING →
+//! COMPLETED`, with ALPHA (research/proposals) and BETA (synthesis/evaluation) working through a
+//! shared [`Blackboard`] and [`MessageBus`], a GAMMA mediator spawned by the
+//! [`SpawnController`] when they are STUCK, in CONFLICT or the task is too COMPLEX, error budgets,
+//! a circuit breaker and token budgets around every LLM call, and every step in an audit ledger.
+//!
+//! Backends live in their own crates (`governance-redis`, `governance-sqlite`,
+//! `governance-openrouter`); this crate knows none of them.
+
+pub mod blackboard;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod llm;
+pub mod message_bus;
+pub mod state_machine;
+pub mod store;
+
+pub use blackboard::{
+    Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,
+    VoteOutcome,
+};
+pub use config::{BreakerConfig, Config, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig};
+pub use error::{Error, ErrorKind, LlmFailure, Result};
+pub use event::{Event, EventKind, GammaReason};
+pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
+pub use llm::{
+    ChatMessage, ChatRole, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose, RequestMeta,
+    Usage,
+};
+pub use message_bus::{BROADCAST, Message, MessageBus};
+pub use state_machine::PipelineStatus;
+pub use store::{
+    AgentRecord, AgentState, Checkpoint, CheckpointStore, GammaRecord, LedgerStore, PipelineFilter,
+    PipelineRecord, PipelineRegistry, Report, UsageTotals,
+};

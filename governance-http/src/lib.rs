@@ -1,0 +1,1 @@
+//! axum router with the governance pipeline API, live events and dashboard

@@ -1,0 +1,1 @@
+//! OpenRouter LlmClient and secret sources for governance pipelines

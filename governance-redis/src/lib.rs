@@ -1,0 +1,1 @@
+//! Blackboard and MessageBus for governance pipelines on Redis / DragonflyDB

@@ -1,0 +1,1 @@
+//! Audit ledger, checkpoints and pipeline registry for governance pipelines on SQLite
