@@ -16,9 +16,12 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod llm;
+pub mod memory;
 pub mod message_bus;
 pub mod state_machine;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,

@@ -1,0 +1,1 @@
+//! In-memory backends: correct under concurrency, for tests and the embedded default.

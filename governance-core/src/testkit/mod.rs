@@ -1,0 +1,1 @@
+//! Conformance suites every backend runs from its own tests (feature `testkit`).
