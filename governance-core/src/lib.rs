@@ -11,24 +11,30 @@
 //! `governance-openrouter`); this crate knows none of them.
 
 pub mod blackboard;
+pub mod circuit_breaker;
 pub mod config;
 pub mod error;
+pub mod error_budget;
 pub mod event;
 pub mod ids;
 pub mod llm;
 pub mod memory;
 pub mod message_bus;
+pub mod spawn_controller;
 pub mod state_machine;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod token_budget;
 
 pub use blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,
     VoteOutcome,
 };
+pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker};
 pub use config::{BreakerConfig, Config, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig};
 pub use error::{Error, ErrorKind, LlmFailure, Result};
+pub use error_budget::{BudgetVerdict, CountingErrorBudget, ErrorBudget, ErrorCounts};
 pub use event::{Event, EventKind, GammaReason};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{
@@ -36,8 +42,10 @@ pub use llm::{
     Usage,
 };
 pub use message_bus::{BROADCAST, Message, MessageBus};
+pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;
 pub use store::{
     AgentRecord, AgentState, Checkpoint, CheckpointStore, GammaRecord, LedgerStore, PipelineFilter,
     PipelineRecord, PipelineRegistry, Report, UsageTotals,
 };
+pub use token_budget::{AgentBudget, PipelineBudget, Reservation};
