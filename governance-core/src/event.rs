@@ -109,6 +109,8 @@ pub enum EventKind {
         author: AgentId,
         /// Its title.
         title: String,
+        /// Its text (kept so the blackboard can be rebuilt from the ledger).
+        content: String,
     },
     /// A vote was recorded.
     VoteCast {
@@ -124,6 +126,12 @@ pub enum EventKind {
         approvals: u32,
         /// Rejections so far.
         rejections: u32,
+        /// The voter's score.
+        score: f64,
+        /// The voter's rationale.
+        rationale: String,
+        /// The quorum the vote was cast at.
+        quorum: u32,
     },
     /// A proposal reached consensus.
     ConsensusReached {

@@ -10,16 +10,28 @@
 //! Backends live in their own crates (`governance-redis`, `governance-sqlite`,
 //! `governance-openrouter`); this crate knows none of them.
 
+pub mod agent;
 pub mod blackboard;
 pub mod circuit_breaker;
 pub mod config;
+pub mod emitter;
 pub mod error;
 pub mod error_budget;
 pub mod event;
+pub mod governance;
 pub mod ids;
 pub mod llm;
+pub mod local_llm;
 pub mod memory;
 pub mod message_bus;
+mod orchestration;
+pub mod parse;
+mod pipeline;
+pub mod prompt;
+pub mod results;
+mod resume;
+pub mod roles;
+mod runtime;
 pub mod spawn_controller;
 pub mod state_machine;
 pub mod store;
@@ -27,6 +39,7 @@ pub mod store;
 pub mod testkit;
 pub mod token_budget;
 
+pub use agent::{Agent, AgentContext, AgentOutcome, Inbox};
 pub use blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,
     VoteOutcome,
@@ -36,11 +49,14 @@ pub use config::{BreakerConfig, Config, ErrorBudgetLimits, GammaThresholds, Toke
 pub use error::{Error, ErrorKind, LlmFailure, Result};
 pub use error_budget::{BudgetVerdict, CountingErrorBudget, ErrorBudget, ErrorCounts};
 pub use event::{Event, EventKind, GammaReason};
+pub use governance::{ContinueRequest, Governance, GovernanceBuilder, SpawnRequest};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{
     ChatMessage, ChatRole, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose, RequestMeta,
     Usage,
 };
+pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig};
+pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;

@@ -5,9 +5,11 @@
 //!    │          │          │            ├─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED
 //!    │          │          │            └─▶ ORCHESTRATION_ERROR | STOPPED
 //!    │          │          ├─▶ ORCHESTRATION_ERROR (could not start) | ORCHESTRATION_FAILED | STOPPED
-//!    │          └─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED | STOPPED
-//!    └─▶ FAILED | ORCHESTRATION_FAILED | STOPPED
+//!    │          └─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED | ORCHESTRATION_ERROR | STOPPED
+//!    └─▶ FAILED | ORCHESTRATION_FAILED | ORCHESTRATION_ERROR | STOPPED
 //! ```
+//! `ORCHESTRATION_ERROR` from SPAWNED/RUNNING covers a pipeline whose LLM provider refused the
+//! credentials (or whose backends were unreachable) before orchestration.
 //! Terminal statuses have no way out. `ORCHESTRATION_FAILED` is reachable from every
 //! non-terminal status because it is what a pipeline that cannot be resumed after a crash
 //! ends as.
@@ -79,10 +81,22 @@ impl PipelineStatus {
     pub fn can_transition_to(self, to: Self) -> bool {
         use PipelineStatus as S;
         match (self, to) {
-            (S::Spawned, S::Running | S::Failed | S::OrchestrationFailed | S::Stopped)
+            (
+                S::Spawned,
+                S::Running
+                | S::Failed
+                | S::OrchestrationFailed
+                | S::OrchestrationError
+                | S::Stopped,
+            )
             | (
                 S::Running,
-                S::Report | S::Failed | S::Timeout | S::OrchestrationFailed | S::Stopped,
+                S::Report
+                | S::Failed
+                | S::Timeout
+                | S::OrchestrationFailed
+                | S::OrchestrationError
+                | S::Stopped,
             )
             | (
                 S::Report,
@@ -198,11 +212,13 @@ mod tests {
             (S::Spawned, S::Failed),
             (S::Spawned, S::OrchestrationFailed),
             (S::Spawned, S::Stopped),
+            (S::Spawned, S::OrchestrationError),
             (S::Running, S::Report),
             (S::Running, S::Failed),
             (S::Running, S::Timeout),
             (S::Running, S::OrchestrationFailed),
             (S::Running, S::Stopped),
+            (S::Running, S::OrchestrationError),
             (S::Report, S::Orchestrating),
             (S::Report, S::OrchestrationError),
             (S::Report, S::OrchestrationFailed),

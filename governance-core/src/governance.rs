@@ -1,0 +1,572 @@
+//! [`Governance`]: the engine an embedding service holds. It spawns pipelines, continues,
+//! stops and reports on them, and streams their events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::Agent;
+use crate::blackboard::{Blackboard, BlackboardSnapshot};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ids::PipelineId;
+use crate::llm::LlmClient;
+use crate::local_llm::LocalLlm;
+use crate::memory::{MemoryBlackboard, MemoryBus, MemoryStore};
+use crate::message_bus::MessageBus;
+use crate::pipeline::{Live, Stage};
+use crate::roles::{Alpha, Beta, Gamma};
+use crate::spawn_controller::{SpawnController, ThresholdSpawnController};
+use crate::state_machine::PipelineStatus;
+use crate::store::{
+    CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, PipelineRegistry,
+};
+
+/// The longest objective accepted by default (characters).
+pub const DEFAULT_MAX_OBJECTIVE_LEN: usize = 4000;
+
+/// What `spawn` needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    /// What the pipeline should achieve.
+    pub objective: String,
+    /// Continue into orchestration after the report (default: `AUTO_ORCHESTRATE`).
+    #[serde(default)]
+    pub auto_continue: Option<bool>,
+    /// LLM mode (`local`, `openrouter`; default: the engine's default mode).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Model (default: `OPENROUTER_MODEL`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Orchestration timeout (default: `ORCHESTRATION_TIMEOUT`).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+impl SpawnRequest {
+    /// A request with just an objective.
+    #[must_use]
+    pub fn new(objective: impl Into<String>) -> Self {
+        Self {
+            objective: objective.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What `continue_pipeline` takes (the seed's `POST /api/pipeline/continue`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContinueRequest {
+    /// LLM mode for the orchestration.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Orchestration timeout.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+/// The pieces an engine is built from.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub config: Arc<Config>,
+    pub blackboard: Arc<dyn Blackboard>,
+    pub bus: Arc<dyn MessageBus>,
+    pub ledger: Arc<dyn LedgerStore>,
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub registry: Arc<dyn PipelineRegistry>,
+    pub llms: HashMap<String, Arc<dyn LlmClient>>,
+    pub default_mode: String,
+    pub alpha: Arc<dyn Agent>,
+    pub beta: Arc<dyn Agent>,
+    pub gamma: Arc<dyn Agent>,
+    pub extra_roles: Vec<Arc<dyn Agent>>,
+    pub controller: Arc<dyn SpawnController>,
+    pub hub: broadcast::Sender<Arc<Event>>,
+    pub live: Mutex<HashMap<PipelineId, Arc<Live>>>,
+    pub max_objective_len: usize,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+impl Engine {
+    pub fn llm(&self, mode: &str) -> Result<Arc<dyn LlmClient>> {
+        self.llms.get(mode).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = self.llms.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            Error::InvalidInput(format!(
+                "LLM mode {mode:?} is not available on this server (available: {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+/// Builds a [`Governance`]. Everything has an in-memory default.
+#[derive(Debug, Default)]
+pub struct GovernanceBuilder {
+    config: Option<Config>,
+    blackboard: Option<Arc<dyn Blackboard>>,
+    bus: Option<Arc<dyn MessageBus>>,
+    ledger: Option<Arc<dyn LedgerStore>>,
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
+    registry: Option<Arc<dyn PipelineRegistry>>,
+    llms: HashMap<String, Arc<dyn LlmClient>>,
+    default_mode: Option<String>,
+    alpha: Option<Arc<dyn Agent>>,
+    beta: Option<Arc<dyn Agent>>,
+    gamma: Option<Arc<dyn Agent>>,
+    extra_roles: Vec<Arc<dyn Agent>>,
+    controller: Option<Arc<dyn SpawnController>>,
+    max_objective_len: Option<usize>,
+    event_capacity: Option<usize>,
+}
+
+impl GovernanceBuilder {
+    /// The orchestrator settings (default: [`Config::default`]).
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+    /// The blackboard (default: in memory).
+    #[must_use]
+    pub fn blackboard(mut self, b: Arc<dyn Blackboard>) -> Self {
+        self.blackboard = Some(b);
+        self
+    }
+    /// The message bus (default: in memory).
+    #[must_use]
+    pub fn bus(mut self, b: Arc<dyn MessageBus>) -> Self {
+        self.bus = Some(b);
+        self
+    }
+    /// The ledger (default: in memory).
+    #[must_use]
+    pub fn ledger(mut self, l: Arc<dyn LedgerStore>) -> Self {
+        self.ledger = Some(l);
+        self
+    }
+    /// The checkpoint store (default: in memory).
+    #[must_use]
+    pub fn checkpoints(mut self, c: Arc<dyn CheckpointStore>) -> Self {
+        self.checkpoints = Some(c);
+        self
+    }
+    /// The pipeline registry (default: in memory).
+    #[must_use]
+    pub fn registry(mut self, r: Arc<dyn PipelineRegistry>) -> Self {
+        self.registry = Some(r);
+        self
+    }
+    /// One store object serving as ledger, checkpoint store and registry.
+    #[must_use]
+    pub fn stores<S>(self, s: Arc<S>) -> Self
+    where
+        S: LedgerStore + CheckpointStore + PipelineRegistry + 'static,
+    {
+        self.ledger(s.clone()).checkpoints(s.clone()).registry(s)
+    }
+    /// Registers an LLM client under a mode name (`local` is always available).
+    #[must_use]
+    pub fn llm(mut self, mode: impl Into<String>, client: Arc<dyn LlmClient>) -> Self {
+        self.llms.insert(mode.into(), client);
+        self
+    }
+    /// The mode used when a request names none (default `local`).
+    #[must_use]
+    pub fn default_mode(mut self, mode: impl Into<String>) -> Self {
+        self.default_mode = Some(mode.into());
+        self
+    }
+    /// Replaces the ALPHA role.
+    #[must_use]
+    pub fn alpha(mut self, a: Arc<dyn Agent>) -> Self {
+        self.alpha = Some(a);
+        self
+    }
+    /// Replaces the BETA role.
+    #[must_use]
+    pub fn beta(mut self, a: Arc<dyn Agent>) -> Self {
+        self.beta = Some(a);
+        self
+    }
+    /// Replaces the GAMMA role.
+    #[must_use]
+    pub fn gamma(mut self, a: Arc<dyn Agent>) -> Self {
+        self.gamma = Some(a);
+        self
+    }
+    /// Adds a custom role that runs beside ALPHA and BETA in every orchestration.
+    #[must_use]
+    pub fn role(mut self, a: Arc<dyn Agent>) -> Self {
+        self.extra_roles.push(a);
+        self
+    }
+    /// Replaces the spawn controller.
+    #[must_use]
+    pub fn spawn_controller(mut self, c: Arc<dyn SpawnController>) -> Self {
+        self.controller = Some(c);
+        self
+    }
+    /// The longest objective accepted (default 4000 characters).
+    #[must_use]
+    pub fn max_objective_len(mut self, n: usize) -> Self {
+        self.max_objective_len = Some(n);
+        self
+    }
+    /// Capacity of the live event channel (default 16384); slower subscribers lag.
+    #[must_use]
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = Some(n);
+        self
+    }
+
+    /// Builds the engine.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the default mode has no client or a custom role name is invalid
+    /// or taken.
+    pub fn build(self) -> Result<Governance> {
+        let config = self.config.unwrap_or_default();
+        let mut llms = self.llms;
+        llms.entry("local".to_owned())
+            .or_insert_with(|| Arc::new(LocalLlm::default()));
+        let default_mode = self.default_mode.unwrap_or_else(|| "local".to_owned());
+        if !llms.contains_key(&default_mode) {
+            return Err(Error::config(
+                "GOVERNANCE_LLM_MODE",
+                format!("no LLM client registered for default mode {default_mode:?}"),
+            ));
+        }
+        let mut names = vec![
+            "ALPHA".to_owned(),
+            "BETA".to_owned(),
+            "GAMMA".to_owned(),
+            "REPORTER".to_owned(),
+            "ORCHESTRATOR".to_owned(),
+        ];
+        for r in &self.extra_roles {
+            let role = r.role();
+            if role.len() > 32
+                || crate::ids::validate_id("role", role).is_err()
+                || role.starts_with("GAMMA")
+            {
+                return Err(Error::config(
+                    "role",
+                    format!("invalid custom role name {role:?}: 1-32 of [A-Za-z0-9_-], not GAMMA*"),
+                ));
+            }
+            if names.iter().any(|n| n == role) {
+                return Err(Error::config(
+                    "role",
+                    format!("role {role:?} is already registered"),
+                ));
+            }
+            names.push(role.to_owned());
+        }
+        let mem = Arc::new(MemoryStore::default());
+        let (hub, _) = broadcast::channel(self.event_capacity.unwrap_or(16_384).max(16));
+        let thresholds = config.gamma;
+        Ok(Governance {
+            engine: Arc::new(Engine {
+                config: Arc::new(config),
+                blackboard: self
+                    .blackboard
+                    .unwrap_or_else(|| Arc::new(MemoryBlackboard::default())),
+                bus: self.bus.unwrap_or_else(|| Arc::new(MemoryBus::default())),
+                ledger: self.ledger.unwrap_or_else(|| mem.clone()),
+                checkpoints: self.checkpoints.unwrap_or_else(|| mem.clone()),
+                registry: self.registry.unwrap_or(mem),
+                llms,
+                default_mode,
+                alpha: self.alpha.unwrap_or_else(|| Arc::new(Alpha)),
+                beta: self.beta.unwrap_or_else(|| Arc::new(Beta)),
+                gamma: self.gamma.unwrap_or_else(|| Arc::new(Gamma)),
+                extra_roles: self.extra_roles,
+                controller: self
+                    .controller
+                    .unwrap_or_else(|| Arc::new(ThresholdSpawnController::new(thresholds))),
+                hub,
+                live: Mutex::new(HashMap::new()),
+                max_objective_len: self.max_objective_len.unwrap_or(DEFAULT_MAX_OBJECTIVE_LEN),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+}
+
+/// The governance engine. Cheap to clone; all clones share the same pipelines.
+#[derive(Debug, Clone)]
+pub struct Governance {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl Governance {
+    /// A builder with in-memory defaults.
+    #[must_use]
+    pub fn builder() -> GovernanceBuilder {
+        GovernanceBuilder::default()
+    }
+
+    /// The orchestrator settings.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.engine.config
+    }
+
+    /// The default LLM mode.
+    #[must_use]
+    pub fn default_mode(&self) -> &str {
+        &self.engine.default_mode
+    }
+
+    /// Registered LLM modes.
+    #[must_use]
+    pub fn modes(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.engine.llms.keys().cloned().collect();
+        m.sort();
+        m
+    }
+
+    /// The blackboard backend.
+    #[must_use]
+    pub fn blackboard(&self) -> &Arc<dyn Blackboard> {
+        &self.engine.blackboard
+    }
+
+    /// The bus backend.
+    #[must_use]
+    pub fn bus(&self) -> &Arc<dyn MessageBus> {
+        &self.engine.bus
+    }
+
+    /// The ledger backend.
+    #[must_use]
+    pub fn ledger(&self) -> &Arc<dyn LedgerStore> {
+        &self.engine.ledger
+    }
+
+    /// The checkpoint backend.
+    #[must_use]
+    pub fn checkpoints(&self) -> &Arc<dyn CheckpointStore> {
+        &self.engine.checkpoints
+    }
+
+    /// The registry backend.
+    #[must_use]
+    pub fn registry(&self) -> &Arc<dyn PipelineRegistry> {
+        &self.engine.registry
+    }
+
+    /// Live events of every pipeline (at-most-once; replay from the ledger with
+    /// [`events`](Self::events) to fill gaps).
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.engine.hub.subscribe()
+    }
+
+    /// Spawns a pipeline; it starts RUNNING at once. Returns its id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty or too long objective or an unknown mode;
+    /// backend errors from the registry/ledger.
+    pub async fn spawn(&self, req: SpawnRequest) -> Result<PipelineId> {
+        let objective = req.objective.trim();
+        if objective.is_empty() {
+            return Err(Error::InvalidInput("objective must not be empty".into()));
+        }
+        if objective.chars().count() > self.engine.max_objective_len {
+            return Err(Error::InvalidInput(format!(
+                "objective is longer than {} characters",
+                self.engine.max_objective_len
+            )));
+        }
+        if let Some(t) = req.timeout {
+            validate_timeout(t)?;
+        }
+        let mode = req
+            .mode
+            .clone()
+            .unwrap_or_else(|| self.engine.default_mode.clone());
+        self.engine.llm(&mode)?;
+        let live = Live::create(&self.engine, objective, &req, mode).await?;
+        let id = live.shared.id.clone();
+        self.engine.live.lock().insert(id.clone(), live.clone());
+        crate::pipeline::start(&self.engine, live, Stage::Running);
+        Ok(id)
+    }
+
+    /// Continues a pipeline resting at REPORT into orchestration.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidTransition`] when it is not at REPORT (or already
+    /// continuing); [`Error::InvalidInput`] for an unknown mode.
+    pub async fn continue_pipeline(&self, id: &PipelineId, req: ContinueRequest) -> Result<()> {
+        let live = self.live(id).await?;
+        if let Some(t) = req.timeout {
+            validate_timeout(t)?;
+        }
+        if let Some(m) = &req.mode {
+            self.engine.llm(m)?;
+        }
+        live.prepare_continue(&req).await?;
+        crate::pipeline::start(&self.engine, live, Stage::Orchestrating);
+        Ok(())
+    }
+
+    /// Emergency stop: cancels the pipeline's agents and ends it STOPPED (a pipeline that has
+    /// already ended keeps its status). Returns the final status.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub async fn stop(&self, id: &PipelineId) -> Result<PipelineStatus> {
+        let Some(live) = self.engine.live.lock().get(id).cloned() else {
+            return self.get(id).await.map(|r| r.status);
+        };
+        live.stop.cancel();
+        if !live.is_driven() {
+            // resting at REPORT (or not started): stop it here
+            crate::pipeline::stop_resting(&self.engine, &live).await?;
+        }
+        let mut rx = live.status_rx();
+        let st = *rx
+            .wait_for(|s| s.is_terminal())
+            .await
+            .map_err(|_| Error::Internal("pipeline task ended without a status".into()))?;
+        Ok(st)
+    }
+
+    /// The pipeline's record (live state for a running pipeline).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub async fn get(&self, id: &PipelineId) -> Result<PipelineRecord> {
+        let live = self.engine.live.lock().get(id).cloned();
+        if let Some(live) = live {
+            return Ok(live.snapshot_record().await);
+        }
+        self.engine
+            .registry
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("pipeline", id))
+    }
+
+    /// The pipeline's blackboard (from the final checkpoint once it has ended).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; backend errors.
+    pub async fn blackboard_snapshot(&self, id: &PipelineId) -> Result<BlackboardSnapshot> {
+        let live = self.engine.live.lock().contains_key(id);
+        if live {
+            return self.engine.blackboard.snapshot(id).await;
+        }
+        match self.engine.checkpoints.latest(id).await? {
+            Some(cp) => Ok(cp.blackboard),
+            None => {
+                self.get(id).await?;
+                Ok(BlackboardSnapshot::default())
+            }
+        }
+    }
+
+    /// Pipelines matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn list(&self, filter: &PipelineFilter) -> Result<Vec<PipelineRecord>> {
+        self.engine.registry.list(filter).await
+    }
+
+    /// The pipeline's events with `seq > after` (at most `limit`) from the ledger.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn events(&self, id: &PipelineId, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.engine.ledger.read(id, after, limit).await
+    }
+
+    /// Waits until the pipeline reaches a terminal status (or rests at REPORT when `rest` is
+    /// true) and returns its record.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub async fn wait(&self, id: &PipelineId, rest: bool) -> Result<PipelineRecord> {
+        let live = self.engine.live.lock().get(id).cloned();
+        if let Some(live) = live {
+            let mut rx = live.status_rx();
+            let _ = rx
+                .wait_for(|s| s.is_terminal() || (rest && *s == PipelineStatus::Report))
+                .await;
+        }
+        self.get(id).await
+    }
+
+    /// Number of pipelines currently held live (not terminal).
+    #[must_use]
+    pub fn live_count(&self) -> usize {
+        self.engine.live.lock().len()
+    }
+
+    /// Graceful shutdown: stops starting new work, stops every running pipeline (they end
+    /// STOPPED with a final checkpoint) and waits at most `grace` for them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.engine.shutdown.cancel();
+        let lives: Vec<Arc<Live>> = self.engine.live.lock().values().cloned().collect();
+        for l in &lives {
+            l.stop.cancel();
+            if !l.is_driven() {
+                let _ = crate::pipeline::stop_resting(&self.engine, l).await;
+            }
+        }
+        self.engine.tasks.close();
+        let _ = tokio::time::timeout(grace, self.engine.tasks.wait()).await;
+    }
+
+    /// Resumes every pipeline the registry shows as not terminal and that is not running in
+    /// this process (after a crash): each continues from its last checkpoint and the ledger.
+    /// Returns the ids resumed; pipelines that cannot be resumed end ORCHESTRATION_FAILED.
+    ///
+    /// # Errors
+    /// Backend errors listing the pipelines.
+    pub async fn resume_incomplete(&self) -> Result<Vec<PipelineId>> {
+        crate::resume::resume_incomplete(&self.engine).await
+    }
+
+    pub(crate) async fn live(&self, id: &PipelineId) -> Result<Arc<Live>> {
+        if let Some(l) = self.engine.live.lock().get(id).cloned() {
+            return Ok(l);
+        }
+        let rec = self
+            .engine
+            .registry
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("pipeline", id))?;
+        Err(Error::InvalidTransition {
+            from: rec.status,
+            to: PipelineStatus::Orchestrating,
+        })
+    }
+}
+
+fn validate_timeout(t: Duration) -> Result<()> {
+    if t.is_zero() || t > Duration::from_secs(86_400) {
+        return Err(Error::InvalidInput(
+            "timeout must be between 1 second and 24 hours".into(),
+        ));
+    }
+    Ok(())
+}

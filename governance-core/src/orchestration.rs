@@ -1,0 +1,407 @@
+//! The ORCHESTRATING stage: ALPHA and BETA (and custom roles) run concurrently; the supervisor
+//! watches progress, spawns GAMMA when the [`crate::SpawnController`] says so, handles revoked
+//! and failed agents (handoffs, partner continues alone, both failed → FAILED), and ends the
+//! pipeline on consensus + solution, timeout, stop or an unrecoverable error.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::agent::{Agent, AgentOutcome};
+use crate::blackboard::{Handoff, ProposalStatus};
+use crate::error::{Error, Result};
+use crate::event::{EventKind, GammaReason};
+use crate::governance::Engine;
+use crate::ids::{AgentId, HandoffId};
+use crate::message_bus::{BROADCAST, Message};
+use crate::pipeline::{Live, Outcome, context, finish, register_agent};
+use crate::spawn_controller::ProgressSnapshot;
+use crate::state_machine::PipelineStatus;
+use crate::store::{AgentState, GammaRecord};
+
+type AgentExit = (AgentId, Result<AgentOutcome>);
+
+struct Running {
+    set: JoinSet<AgentExit>,
+    voters: Vec<(AgentId, bool)>,
+}
+
+pub(crate) async fn orchestrate(
+    engine: &Arc<Engine>,
+    live: &Arc<Live>,
+    resumed: bool,
+) -> Result<()> {
+    if live.stop.is_cancelled() {
+        return finish(engine, live, Outcome::Stopped).await;
+    }
+    let (mode, model, timeout_secs) = live
+        .with_record(|r| (r.mode.clone(), r.model.clone(), r.timeout_secs))
+        .await;
+    if let Err(e) = engine.llm(&mode) {
+        return finish(engine, live, Outcome::OrchestrationError(e.to_string())).await;
+    }
+    if !resumed {
+        live.set_status(engine, PipelineStatus::Orchestrating, None)
+            .await?;
+    }
+    let mut roles: Vec<(Arc<dyn Agent>, bool)> =
+        vec![(engine.alpha.clone(), true), (engine.beta.clone(), true)];
+    roles.extend(engine.extra_roles.iter().map(|r| (r.clone(), false)));
+    live.shared
+        .emitter
+        .emit(EventKind::OrchestrationStarted {
+            pipeline_id: live.shared.id.clone(),
+            model,
+            mode,
+            agents: roles.iter().map(|(r, _)| r.role().to_owned()).collect(),
+        })
+        .await?;
+    let agents_token = live.stop.child_token();
+    let mut running = Running {
+        set: JoinSet::new(),
+        voters: Vec::new(),
+    };
+    for (agent, _) in &roles {
+        let id = AgentId::new(agent.role())?;
+        spawn_agent(
+            engine,
+            live,
+            agent.clone(),
+            id,
+            None,
+            &agents_token,
+            &mut running,
+        )
+        .await?;
+    }
+    let complexity = live
+        .shared
+        .report
+        .lock()
+        .as_ref()
+        .map_or(0.0, |r| r.complexity);
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let mut gammas =
+        u32::try_from(live.with_record(|r| u32::from(r.gamma.is_some())).await).unwrap_or(0);
+    let mut unresolved = 0usize;
+    let mut consensus_checkpointed = false;
+    *live.shared.last_progress.lock() = Instant::now();
+
+    let outcome = loop {
+        let shared = &live.shared;
+        let consensus = shared.consensus.load(Ordering::Acquire);
+        if consensus && !consensus_checkpointed {
+            consensus_checkpointed = true;
+            live.checkpoint_now(engine).await?;
+        }
+        if consensus && shared.solution.load(Ordering::Acquire) {
+            break Outcome::Completed;
+        }
+        if shared.proposals_changed.swap(false, Ordering::AcqRel) {
+            unresolved = engine
+                .blackboard
+                .proposals(&shared.id)
+                .await?
+                .iter()
+                .filter(|p| p.status == ProposalStatus::Open)
+                .count();
+        }
+        let since = shared.last_progress.lock().elapsed();
+        let snap = ProgressSnapshot {
+            since_progress: since,
+            unresolved_proposals: unresolved,
+            complexity,
+            gammas_spawned: gammas,
+            consensus_reached: consensus,
+        };
+        if let Some(reason) = engine.controller.decide(&snap) {
+            gammas += 1;
+            let id = AgentId::new(if gammas == 1 {
+                "GAMMA".to_owned()
+            } else {
+                format!("GAMMA-{gammas}")
+            })?;
+            live.with_record(|r| {
+                r.gamma = Some(GammaRecord {
+                    reason,
+                    spawned_at: Utc::now(),
+                })
+            })
+            .await;
+            shared
+                .emitter
+                .emit(EventKind::GammaSpawned {
+                    pipeline_id: shared.id.clone(),
+                    reason,
+                    agent_id: id.clone(),
+                })
+                .await?;
+            spawn_agent(
+                engine,
+                live,
+                engine.gamma.clone(),
+                id,
+                Some(reason),
+                &agents_token,
+                &mut running,
+            )
+            .await?;
+            update_quorum(live, &running);
+            shared.progressed();
+            continue;
+        }
+        if running.set.is_empty() {
+            break Outcome::Failed("every agent stopped without reaching consensus".into());
+        }
+        let wait = engine.controller.next_check_in(since);
+        tokio::select! {
+            biased;
+            () = live.stop.cancelled() => break Outcome::Stopped,
+            () = tokio::time::sleep_until(deadline) => break Outcome::Timeout(format!("orchestration timed out after {timeout_secs}s")),
+            Some(joined) = running.set.join_next() => {
+                let (agent_id, result) = match joined {
+                    Ok(exit) => exit,
+                    Err(e) => (AgentId::new("UNKNOWN")?, Err(Error::Internal(format!("agent task panicked: {e}")))),
+                };
+                if let Some(o) = agent_exited(engine, live, &mut running, &agent_id, result).await? {
+                    break o;
+                }
+            }
+            () = shared.progress.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    };
+    agents_token.cancel();
+    drain(live, &mut running).await;
+    finish(engine, live, outcome).await
+}
+
+async fn spawn_agent(
+    engine: &Arc<Engine>,
+    live: &Arc<Live>,
+    agent: Arc<dyn Agent>,
+    id: AgentId,
+    gamma: Option<GammaReason>,
+    token: &CancellationToken,
+    running: &mut Running,
+) -> Result<()> {
+    let role = agent.role().to_owned();
+    let ctx = context(engine, live, id.clone(), &role, token.child_token(), gamma).await?;
+    register_agent(live, id.as_str(), &role);
+    running.voters.push((id.clone(), agent.votes()));
+    live.shared
+        .emitter
+        .emit(EventKind::AgentSpawned {
+            pipeline_id: live.shared.id.clone(),
+            agent_id: id.clone(),
+            role,
+            runtime: "tokio".into(),
+        })
+        .await?;
+    let span = tracing::info_span!("agent", agent_id = %id);
+    running
+        .set
+        .spawn(async move { (id, agent.run(ctx).await) }.instrument(span));
+    Ok(())
+}
+
+/// Quorum 2 while at least two voting agents run, else 1 (a lone agent continues).
+fn update_quorum(live: &Live, running: &Running) {
+    let alive = running
+        .voters
+        .iter()
+        .filter(|(id, votes)| {
+            *votes && live.shared.agent_state(id.as_str()) == Some(AgentState::Running)
+        })
+        .count();
+    live.shared
+        .quorum
+        .store(if alive >= 2 { 2 } else { 1 }, Ordering::Release);
+}
+
+async fn agent_exited(
+    engine: &Arc<Engine>,
+    live: &Arc<Live>,
+    running: &mut Running,
+    id: &AgentId,
+    result: Result<AgentOutcome>,
+) -> Result<Option<Outcome>> {
+    let shared = &live.shared;
+    let (state, reason) = match &result {
+        Ok(_) => (AgentState::Done, None),
+        Err(Error::Cancelled) => (AgentState::Cancelled, None),
+        Err(Error::Revoked(r)) => (AgentState::Revoked, Some(r.clone())),
+        Err(e) => (AgentState::Failed, Some(e.to_string())),
+    };
+    shared.update_agent(id.as_str(), |a| {
+        a.state = state;
+        a.reason.clone_from(&reason);
+    });
+    update_quorum(live, running);
+    match result {
+        Ok(_) | Err(Error::Cancelled) => {
+            shared.poke();
+            return Ok(None);
+        }
+        Err(Error::Unauthorized(m)) => {
+            return Ok(Some(Outcome::OrchestrationError(format!(
+                "LLM provider refused the credentials ({id}): {m}"
+            ))));
+        }
+        Err(_) => {}
+    }
+    let reason = reason.unwrap_or_default();
+    if state == AgentState::Revoked {
+        shared
+            .emitter
+            .emit(EventKind::AgentRevoked {
+                pipeline_id: shared.id.clone(),
+                agent_id: id.clone(),
+                reason: reason.clone(),
+            })
+            .await?;
+    } else {
+        shared
+            .emitter
+            .emit(EventKind::Error {
+                pipeline_id: shared.id.clone(),
+                agent_id: Some(id.clone()),
+                kind: "agent_failed".into(),
+                message: reason.clone(),
+            })
+            .await?;
+    }
+    // both core agents down → FAILED
+    let down = |name: &str| {
+        matches!(
+            shared.agent_state(name),
+            Some(AgentState::Failed | AgentState::Revoked)
+        )
+    };
+    if down("ALPHA") && down("BETA") {
+        let detail: Vec<String> = shared
+            .agents
+            .lock()
+            .iter()
+            .filter(|a| a.role == "ALPHA" || a.role == "BETA")
+            .map(|a| format!("{}: {}", a.agent_id, a.reason.clone().unwrap_or_default()))
+            .collect();
+        return Ok(Some(Outcome::Failed(format!(
+            "both ALPHA and BETA failed ({})",
+            detail.join("; ")
+        ))));
+    }
+    write_handoff(engine, live, id, &reason).await?;
+    shared.progressed();
+    Ok(None)
+}
+
+/// Writes the handoff of a revoked/failed agent and announces it on the bus.
+async fn write_handoff(
+    engine: &Arc<Engine>,
+    live: &Arc<Live>,
+    from: &AgentId,
+    reason: &str,
+) -> Result<()> {
+    let shared = &live.shared;
+    let role = shared
+        .agents
+        .lock()
+        .iter()
+        .find(|a| a.agent_id == from.as_str())
+        .map(|a| a.role.clone())
+        .unwrap_or_default();
+    let pending = match role.as_str() {
+        "ALPHA" => vec![
+            "write proposals for the objective".to_owned(),
+            "endorse a proposal to reach consensus".to_owned(),
+        ],
+        "BETA" => vec![
+            "evaluate open proposals".to_owned(),
+            "synthesize the solution from the consensus".to_owned(),
+        ],
+        _ => vec![format!("work of role {role}")],
+    };
+    let id = HandoffId::new(format!("h-{from}"))?;
+    engine
+        .blackboard
+        .create_handoff(
+            &shared.id,
+            Handoff {
+                id: id.clone(),
+                from: from.clone(),
+                role,
+                reason: reason.to_owned(),
+                pending,
+                claimed_by: None,
+                created_at: Utc::now(),
+            },
+        )
+        .await?;
+    shared
+        .emitter
+        .emit(EventKind::HandoffCreated {
+            pipeline_id: shared.id.clone(),
+            handoff_id: id.clone(),
+            from: from.clone(),
+            claimed_by: None,
+        })
+        .await?;
+    let orchestrator = AgentId::new("ORCHESTRATOR")?;
+    let content = format!("handoff {id} from {from}");
+    engine
+        .bus
+        .publish(
+            &shared.id,
+            Message::new(orchestrator.clone(), BROADCAST, "handoff", content.clone()),
+        )
+        .await?;
+    shared
+        .emitter
+        .emit(EventKind::AgentMessage {
+            pipeline_id: shared.id.clone(),
+            from: orchestrator,
+            to: BROADCAST.to_owned(),
+            content,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Waits (bounded) for cancelled agents to return; aborts stragglers.
+async fn drain(live: &Live, running: &mut Running) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !running.set.is_empty() {
+        match tokio::time::timeout_at(deadline, running.set.join_next()).await {
+            Ok(Some(Ok((id, _)))) => mark_cancelled(live, id.as_str()),
+            Ok(Some(Err(_)) | None) => {}
+            Err(_) => {
+                running.set.abort_all();
+                break;
+            }
+        }
+    }
+    for a in live
+        .shared
+        .agents
+        .lock()
+        .iter_mut()
+        .filter(|a| a.state == AgentState::Running)
+    {
+        a.state = AgentState::Cancelled;
+    }
+}
+
+fn mark_cancelled(live: &Live, id: &str) {
+    live.shared.update_agent(id, |a| {
+        if a.state == AgentState::Running {
+            a.state = AgentState::Cancelled;
+        }
+    });
+}

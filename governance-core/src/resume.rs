@@ -1,0 +1,157 @@
+//! Resuming pipelines after a crash: every pipeline the registry shows as not terminal is
+//! rebuilt from its last checkpoint plus the ledger events after it, then driven on.
+//!
+//! The blackboard is rebuilt deterministically: proposals and votes recorded in the ledger
+//! after the checkpoint are re-applied in ledger order with the quorum they were cast at, so the
+//! consensus comes out the same as before the crash and is never decided twice.
+
+use std::sync::Arc;
+
+use crate::blackboard::{Proposal, Vote};
+use crate::error::Result;
+use crate::event::EventKind;
+use crate::governance::Engine;
+use crate::ids::PipelineId;
+use crate::pipeline::{Live, Outcome, Stage, finish, start};
+use crate::state_machine::PipelineStatus;
+use crate::store::PipelineFilter;
+
+pub(crate) async fn resume_incomplete(engine: &Arc<Engine>) -> Result<Vec<PipelineId>> {
+    let statuses: Vec<PipelineStatus> = PipelineStatus::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .collect();
+    let mut resumed = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = engine
+            .registry
+            .list(&PipelineFilter {
+                statuses: statuses.clone(),
+                limit: 500,
+                offset,
+                ..PipelineFilter::default()
+            })
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        for rec in page {
+            if engine.live.lock().contains_key(&rec.id) {
+                continue;
+            }
+            let id = rec.id.clone();
+            let last_seq = engine.ledger.last_seq(&id).await?;
+            let checkpoint = engine.checkpoints.latest(&id).await?;
+            // the registry row may be older than the checkpoint; take the newer record
+            let mut record = match &checkpoint {
+                Some(cp) if cp.record.updated_at > rec.updated_at => cp.record.clone(),
+                _ => rec,
+            };
+            record.agents.retain(|a| {
+                a.agent_id == "REPORTER" && a.state != crate::store::AgentState::Running
+            });
+            let live = Live::restore(engine, record.clone(), last_seq);
+            engine.live.lock().insert(id.clone(), live.clone());
+            if let Err(e) = rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
+                finish(
+                    engine,
+                    &live,
+                    Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
+                )
+                .await?;
+                engine.live.lock().remove(&id);
+                continue;
+            }
+            if engine.llm(&record.mode).is_err() {
+                finish(
+                    engine,
+                    &live,
+                    Outcome::OrchestrationFailed(format!(
+                        "cannot resume: LLM mode {:?} is not available",
+                        record.mode
+                    )),
+                )
+                .await?;
+                engine.live.lock().remove(&id);
+                continue;
+            }
+            tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
+            match record.status {
+                PipelineStatus::Spawned | PipelineStatus::Running => {
+                    start(engine, live, Stage::Running)
+                }
+                PipelineStatus::Report if record.auto_continue => {
+                    start(engine, live, Stage::Orchestrating);
+                }
+                PipelineStatus::Report => {}
+                _ => start(engine, live, Stage::ResumeOrchestrating),
+            }
+            resumed.push(id);
+        }
+    }
+    Ok(resumed)
+}
+
+async fn rebuild_blackboard(
+    engine: &Engine,
+    id: &PipelineId,
+    checkpoint: Option<&crate::store::Checkpoint>,
+) -> Result<()> {
+    let current = engine.blackboard.snapshot(id).await?;
+    let cp_seq = checkpoint.map_or(0, |c| c.seq);
+    if current.proposals.is_empty() {
+        if let Some(cp) = checkpoint {
+            engine.blackboard.restore(id, cp.blackboard.clone()).await?;
+        }
+        // re-apply what the ledger recorded after the checkpoint, in order
+        let mut after = cp_seq;
+        loop {
+            let events = engine.ledger.read(id, after, 1000).await?;
+            let Some(last) = events.last() else { break };
+            after = last.seq;
+            for ev in events {
+                match ev.kind {
+                    EventKind::ProposalCreated {
+                        proposal_id,
+                        author,
+                        title,
+                        content,
+                        ..
+                    } => {
+                        let mut p = Proposal::new(proposal_id, author, title, content);
+                        p.created_at = ev.ts;
+                        engine.blackboard.create_proposal(id, p).await?;
+                    }
+                    EventKind::VoteCast {
+                        proposal_id,
+                        voter,
+                        approve,
+                        score,
+                        rationale,
+                        quorum,
+                        ..
+                    } => {
+                        engine
+                            .blackboard
+                            .vote(
+                                id,
+                                &proposal_id,
+                                Vote {
+                                    voter,
+                                    approve,
+                                    score,
+                                    rationale,
+                                },
+                                quorum,
+                            )
+                            .await?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Runtime state shared by the agents and the supervisor of one running pipeline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::circuit_breaker::CircuitBreaker;
+use crate::emitter::EventEmitter;
+use crate::ids::PipelineId;
+use crate::store::{AgentRecord, AgentState, Report, UsageTotals};
+use crate::token_budget::PipelineBudget;
+
+/// Shared, in-process state of one running pipeline.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub id: PipelineId,
+    pub objective: Arc<str>,
+    pub report: Mutex<Option<Arc<Report>>>,
+    pub emitter: EventEmitter,
+    pub budget: Arc<PipelineBudget>,
+    pub breaker: Arc<CircuitBreaker>,
+    /// Approvals a proposal needs (2 normally; 1 when a lone agent continues).
+    pub quorum: AtomicU32,
+    pub progress: Notify,
+    pub last_progress: Mutex<Instant>,
+    pub consensus: AtomicBool,
+    pub solution: AtomicBool,
+    pub proposals_changed: AtomicBool,
+    pub agents: Mutex<Vec<AgentRecord>>,
+    pub usage: Mutex<UsageTotals>,
+}
+
+impl Shared {
+    pub fn new(
+        id: PipelineId,
+        objective: Arc<str>,
+        emitter: EventEmitter,
+        budget: Arc<PipelineBudget>,
+        breaker: Arc<CircuitBreaker>,
+    ) -> Self {
+        Self {
+            id,
+            objective,
+            report: Mutex::new(None),
+            emitter,
+            budget,
+            breaker,
+            quorum: AtomicU32::new(2),
+            progress: Notify::new(),
+            last_progress: Mutex::new(Instant::now()),
+            consensus: AtomicBool::new(false),
+            solution: AtomicBool::new(false),
+            proposals_changed: AtomicBool::new(false),
+            agents: Mutex::new(Vec::new()),
+            usage: Mutex::new(UsageTotals::default()),
+        }
+    }
+
+    /// Marks progress (resets the STUCK clock) and wakes the supervisor.
+    pub fn progressed(&self) {
+        *self.last_progress.lock() = Instant::now();
+        self.progress.notify_one();
+    }
+
+    /// Wakes the supervisor without counting as progress.
+    pub fn poke(&self) {
+        self.progress.notify_one();
+    }
+
+    pub fn quorum(&self) -> u32 {
+        self.quorum.load(Ordering::Acquire)
+    }
+
+    pub fn update_agent(&self, agent_id: &str, f: impl FnOnce(&mut AgentRecord)) {
+        if let Some(a) = self
+            .agents
+            .lock()
+            .iter_mut()
+            .find(|a| a.agent_id == agent_id)
+        {
+            f(a);
+        }
+    }
+
+    pub fn agent_state(&self, agent_id: &str) -> Option<AgentState> {
+        self.agents
+            .lock()
+            .iter()
+            .find(|a| a.agent_id == agent_id)
+            .map(|a| a.state)
+    }
+}
