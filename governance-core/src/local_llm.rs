@@ -266,10 +266,8 @@ impl LlmClient for LocalLlm {
         let completion_tokens = u32::try_from(content.len().div_ceil(4)).unwrap_or(u32::MAX);
         Ok(LlmResponse {
             content,
-            model: req
-                .model
-                .clone()
-                .unwrap_or_else(|| self.default_model().to_owned()),
+            // the model that actually answered: always this one, whatever was requested
+            model: self.default_model().to_owned(),
             usage: Usage {
                 prompt_tokens: req.estimated_prompt_tokens(),
                 completion_tokens,
