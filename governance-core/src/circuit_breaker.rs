@@ -54,14 +54,17 @@ pub struct CircuitBreaker {
     inner: Mutex<Inner>,
 }
 
-/// Whether an error counts as a provider failure for the breaker. Budget refusals, an open
-/// breaker, cancellation, caller mistakes and unparseable model output do not.
+/// Whether an error counts as a provider failure for the breaker: retryable provider errors
+/// (429, 5xx, transport), timeouts and backend failures. Requests the provider rejected as
+/// invalid (400, 404, ...), refused credentials, budget refusals, an open breaker, cancellation
+/// and unparseable model output do not: they say nothing about the provider's health.
 #[must_use]
 pub fn counts_as_failure(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Llm(_) | Error::Timeout(_) | Error::Unauthorized(_) | Error::Backend { .. }
-    )
+    match e {
+        Error::Llm(f) => f.retryable,
+        Error::Timeout(_) | Error::Backend { .. } => true,
+        _ => false,
+    }
 }
 
 impl CircuitBreaker {

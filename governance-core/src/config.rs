@@ -271,8 +271,8 @@ where
     let x: T = v
         .parse()
         .map_err(|_| Error::config(var, format!("{v:?} is not a valid number")))?;
-    // `!(x >= min)` also rejects NaN
-    if !(x >= min) {
+    // anything not comparable (NaN) or below `min` is rejected
+    if x.partial_cmp(&min).is_none_or(std::cmp::Ordering::is_lt) {
         return Err(Error::config(var, format!("{v:?} must be at least {min}")));
     }
     Ok(x)

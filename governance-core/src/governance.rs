@@ -469,8 +469,9 @@ impl Governance {
     /// # Errors
     /// [`Error::NotFound`]; backend errors.
     pub async fn blackboard_snapshot(&self, id: &PipelineId) -> Result<BlackboardSnapshot> {
-        let live = self.engine.live.lock().contains_key(id);
-        if live {
+        let live = self.engine.live.lock().get(id).cloned();
+        // a terminal pipeline's working blackboard may already be cleared: use the checkpoint
+        if live.is_some_and(|l| !l.status_rx().borrow().is_terminal()) {
             return self.engine.blackboard.snapshot(id).await;
         }
         match self.engine.checkpoints.latest(id).await? {

@@ -173,8 +173,9 @@ pub type DeltaSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 /// A chat-completion client.
 ///
 /// # Contract
-/// - `complete` sends one request (implementations may retry retryable failures within a
-///   bound) and returns the answer with its usage, or a typed error:
+/// - `complete` sends **one** request (no retries: the orchestrator retries retryable failures
+///   within `GOVERNANCE_LLM_MAX_ATTEMPTS`, honouring [`crate::Error::retry_after`], and counts
+///   every attempt toward the circuit breaker) and returns the answer with its usage, or a typed error:
 ///   [`crate::Error::Unauthorized`] for refused credentials (never retried),
 ///   [`crate::Error::Llm`] with status/code/`retry_after` for provider failures,
 ///   [`crate::Error::MalformedOutput`] for an unparseable or empty answer,

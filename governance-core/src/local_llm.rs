@@ -251,7 +251,7 @@ impl LlmClient for LocalLlm {
             Some(FaultKind::RateLimited(d)) => return Err(failure(429, Some(d), "injected rate limit")),
             Some(FaultKind::Unauthorized) => return Err(Error::Unauthorized("injected: API key refused (401)".into())),
             Some(FaultKind::Stall) => return std::future::pending().await,
-            Some(FaultKind::Malformed) => ("I think this is a fine idea, more or less.".to_owned(), FinishReason::Stop),
+            Some(FaultKind::Malformed) => ("Hmm. Not sure.".to_owned(), FinishReason::Stop),
             Some(FaultKind::Empty) => (String::new(), FinishReason::Stop),
             Some(FaultKind::Truncated) => {
                 let full = self.answer(req);

@@ -87,8 +87,7 @@ pub(crate) async fn orchestrate(
         .as_ref()
         .map_or(0.0, |r| r.complexity);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-    let mut gammas =
-        u32::try_from(live.with_record(|r| u32::from(r.gamma.is_some())).await).unwrap_or(0);
+    let mut gammas = live.with_record(|r| u32::from(r.gamma.is_some())).await;
     let mut unresolved = 0usize;
     let mut consensus_checkpointed = false;
     *live.shared.last_progress.lock() = Instant::now();
@@ -131,7 +130,7 @@ pub(crate) async fn orchestrate(
                 r.gamma = Some(GammaRecord {
                     reason,
                     spawned_at: Utc::now(),
-                })
+                });
             })
             .await;
             shared

@@ -80,7 +80,7 @@ pub(crate) async fn resume_incomplete(engine: &Arc<Engine>) -> Result<Vec<Pipeli
             tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
             match record.status {
                 PipelineStatus::Spawned | PipelineStatus::Running => {
-                    start(engine, live, Stage::Running)
+                    start(engine, live, Stage::Running);
                 }
                 PipelineStatus::Report if record.auto_continue => {
                     start(engine, live, Stage::Orchestrating);

@@ -80,39 +80,36 @@ impl PipelineStatus {
     #[must_use]
     pub fn can_transition_to(self, to: Self) -> bool {
         use PipelineStatus as S;
-        match (self, to) {
+        matches!(
+            (self, to),
             (
                 S::Spawned,
                 S::Running
-                | S::Failed
-                | S::OrchestrationFailed
-                | S::OrchestrationError
-                | S::Stopped,
-            )
-            | (
+                    | S::Failed
+                    | S::OrchestrationFailed
+                    | S::OrchestrationError
+                    | S::Stopped,
+            ) | (
                 S::Running,
                 S::Report
-                | S::Failed
-                | S::Timeout
-                | S::OrchestrationFailed
-                | S::OrchestrationError
-                | S::Stopped,
-            )
-            | (
+                    | S::Failed
+                    | S::Timeout
+                    | S::OrchestrationFailed
+                    | S::OrchestrationError
+                    | S::Stopped,
+            ) | (
                 S::Report,
                 S::Orchestrating | S::OrchestrationError | S::OrchestrationFailed | S::Stopped,
-            )
-            | (
+            ) | (
                 S::Orchestrating,
                 S::Completed
-                | S::Failed
-                | S::Timeout
-                | S::OrchestrationFailed
-                | S::OrchestrationError
-                | S::Stopped,
-            ) => true,
-            _ => false,
-        }
+                    | S::Failed
+                    | S::Timeout
+                    | S::OrchestrationFailed
+                    | S::OrchestrationError
+                    | S::Stopped,
+            )
+        )
     }
 
     /// The pure transition function: `Ok(to)` when legal, an error value otherwise.

@@ -121,6 +121,7 @@ impl AgentBudget {
 
     /// Releases a reservation and charges what the call actually used (`None` if it failed
     /// without usage).
+    #[allow(clippy::needless_pass_by_value)] // consuming the reservation is the point
     pub fn settle(&self, reservation: Reservation, usage: Option<&Usage>) {
         let used = usage.map_or(0, |u| u64::from(u.total_tokens()));
         {

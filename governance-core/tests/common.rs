@@ -1,5 +1,5 @@
 //! Shared helpers of the scenario tests.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use governance_core::{Config, EventKind, GammaReason, LocalLlmConfig, PipelineStatus as S};
+use governance_core::{
+    AgentState, Config, ContinueRequest, ErrorKind, EventKind, Fault, FaultKind, GammaReason,
+    GammaThresholds, LocalLlmConfig, PipelineStatus as S, Purpose, SpawnRequest, TokenBudgetConfig,
+};
 
 #[tokio::test(start_paused = true)]
 async fn pipeline_reaches_consensus_and_completes() {
@@ -37,5 +40,491 @@ async fn pipeline_reaches_consensus_and_completes() {
         rec.agents
             .iter()
             .any(|a| a.role == "ALPHA" && a.tokens_used > 0)
+    );
+}
+
+fn beta_stalls() -> Fault {
+    Fault::new(
+        Some("BETA"),
+        Some(Purpose::Evaluate),
+        FaultKind::Stall,
+        u32::MAX,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn complexity_above_threshold_spawns_gamma_for_decomposition() {
+    let h = harness(fast_config(), LocalLlmConfig::default());
+    let objective = "Design a distributed, multi-region, real-time, fault-tolerant, sharded cache";
+    assert!(governance_core::local_llm::complexity_of(objective) > 0.8);
+    let (rec, events) = h.run(objective).await;
+    assert_eq!(rec.status, S::Completed);
+    let reasons: Vec<GammaReason> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::GammaSpawned { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![GammaReason::Complexity]);
+    assert_eq!(
+        rec.gamma.expect("gamma recorded").reason,
+        GammaReason::Complexity
+    );
+    assert!(
+        rec.results.expect("results")["partials"]["GAMMA/decomposition"]["subtasks"].is_array()
+    );
+    assert_eq!(
+        count(&events, "consensus_reached"),
+        1,
+        "GAMMA and BETA race to approve; one consensus"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn simple_objective_does_not_spawn_gamma_at_exactly_the_threshold() {
+    let cfg = Config {
+        gamma: GammaThresholds {
+            complexity: 0.9,
+            ..GammaThresholds::default()
+        },
+        ..fast_config()
+    };
+    let h = harness(cfg, LocalLlmConfig::default());
+    // five keywords score exactly 0.9: not *above* the threshold
+    let (rec, events) = h
+        .run("Design a distributed, multi-region, real-time, fault-tolerant, sharded cache")
+        .await;
+    assert_eq!(rec.status, S::Completed);
+    assert_eq!(count(&events, "gamma_spawned"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn conflicting_proposals_spawn_gamma_to_arbitrate() {
+    let h = harness(
+        fast_config(),
+        LocalLlmConfig {
+            disagree_first: 100,
+            ..LocalLlmConfig::default()
+        },
+    );
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
+    let gamma: Vec<GammaReason> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::GammaSpawned { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gamma, vec![GammaReason::Conflict]);
+    assert!(count(&events, "proposal_created") >= 3);
+    // the consensus was decided by GAMMA's vote
+    let consensus_voter = events
+        .windows(2)
+        .find_map(|w| match (&w[0].kind, &w[1].kind) {
+            (EventKind::VoteCast { voter, .. }, EventKind::ConsensusReached { .. }) => {
+                Some(voter.to_string())
+            }
+            _ => None,
+        });
+    assert_eq!(consensus_voter.as_deref(), Some("GAMMA"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_progress_for_the_stuck_threshold_spawns_gamma() {
+    let h = harness(fast_config(), faults(vec![beta_stalls()]));
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
+    assert_eq!(rec.gamma.expect("gamma").reason, GammaReason::Stuck);
+    let stuck_at = events
+        .iter()
+        .find(|e| e.kind.type_name() == "gamma_spawned")
+        .expect("gamma event")
+        .ts;
+    let last_progress = events
+        .iter()
+        .rev()
+        .find(|e| {
+            e.seq
+                < events
+                    .iter()
+                    .find(|e| e.kind.type_name() == "gamma_spawned")
+                    .map_or(0, |g| g.seq)
+                && e.kind.type_name() != "checkpoint_created"
+        })
+        .expect("progress")
+        .ts;
+    assert!(
+        stuck_at >= last_progress,
+        "GAMMA came after the last progress"
+    );
+    // BETA never answered; GAMMA approved and built the solution
+    assert!(
+        rec.agents
+            .iter()
+            .any(|a| a.agent_id == "BETA" && a.state == AgentState::Cancelled)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn revoked_agent_hands_off_and_the_partner_finishes() {
+    // ALPHA's answers are unparseable prose: the third identical error revokes it
+    let h = harness(
+        fast_config(),
+        faults(vec![Fault::new(
+            Some("ALPHA"),
+            Some(Purpose::Propose),
+            FaultKind::Malformed,
+            u32::MAX,
+        )]),
+    );
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
+    let alpha = rec
+        .agents
+        .iter()
+        .find(|a| a.agent_id == "ALPHA")
+        .expect("alpha");
+    assert_eq!(alpha.state, AgentState::Revoked);
+    assert!(
+        alpha
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("max_same_error_repeats")),
+        "{alpha:?}"
+    );
+    assert_eq!(
+        count(&events, "error"),
+        3,
+        "three malformed answers counted"
+    );
+    assert_eq!(count(&events, "agent_revoked"), 1);
+    assert_eq!(count(&events, "handoff_created"), 1);
+    let results = rec.results.expect("results");
+    assert_eq!(results["handoffs"][0]["claimed_by"], "BETA");
+    assert_eq!(results["degraded"], true);
+    assert_eq!(
+        results["proposal"]["id"], "BETA-1",
+        "BETA took over ALPHA's proposal work"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn partner_continues_alone_after_a_procedure_violation_revokes_beta() {
+    // BETA evaluates the wrong proposal twice: the 2nd violation revokes it
+    let h = harness(
+        fast_config(),
+        faults(vec![Fault::new(
+            Some("BETA"),
+            Some(Purpose::Evaluate),
+            FaultKind::WrongProposal,
+            u32::MAX,
+        )]),
+    );
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
+    let beta = rec
+        .agents
+        .iter()
+        .find(|a| a.agent_id == "BETA")
+        .expect("beta");
+    assert_eq!(beta.state, AgentState::Revoked);
+    assert!(
+        beta.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("procedure")),
+        "{beta:?}"
+    );
+    let results = rec.results.expect("results");
+    assert_eq!(results["degraded"], true);
+    assert_eq!(results["handoffs"][0]["claimed_by"], "ALPHA");
+    assert!(results["solution"].is_string());
+    assert_eq!(count(&events, "consensus_reached"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn both_agents_failing_ends_failed_with_a_checkpoint_of_the_details() {
+    let h = harness(
+        fast_config(),
+        faults(vec![Fault::new(
+            None,
+            Some(Purpose::Propose),
+            FaultKind::Empty,
+            u32::MAX,
+        )]),
+    );
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Failed);
+    let failure = rec.failure.expect("failure reason");
+    assert!(failure.contains("both ALPHA and BETA failed"), "{failure}");
+    let cp = governance_core::CheckpointStore::latest(&*h.store, &rec.id)
+        .await
+        .unwrap()
+        .expect("final checkpoint");
+    assert!(cp.is_final);
+    assert_eq!(cp.record.status, S::Failed);
+    assert_eq!(cp.record.failure.as_deref(), Some(failure.as_str()));
+    assert_eq!(count(&events, "agent_revoked"), 2);
+    assert_eq!(*statuses(&events).last().unwrap(), S::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_cancels_agents_and_keeps_partial_results() {
+    let cfg = Config {
+        orchestration_timeout: Duration::from_secs(5),
+        gamma: GammaThresholds {
+            max_spawns: 0,
+            ..GammaThresholds::default()
+        },
+        ..fast_config()
+    };
+    let h = harness(cfg, faults(vec![beta_stalls()]));
+    let (rec, _events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Timeout);
+    let results = rec.results.expect("partial results");
+    assert_eq!(results["partial"], true);
+    assert_eq!(
+        results["proposals"][0]["id"], "ALPHA-1",
+        "ALPHA's proposal survives as a partial result"
+    );
+    let summary = results["partial_report"]["summary"]
+        .as_str()
+        .expect("partial report");
+    assert!(summary.contains("1 proposals"), "{summary}");
+    assert!(
+        rec.agents
+            .iter()
+            .filter(|a| a.role != "REPORTER")
+            .all(|a| a.state != AgentState::Running)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn emergency_stop_mid_run_ends_stopped_with_nothing_half_written() {
+    let h = harness(fast_config(), faults(vec![beta_stalls()]));
+    let mut rx = h.gov.subscribe();
+    let id = h
+        .gov
+        .spawn(SpawnRequest::new("Design a caching strategy"))
+        .await
+        .unwrap();
+    loop {
+        let ev = rx.recv().await.unwrap();
+        if ev.pipeline_id() == &id && ev.kind.type_name() == "vote_cast" {
+            break;
+        }
+    }
+    let status = h.gov.stop(&id).await.unwrap();
+    assert_eq!(status, S::Stopped);
+    let (rec, events) = h.finish(&id).await;
+    assert_eq!(rec.status, S::Stopped);
+    // every vote on the final blackboard is in the ledger, and vice versa
+    let board = h.gov.blackboard_snapshot(&id).await.unwrap();
+    let votes_on_board: usize = board.proposals.iter().map(|p| p.votes.len()).sum();
+    assert_eq!(votes_on_board, count(&events, "vote_cast"));
+    assert_eq!(board.proposals.len(), count(&events, "proposal_created"));
+    // stopping again is harmless and reports the final status
+    assert_eq!(h.gov.stop(&id).await.unwrap(), S::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn circuit_breaker_opens_after_five_failures_and_recovers() {
+    let h = harness(
+        fast_config(),
+        faults(vec![Fault::new(
+            Some("ALPHA"),
+            Some(Purpose::Propose),
+            FaultKind::Status(503),
+            5,
+        )]),
+    );
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
+    let opened: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Error { kind, .. } if kind == "circuit_open"))
+        .collect();
+    assert_eq!(opened.len(), 1);
+    let failed_calls = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::LlmCall { error: Some(_), .. }))
+        .count();
+    assert_eq!(
+        failed_calls, 5,
+        "five failed attempts reached the provider, none while open"
+    );
+    let alpha = rec.agents.iter().find(|a| a.agent_id == "ALPHA").unwrap();
+    assert_eq!(
+        alpha.errors, 1,
+        "one failed call (3 attempts) counts once against the error budget"
+    );
+    assert!(
+        matches!(alpha.state, AgentState::Done | AgentState::Cancelled),
+        "{alpha:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_budget_refuses_a_call_before_it_is_sent() {
+    let cfg = Config {
+        budgets: TokenBudgetConfig {
+            max_tokens_per_agent: 500,
+            ..TokenBudgetConfig::default()
+        },
+        ..fast_config()
+    };
+    let h = harness(cfg, LocalLlmConfig::default());
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Failed);
+    assert!(
+        rec.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("max_tokens_per_agent")),
+        "{:?}",
+        rec.failure
+    );
+    assert_eq!(h.llm.calls(), 0, "nothing was sent");
+    assert_eq!(count(&events, "llm_call"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_credentials_end_orchestration_error() {
+    let h = harness(
+        fast_config(),
+        faults(vec![Fault::new(
+            Some("ALPHA"),
+            None,
+            FaultKind::Unauthorized,
+            u32::MAX,
+        )]),
+    );
+    let (rec, _) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::OrchestrationError);
+    assert!(
+        rec.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("refused the credentials"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_auto_continue_the_pipeline_rests_at_report_until_continued() {
+    let h = harness(
+        Config {
+            auto_orchestrate: false,
+            ..fast_config()
+        },
+        LocalLlmConfig::default(),
+    );
+    let id = h
+        .gov
+        .spawn(SpawnRequest::new("Design a caching strategy"))
+        .await
+        .unwrap();
+    let rec = h.gov.wait(&id, true).await.unwrap();
+    assert_eq!(rec.status, S::Report);
+    assert!(rec.report.is_some());
+    h.gov
+        .continue_pipeline(&id, ContinueRequest::default())
+        .await
+        .unwrap();
+    let err = h
+        .gov
+        .continue_pipeline(&id, ContinueRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Conflict | ErrorKind::InvalidTransition
+        ),
+        "{err}"
+    );
+    let (rec, events) = h.finish(&id).await;
+    assert_eq!(rec.status, S::Completed);
+    assert_eq!(
+        statuses(&events),
+        vec![
+            S::Spawned,
+            S::Running,
+            S::Report,
+            S::Orchestrating,
+            S::Completed
+        ]
+    );
+    let err = h
+        .gov
+        .continue_pipeline(&id, ContinueRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTransition);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_resting_at_report_can_be_stopped() {
+    let h = harness(
+        Config {
+            auto_orchestrate: false,
+            ..fast_config()
+        },
+        LocalLlmConfig::default(),
+    );
+    let id = h
+        .gov
+        .spawn(SpawnRequest {
+            auto_continue: Some(false),
+            ..SpawnRequest::new("x objective")
+        })
+        .await
+        .unwrap();
+    h.gov.wait(&id, true).await.unwrap();
+    assert_eq!(h.gov.stop(&id).await.unwrap(), S::Stopped);
+    let (rec, events) = h.finish(&id).await;
+    assert_eq!(rec.status, S::Stopped);
+    assert_eq!(count(&events, "orchestration_complete"), 0);
+}
+
+#[tokio::test]
+async fn bad_requests_are_clear_errors() {
+    let h = harness(fast_config(), LocalLlmConfig::default());
+    for (req, needle) in [
+        (SpawnRequest::new("   "), "empty"),
+        (SpawnRequest::new("x".repeat(5000)), "longer than"),
+        (
+            SpawnRequest {
+                mode: Some("openrouter".into()),
+                ..SpawnRequest::new("x")
+            },
+            "not available",
+        ),
+        (
+            SpawnRequest {
+                timeout: Some(Duration::ZERO),
+                ..SpawnRequest::new("x")
+            },
+            "timeout",
+        ),
+    ] {
+        let e = h.gov.spawn(req).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    let unknown = governance_core::PipelineId::generate();
+    assert_eq!(
+        h.gov.get(&unknown).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        h.gov.stop(&unknown).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        h.gov
+            .continue_pipeline(&unknown, ContinueRequest::default())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
     );
 }
