@@ -177,7 +177,13 @@ pub(crate) async fn orchestrate(
         }
     };
     agents_token.cancel();
-    drain(live, &mut running).await;
+    // on success, agents still running simply had nothing left to do
+    let leftover = if outcome == Outcome::Completed {
+        AgentState::Done
+    } else {
+        AgentState::Cancelled
+    };
+    drain(live, &mut running, leftover).await;
     finish(engine, live, outcome).await
 }
 
@@ -374,11 +380,11 @@ async fn write_handoff(
 }
 
 /// Waits (bounded) for cancelled agents to return; aborts stragglers.
-async fn drain(live: &Live, running: &mut Running) {
+async fn drain(live: &Live, running: &mut Running, leftover: AgentState) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while !running.set.is_empty() {
         match tokio::time::timeout_at(deadline, running.set.join_next()).await {
-            Ok(Some(Ok((id, _)))) => mark_cancelled(live, id.as_str()),
+            Ok(Some(Ok((id, _)))) => mark_leftover(live, id.as_str(), leftover),
             Ok(Some(Err(_)) | None) => {}
             Err(_) => {
                 running.set.abort_all();
@@ -393,14 +399,14 @@ async fn drain(live: &Live, running: &mut Running) {
         .iter_mut()
         .filter(|a| a.state == AgentState::Running)
     {
-        a.state = AgentState::Cancelled;
+        a.state = leftover;
     }
 }
 
-fn mark_cancelled(live: &Live, id: &str) {
+fn mark_leftover(live: &Live, id: &str, leftover: AgentState) {
     live.shared.update_agent(id, |a| {
         if a.state == AgentState::Running {
-            a.state = AgentState::Cancelled;
+            a.state = leftover;
         }
     });
 }
