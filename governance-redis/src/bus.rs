@@ -1,0 +1,138 @@
+//! [`RedisBus`]: the [`MessageBus`] on a Redis Stream per pipeline plus pub/sub fan-out.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use governance_core::{Message, MessageBus, PipelineId, Result};
+
+use crate::backend::Shared;
+use crate::error::{Effect, corrupt};
+use crate::wire;
+
+/// The [`MessageBus`] on Redis / DragonflyDB.
+///
+/// # Delivery guarantees
+/// - **Log (lossless)**: [`publish`](MessageBus::publish) runs one Lua script that takes the
+///   next `seq` of the pipeline (a counter, gap-free) and appends the message to the
+///   pipeline's stream `gov:{<pipeline>}:bus:log` with entry id `<seq>-0`. It returns only
+///   after the script ran, so a message whose publish returned `Ok` is in the log (as durable
+///   as the server's persistence settings make it). [`read`](MessageBus::read) replays the log
+///   from any `seq` (`XRANGE`), in order. With
+///   [`RedisConfig::stream_maxlen`](crate::RedisConfig::stream_maxlen) set, old entries are
+///   trimmed and can no longer be replayed.
+/// - **Live (at-most-once)**: the same script `PUBLISH`es the message on
+///   `gov:{<pipeline>}:bus:live`. [`subscribe`](MessageBus::subscribe) listens on one
+///   dedicated pub/sub connection per backend that reconnects and resubscribes by itself after
+///   a connection loss; messages published while it is down, or while a subscriber's queue is
+///   full, are missed. Every message carries its `seq`, so a subscriber that sees a gap fills
+///   it with `read(last_seen, …)`.
+///
+/// # Retries
+/// `publish` appends: when the connection fails after the script may have been sent, the
+/// error is not retryable (the message may be in the log — check with `read` before
+/// publishing again). A retryable error means it certainly was not appended.
+#[derive(Clone)]
+pub struct RedisBus {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("url", &self.shared.config.redacted_url())
+            .field("key_prefix", &self.shared.config.key_prefix)
+            .finish()
+    }
+}
+
+impl RedisBus {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+#[async_trait]
+impl MessageBus for RedisBus {
+    async fn publish(&self, pipeline: &PipelineId, message: Message) -> Result<u64> {
+        let k = self.shared.keys(pipeline);
+        let args = [
+            wire::message(&message)?,
+            self.shared
+                .config
+                .stream_maxlen
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            k.bus_channel(),
+        ];
+        self.shared
+            .run_script(
+                &self.shared.scripts.publish,
+                &[k.bus_seq(), k.bus_log()],
+                &args,
+                "publish",
+                Effect::Append,
+            )
+            .await
+    }
+
+    async fn read(&self, pipeline: &PipelineId, after: u64, limit: usize) -> Result<Vec<Message>> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.shared.keys(pipeline);
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .shared
+            .query(
+                &*redis::cmd("XRANGE")
+                    .arg(k.bus_log())
+                    .arg(format!("{start}-0"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit),
+                "read",
+                Effect::Read,
+            )
+            .await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let json = fields
+                    .into_iter()
+                    .find_map(|(f, v)| (f == "m").then_some(v))
+                    .ok_or_else(|| corrupt("bus entry", format!("{id} has no field m")))?;
+                wire::decode_message(&json)
+            })
+            .collect()
+    }
+
+    async fn subscribe(&self, pipeline: &PipelineId) -> Result<BoxStream<'static, Message>> {
+        let k = self.shared.keys(pipeline);
+        self.shared.hub.subscribe(k.bus_channel()).await
+    }
+
+    async fn clear(&self, pipeline: &PipelineId) -> Result<()> {
+        let k = self.shared.keys(pipeline);
+        let _: i64 = self
+            .shared
+            .query(
+                &*redis::cmd("DEL").arg(k.bus_seq()).arg(k.bus_log()),
+                "clear",
+                Effect::Idempotent,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let _: String = self
+            .shared
+            .query(&redis::cmd("PING"), "ping", Effect::Read)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Mapping of redis errors to [`governance_core::Error::Backend`].
+//!
+//! `retryable: true` is reported only when the operation was **certainly not applied**
+//! (the trait contract) — or when it has no effect at all (reads). See the crate docs for
+//! which writes are idempotent and therefore safe to repeat after an *unknown* outcome.
+
+use governance_core::Error;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// Name used in every [`Error::Backend`] of this crate.
+pub const BACKEND: &str = "redis";
+
+/// What an operation does to the data, which decides how an ambiguous failure is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Changes nothing: any failure may be retried.
+    Read,
+    /// Repeating it after it was applied changes nothing more (same id, same voter, same claim,
+    /// last-write-wins, delete, replace).
+    Idempotent,
+    /// Appends (a solution, a bus message): repeating it after it was applied appends again.
+    Append,
+}
+
+/// Whether the command certainly never reached the server, or the server refused it before
+/// running it.
+pub(crate) fn certainly_not_applied(e: &RedisError) -> bool {
+    if e.is_connection_refusal() {
+        return true;
+    }
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::CrossSlot
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+        )
+    )
+}
+
+/// Whether the connection (not the command) failed: the outcome of a write is unknown.
+fn outcome_unknown(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped()
+}
+
+/// Maps a redis error of operation `op` to a backend error, keeping `secret` (the password)
+/// out of the message.
+pub(crate) fn map_redis_error(
+    e: &RedisError,
+    op: &'static str,
+    effect: Effect,
+    secret: Option<&str>,
+) -> Error {
+    let detail = sanitize(&e.to_string(), secret);
+    let not_applied = certainly_not_applied(e);
+    let (retryable, note) = if not_applied {
+        (true, "not applied; safe to retry")
+    } else if outcome_unknown(e) {
+        match effect {
+            Effect::Read => (true, "read failed; safe to retry"),
+            Effect::Idempotent => (
+                false,
+                "outcome unknown (the connection failed after the command may have been sent); \
+                 this operation is idempotent, repeating it is safe",
+            ),
+            Effect::Append => (
+                false,
+                "outcome unknown (the connection failed after the command may have been sent); \
+                 this operation appends, check before repeating it",
+            ),
+        }
+    } else {
+        (false, "refused by the server")
+    };
+    Error::backend(BACKEND, format!("{op}: {detail} ({note})"), retryable)
+}
+
+/// Removes `secret` from `text` (belt and braces: redis error texts do not contain the
+/// password, but a server's error message is not ours to trust).
+pub(crate) fn sanitize(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() => text.replace(s, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+/// A payload stored in Redis could not be decoded (written by another client or corrupted).
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::backend(
+        BACKEND,
+        format!("stored {what} is not valid wire-protocol JSON: {detail}"),
+        false,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_refused_is_retryable_even_for_appends() {
+        let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let mapped = map_redis_error(&e, "publish", Effect::Append, None);
+        assert!(mapped.is_retryable(), "{mapped}");
+    }
+
+    #[test]
+    fn broken_pipe_is_unknown_for_writes_and_retryable_for_reads() {
+        let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(!map_redis_error(&e, "vote", Effect::Idempotent, None).is_retryable());
+        assert!(!map_redis_error(&e, "publish", Effect::Append, None).is_retryable());
+        assert!(map_redis_error(&e, "read", Effect::Read, None).is_retryable());
+    }
+
+    #[test]
+    fn messages_never_contain_the_secret() {
+        assert_eq!(
+            sanitize("auth hunter2 failed", Some("hunter2")),
+            "auth *** failed"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! Turning SQLite failures into [`governance_core::Error`] values that name the database file.
+
+use std::path::Path;
+
+use governance_core::Error;
+use rusqlite::ErrorCode;
+
+/// The `backend` name of every error this crate returns.
+pub(crate) const BACKEND: &str = "sqlite";
+
+/// A backend error naming `path` and what was being done.
+pub(crate) fn sqlite_error(path: &Path, doing: &str, err: &rusqlite::Error) -> Error {
+    let code = err.sqlite_error_code();
+    let retryable = matches!(
+        code,
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory
+        )
+    );
+    let hint = match code {
+        Some(ErrorCode::NotADatabase) => " (the file is not a SQLite database, or it is corrupt)",
+        Some(ErrorCode::DatabaseCorrupt) => " (the database file is corrupt)",
+        Some(ErrorCode::ReadOnly) => " (the database file or its directory is read-only)",
+        Some(ErrorCode::CannotOpen) => {
+            " (the file cannot be opened or created: check that the directory exists and is writable)"
+        }
+        Some(ErrorCode::DiskFull) => " (the disk, or the configured size limit, is full)",
+        _ => "",
+    };
+    Error::backend(
+        BACKEND,
+        format!("{}: {doing}: {err}{hint}", path.display()),
+        retryable,
+    )
+}
+
+/// A backend error naming `path` that did not come from SQLite itself.
+pub(crate) fn file_error(path: &Path, message: impl std::fmt::Display, retryable: bool) -> Error {
+    Error::backend(BACKEND, format!("{}: {message}", path.display()), retryable)
+}
+
+/// The error of a write or read that could not be (de)serialized.
+pub(crate) fn json_error(path: &Path, what: &str, err: &serde_json::Error) -> Error {
+    Error::Internal(format!(
+        "{}: {what} is not valid JSON for this build: {err}",
+        path.display()
+    ))
+}

@@ -1,0 +1,209 @@
+//! The single writer thread and its group commit.
+//!
+//! Every write goes through one channel to one thread that owns the only writing connection.
+//! The thread takes whatever is queued (up to [`MAX_BATCH`] jobs), runs all of it in one
+//! `BEGIN IMMEDIATE … COMMIT` transaction — each job inside its own savepoint, so one caller's
+//! rejected batch (a ledger conflict) is rolled back alone — and answers each caller only after
+//! `COMMIT` returned, so `Ok` means durable (`synchronous=FULL`). When SQLite itself fails
+//! (disk full, I/O error), the whole transaction is rolled back and every caller of the group
+//! gets an error: none of their writes was applied.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use governance_core::{Error, Result};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::checkpoints::CheckpointRow;
+use crate::errors::{BACKEND, sqlite_error};
+use crate::exchanges::ExchangeRow;
+use crate::ledger::LedgerRow;
+use crate::registry::RecordRow;
+
+/// Most jobs committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 4096;
+/// Jobs that may wait in the queue before callers wait to enqueue (backpressure).
+const QUEUE: usize = 8192;
+
+/// One write, prepared (serialized) by the caller before it reaches the writer thread.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    /// Ledger entries of one caller (all or none).
+    Append(Vec<LedgerRow>),
+    /// A checkpoint (and, when final, the deletion of the pipeline's intermediate ones).
+    SaveCheckpoint(CheckpointRow),
+    /// A registry record.
+    Upsert(RecordRow),
+    /// A recorded LLM exchange.
+    Exchange(ExchangeRow),
+}
+
+/// Why one job failed.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    /// Refused by the rules (a conflict): only this job's savepoint is rolled back.
+    Rejected(Error),
+    /// SQLite failed: the whole group is rolled back.
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for OpError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// The handle callers use to reach the writer thread.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn spawn(
+        conn: Connection,
+        path: Arc<Path>,
+    ) -> Result<(Self, std::thread::JoinHandle<()>)> {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("governance-sqlite-writer".to_owned())
+            .spawn(move || run(conn, &path, rx))
+            .map_err(|e| {
+                Error::backend(
+                    BACKEND,
+                    format!("cannot start the writer thread: {e}"),
+                    true,
+                )
+            })?;
+        Ok((Self { jobs }, thread))
+    }
+
+    /// Queues `op` and waits until it is committed (or refused).
+    ///
+    /// Cancel safety: once queued, the write happens (or not) whether or not the caller waits.
+    pub(crate) async fn submit(&self, op: WriteOp) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { op, reply }).await.map_err(|_| {
+            Error::backend(
+                BACKEND,
+                "the writer thread has stopped; nothing was written",
+                false,
+            )
+        })?;
+        answer.await.map_err(|_| {
+            Error::backend(
+                BACKEND,
+                "the writer thread stopped before answering; the write may or may not be stored",
+                false,
+            )
+        })?
+    }
+}
+
+fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, path, &mut batch);
+    }
+    tracing::debug!(path = %path.display(), "governance-sqlite writer stopped");
+}
+
+/// Runs `batch` in one transaction and answers every job.
+fn commit_group(conn: &mut Connection, path: &Path, batch: &mut Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = sqlite_error(path, "begin a write transaction", &e);
+        fail_all(batch, &err);
+        return;
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        // Only a ledger append can be refused by the rules; the other writes either apply or
+        // fail in SQLite, which aborts the whole group anyway, so they need no savepoint.
+        let savepoint = matches!(job.op, WriteOp::Append(_));
+        let outcome = if savepoint {
+            run_cached(conn, "SAVEPOINT job")
+                .map_err(OpError::Sqlite)
+                .and_then(|()| apply(conn, &job.op))
+        } else {
+            apply(conn, &job.op)
+        };
+        match outcome {
+            Ok(()) if !savepoint => results.push(Ok(())),
+            Ok(()) => match run_cached(conn, "RELEASE job") {
+                Ok(()) => results.push(Ok(())),
+                Err(e) => return abort(conn, path, batch, &e),
+            },
+            Err(OpError::Rejected(err)) if savepoint => {
+                let undo = run_cached(conn, "ROLLBACK TO job")
+                    .and_then(|()| run_cached(conn, "RELEASE job"));
+                if let Err(e) = undo {
+                    return abort(conn, path, batch, &e);
+                }
+                results.push(Err(err));
+            }
+            Err(OpError::Rejected(err)) => results.push(Err(err)),
+            Err(OpError::Sqlite(e)) => return abort(conn, path, batch, &e),
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                // The caller may have gone away (cancelled); the write stands either way.
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => abort(conn, path, batch, &e),
+    }
+}
+
+/// Runs a parameterless statement through the statement cache.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+fn apply(conn: &Connection, op: &WriteOp) -> Result<(), OpError> {
+    match op {
+        WriteOp::Append(rows) => crate::ledger::append(conn, rows),
+        WriteOp::SaveCheckpoint(row) => crate::checkpoints::save(conn, row),
+        WriteOp::Upsert(row) => crate::registry::upsert(conn, row),
+        WriteOp::Exchange(row) => crate::exchanges::insert(conn, row),
+    }
+}
+
+/// Rolls the whole group back and tells every caller nothing was written.
+fn abort(conn: &Connection, path: &Path, batch: &mut Vec<Job>, e: &rusqlite::Error) {
+    if !conn.is_autocommit()
+        && let Err(rollback) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(path = %path.display(), error = %rollback, "rollback failed");
+    }
+    let err = sqlite_error(path, "write (the group commit was rolled back)", e);
+    tracing::warn!(path = %path.display(), error = %err, jobs = batch.len(), "group commit failed");
+    fail_all(batch, &err);
+}
+
+fn fail_all(batch: &mut Vec<Job>, err: &Error) {
+    for job in batch.drain(..) {
+        let _ = job.reply.send(Err(err.clone()));
+    }
+}
