@@ -3,6 +3,7 @@
 //! and failed agents (handoffs, partner continues alone, both failed → FAILED), and ends the
 //! pipeline on consensus + solution, timeout, stop or an unrecoverable error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tracing::Instrument;
 
 use crate::agent::{Agent, AgentOutcome};
 use crate::blackboard::{Handoff, ProposalStatus};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventKind, GammaReason};
 use crate::governance::Engine;
 use crate::ids::{AgentId, HandoffId};
@@ -30,7 +31,14 @@ type AgentExit = (AgentId, Result<AgentOutcome>);
 struct Running {
     set: JoinSet<AgentExit>,
     voters: Vec<(AgentId, bool)>,
+    /// What each agent is, so it can be restarted after a transient backend failure.
+    agents: HashMap<AgentId, (Arc<dyn Agent>, Option<GammaReason>)>,
+    restarts: HashMap<AgentId, u32>,
+    token: CancellationToken,
 }
+
+/// Restarts allowed per agent after retryable backend errors (Redis restarting, ...).
+const MAX_BACKEND_RESTARTS: u32 = 8;
 
 pub(crate) async fn orchestrate(
     engine: &Arc<Engine>,
@@ -66,6 +74,9 @@ pub(crate) async fn orchestrate(
     let mut running = Running {
         set: JoinSet::new(),
         voters: Vec::new(),
+        agents: HashMap::new(),
+        restarts: HashMap::new(),
+        token: agents_token.clone(),
     };
     for (agent, _) in &roles {
         let id = AgentId::new(agent.role())?;
@@ -97,19 +108,27 @@ pub(crate) async fn orchestrate(
         let consensus = shared.consensus.load(Ordering::Acquire);
         if consensus && !consensus_checkpointed {
             consensus_checkpointed = true;
-            live.checkpoint_now(engine).await?;
+            if let Err(e) = live.checkpoint_now(engine).await {
+                tracing::warn!(error = %e, "could not checkpoint the consensus");
+            }
         }
         if consensus && shared.solution.load(Ordering::Acquire) {
             break Outcome::Completed;
         }
         if shared.proposals_changed.swap(false, Ordering::AcqRel) {
-            unresolved = engine
-                .blackboard
-                .proposals(&shared.id)
-                .await?
-                .iter()
-                .filter(|p| p.status == ProposalStatus::Open)
-                .count();
+            match engine.blackboard.proposals(&shared.id).await {
+                Ok(props) => {
+                    unresolved = props
+                        .iter()
+                        .filter(|p| p.status == ProposalStatus::Open)
+                        .count();
+                }
+                Err(e) => {
+                    // keep the last count; look again on the next wake-up
+                    tracing::warn!(error = %e, "could not read proposals");
+                    shared.proposals_changed.store(true, Ordering::Release);
+                }
+            }
         }
         let since = shared.last_progress.lock().elapsed();
         let snap = ProgressSnapshot {
@@ -199,7 +218,10 @@ async fn spawn_agent(
     let role = agent.role().to_owned();
     let ctx = context(engine, live, id.clone(), &role, token.child_token(), gamma).await?;
     register_agent(live, id.as_str(), &role);
-    running.voters.push((id.clone(), agent.votes()));
+    if !running.voters.iter().any(|(v, _)| v == &id) {
+        running.voters.push((id.clone(), agent.votes()));
+    }
+    running.agents.insert(id.clone(), (agent.clone(), gamma));
     live.shared
         .emitter
         .emit(EventKind::AgentSpawned {
@@ -238,6 +260,36 @@ async fn agent_exited(
     result: Result<AgentOutcome>,
 ) -> Result<Option<Outcome>> {
     let shared = &live.shared;
+    if let Err(e) = &result
+        && e.kind() == ErrorKind::Backend
+        && e.is_retryable()
+    {
+        let n = running.restarts.entry(id.clone()).or_insert(0);
+        if *n < MAX_BACKEND_RESTARTS && !live.stop.is_cancelled() {
+            *n += 1;
+            let attempt = *n;
+            tracing::warn!(agent_id = %id, error = %e, attempt, "agent hit a transient backend error; restarting it");
+            let _ = shared
+                .emitter
+                .emit(EventKind::Error {
+                    pipeline_id: shared.id.clone(),
+                    agent_id: Some(id.clone()),
+                    kind: "backend".into(),
+                    message: format!("{e}; restarting the agent (attempt {attempt})"),
+                })
+                .await;
+            let delay = Duration::from_millis(250 * (1 << attempt.min(5)));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = live.stop.cancelled() => return Ok(None),
+            }
+            if let Some((agent, gamma)) = running.agents.get(id).cloned() {
+                let token = running.token.clone();
+                spawn_agent(engine, live, agent, id.clone(), gamma, &token, running).await?;
+                return Ok(None);
+            }
+        }
+    }
     let (state, reason) = match &result {
         Ok(_) => (AgentState::Done, None),
         Err(Error::Cancelled) => (AgentState::Cancelled, None),

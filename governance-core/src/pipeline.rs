@@ -495,7 +495,7 @@ pub(crate) async fn stop_resting(engine: &Arc<Engine>, live: &Arc<Live>) -> Resu
 /// and the ledger).
 pub(crate) async fn finish(engine: &Arc<Engine>, live: &Arc<Live>, outcome: Outcome) -> Result<()> {
     let id = live.shared.id.clone();
-    let snapshot = engine.blackboard.snapshot(&id).await.unwrap_or_default();
+    let snapshot = final_snapshot(engine, &id).await;
     let status = outcome.status();
     let degraded = live.shared.quorum() < 2;
     let report = live.shared.report.lock().clone();
@@ -525,4 +525,24 @@ pub(crate) async fn finish(engine: &Arc<Engine>, live: &Arc<Live>, outcome: Outc
         tracing::warn!(error = %e, "could not clear the bus log of a finished pipeline");
     }
     Ok(())
+}
+
+/// The blackboard for the final checkpoint, retrying transient backend failures for a while.
+async fn final_snapshot(engine: &Engine, id: &PipelineId) -> crate::blackboard::BlackboardSnapshot {
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..8 {
+        match engine.blackboard.snapshot(id).await {
+            Ok(s) => return s,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "blackboard unavailable for the final checkpoint; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "blackboard unreadable for the final checkpoint");
+                break;
+            }
+        }
+    }
+    crate::blackboard::BlackboardSnapshot::default()
 }

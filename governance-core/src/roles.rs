@@ -44,9 +44,17 @@ struct Work {
 
 impl Work {
     async fn new(ctx: &AgentContext) -> Result<Self> {
+        // a restarted agent continues its numbering instead of colliding with its own ids
+        let written = ctx
+            .blackboard()
+            .proposals(ctx.pipeline_id())
+            .await?
+            .iter()
+            .filter(|p| &p.author == ctx.agent_id())
+            .count();
         Ok(Self {
             inbox: ctx.inbox().await?,
-            written: 0,
+            written: u32::try_from(written).unwrap_or(u32::MAX),
             takeover: false,
             wrote_since_takeover: false,
             feedback: Vec::new(),

@@ -1,0 +1,106 @@
+//! Transient backend failures (a blackboard that is briefly unreachable) do not fail a pipeline:
+//! agents that hit a retryable backend error are restarted and continue from the blackboard.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use common::*;
+use governance_core::{
+    AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, EventKind, Governance, Handoff,
+    HandoffId, LocalLlm, LocalLlmConfig, MemoryBlackboard, PipelineId, PipelineStatus, Proposal,
+    ProposalId, Result, Solution, SpawnRequest, Vote, VoteOutcome,
+};
+
+/// Fails the first `fail_first` `proposals()` calls with a retryable backend error.
+#[derive(Debug)]
+struct Flaky {
+    inner: MemoryBlackboard,
+    fail_first: u32,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Blackboard for Flaky {
+    async fn create_proposal(&self, p: &PipelineId, proposal: Proposal) -> Result<Proposal> {
+        self.inner.create_proposal(p, proposal).await
+    }
+    async fn proposal(&self, p: &PipelineId, id: &ProposalId) -> Result<Proposal> {
+        self.inner.proposal(p, id).await
+    }
+    async fn proposals(&self, p: &PipelineId) -> Result<Vec<Proposal>> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            return Err(Error::backend("flaky", "connection refused", true));
+        }
+        self.inner.proposals(p).await
+    }
+    async fn vote(
+        &self,
+        p: &PipelineId,
+        id: &ProposalId,
+        vote: Vote,
+        quorum: u32,
+    ) -> Result<VoteOutcome> {
+        self.inner.vote(p, id, vote, quorum).await
+    }
+    async fn consensus(&self, p: &PipelineId) -> Result<Option<Consensus>> {
+        self.inner.consensus(p).await
+    }
+    async fn add_solution(&self, p: &PipelineId, s: Solution) -> Result<()> {
+        self.inner.add_solution(p, s).await
+    }
+    async fn create_handoff(&self, p: &PipelineId, h: Handoff) -> Result<()> {
+        self.inner.create_handoff(p, h).await
+    }
+    async fn claim_handoff(&self, p: &PipelineId, id: &HandoffId, c: &AgentId) -> Result<bool> {
+        self.inner.claim_handoff(p, id, c).await
+    }
+    async fn handoffs(&self, p: &PipelineId) -> Result<Vec<Handoff>> {
+        self.inner.handoffs(p).await
+    }
+    async fn put_partial(&self, p: &PipelineId, k: &str, v: serde_json::Value) -> Result<()> {
+        self.inner.put_partial(p, k, v).await
+    }
+    async fn snapshot(&self, p: &PipelineId) -> Result<BlackboardSnapshot> {
+        self.inner.snapshot(p).await
+    }
+    async fn restore(&self, p: &PipelineId, s: BlackboardSnapshot) -> Result<()> {
+        self.inner.restore(p, s).await
+    }
+    async fn clear(&self, p: &PipelineId) -> Result<()> {
+        self.inner.clear(p).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn agents_restart_after_transient_backend_errors_and_the_pipeline_completes() {
+    let bb = Arc::new(Flaky {
+        inner: MemoryBlackboard::default(),
+        fail_first: 4,
+        calls: AtomicU32::new(0),
+    });
+    let gov = Governance::builder()
+        .config(fast_config())
+        .llm("local", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
+        .blackboard(bb.clone())
+        .build()
+        .unwrap();
+    let id = gov
+        .spawn(SpawnRequest::new("Design a caching strategy"))
+        .await
+        .unwrap();
+    let rec = gov.wait(&id, false).await.unwrap();
+    let events = gov.events(&id, 0, 10_000).await.unwrap();
+    assert_gap_free(&events);
+    assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
+    let restarts = events.iter().filter(|e| matches!(&e.kind, EventKind::Error { kind, message, .. } if kind == "backend" && message.contains("restarting"))).count();
+    assert!(restarts >= 1, "at least one agent was restarted");
+    assert_eq!(count(&events, "consensus_reached"), 1);
+    assert_eq!(
+        count(&events, "proposal_created"),
+        1,
+        "a restarted ALPHA does not write its proposal twice"
+    );
+}
