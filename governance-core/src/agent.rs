@@ -227,25 +227,26 @@ impl AgentContext {
     ///
     /// # Errors
     /// The last attempt's error, [`Error::BudgetExceeded`] or [`Error::Cancelled`].
-    pub async fn llm(&self, purpose: Purpose, messages: Vec<ChatMessage>) -> Result<LlmResponse> {
+    pub async fn llm(&self, purpose: Purpose, messages: &[ChatMessage]) -> Result<LlmResponse> {
         let c = &self.inner;
         let max_tokens = c.config.budgets.max_completion_tokens;
         let mut sent = 0u32;
+        let mut request = LlmRequest {
+            model: Some(c.model.clone()),
+            messages: messages.to_vec(),
+            max_tokens,
+            temperature: 0.2,
+            json: true,
+            meta: RequestMeta {
+                pipeline_id: c.shared.id.clone(),
+                agent_id: c.agent_id.clone(),
+                purpose,
+                attempt: 0,
+            },
+        };
         loop {
             self.check_cancel()?;
-            let request = LlmRequest {
-                model: Some(c.model.clone()),
-                messages: messages.clone(),
-                max_tokens,
-                temperature: 0.2,
-                json: true,
-                meta: RequestMeta {
-                    pipeline_id: c.shared.id.clone(),
-                    agent_id: c.agent_id.clone(),
-                    purpose,
-                    attempt: c.attempt.load(Ordering::Relaxed),
-                },
-            };
+            request.meta.attempt = c.attempt.load(Ordering::Relaxed);
             let reservation = c
                 .budget
                 .reserve(u64::from(request.estimated_prompt_tokens()) + u64::from(max_tokens))?;
@@ -367,7 +368,7 @@ impl AgentContext {
         check: impl Fn(&T) -> Result<()> + Send + Sync,
     ) -> Result<T> {
         loop {
-            let outcome = match self.llm(purpose, messages.clone()).await {
+            let outcome = match self.llm(purpose, &messages).await {
                 Ok(resp) => T::parse_response(&resp).and_then(|t| check(&t).map(|()| t)),
                 Err(e) => Err(e),
             };

@@ -28,6 +28,7 @@ mod orchestration;
 pub mod parse;
 mod pipeline;
 pub mod prompt;
+pub mod recording;
 pub mod results;
 mod resume;
 pub mod roles;
@@ -58,6 +59,10 @@ pub use llm::{
 pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
+pub use recording::{
+    ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
+    ReplayKey, ReplayLlm, ReplayStats,
+};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;
 pub use store::{

@@ -203,7 +203,7 @@ pub(crate) async fn orchestrate(
         AgentState::Cancelled
     };
     drain(live, &mut running, leftover).await;
-    finish(engine, live, outcome).await
+    Box::pin(finish(engine, live, outcome)).await
 }
 
 async fn spawn_agent(

@@ -14,7 +14,7 @@ use crate::message_bus::{Message, MessageBus};
 
 /// Default capacity of a pipeline's live fan-out channel (messages a subscriber may fall behind
 /// before it starts skipping).
-pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 64;
+pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 4;
 
 /// One pipeline's log and, while someone listens, its fan-out channel.
 #[derive(Debug, Default)]
