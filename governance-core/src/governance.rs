@@ -383,6 +383,13 @@ impl Governance {
     /// [`Error::InvalidInput`] for an empty or too long objective or an unknown mode;
     /// backend errors from the registry/ledger.
     pub async fn spawn(&self, req: SpawnRequest) -> Result<PipelineId> {
+        if self.engine.shutdown.is_cancelled() {
+            return Err(Error::backend(
+                "engine",
+                "shutting down: not accepting new pipelines",
+                true,
+            ));
+        }
         let objective = req.objective.trim();
         if objective.is_empty() {
             return Err(Error::InvalidInput("objective must not be empty".into()));
@@ -521,19 +528,21 @@ impl Governance {
         self.engine.live.lock().len()
     }
 
-    /// Graceful shutdown: stops starting new work, stops every running pipeline (they end
-    /// STOPPED with a final checkpoint) and waits at most `grace` for them.
+    /// Graceful shutdown: cancels every running pipeline's agents, writes a checkpoint of each
+    /// in its current (non-terminal) status, and waits at most `grace` for that. The pipelines
+    /// are *suspended*, not stopped: an engine started later on the same stores picks them up
+    /// with [`resume_incomplete`](Self::resume_incomplete). Use [`stop`](Self::stop) to end a
+    /// pipeline for good.
     pub async fn shutdown(&self, grace: Duration) {
         self.engine.shutdown.cancel();
-        let lives: Vec<Arc<Live>> = self.engine.live.lock().values().cloned().collect();
-        for l in &lives {
-            l.stop.cancel();
-            if !l.is_driven() {
-                let _ = crate::pipeline::stop_resting(&self.engine, l).await;
-            }
-        }
         self.engine.tasks.close();
         let _ = tokio::time::timeout(grace, self.engine.tasks.wait()).await;
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun (new spawns are refused).
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.engine.shutdown.is_cancelled()
     }
 
     /// Resumes every pipeline the registry shows as not terminal and that is not running in

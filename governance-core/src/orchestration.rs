@@ -45,6 +45,9 @@ pub(crate) async fn orchestrate(
     live: &Arc<Live>,
     resumed: bool,
 ) -> Result<()> {
+    if engine.shutdown.is_cancelled() {
+        return Ok(()); // suspended before it started: resume picks it up
+    }
     if live.stop.is_cancelled() {
         return finish(engine, live, Outcome::Stopped).await;
     }
@@ -180,7 +183,7 @@ pub(crate) async fn orchestrate(
         let wait = engine.controller.next_check_in(since);
         tokio::select! {
             biased;
-            () = live.stop.cancelled() => break Outcome::Stopped,
+            () = live.stop.cancelled() => break if engine.shutdown.is_cancelled() { Outcome::Suspended } else { Outcome::Stopped },
             () = tokio::time::sleep_until(deadline) => break Outcome::Timeout(format!("orchestration timed out after {timeout_secs}s")),
             Some(joined) = running.set.join_next() => {
                 let (agent_id, result) = match joined {
@@ -203,6 +206,9 @@ pub(crate) async fn orchestrate(
         AgentState::Cancelled
     };
     drain(live, &mut running, leftover).await;
+    if outcome == Outcome::Suspended {
+        return live.checkpoint_now(engine).await;
+    }
     Box::pin(finish(engine, live, outcome)).await
 }
 

@@ -46,6 +46,8 @@ pub(crate) enum Outcome {
     Stopped,
     OrchestrationError(String),
     OrchestrationFailed(String),
+    /// The engine is shutting down: checkpoint, keep the status, resume later.
+    Suspended,
 }
 
 impl Outcome {
@@ -56,13 +58,14 @@ impl Outcome {
             Self::Timeout(_) => PipelineStatus::Timeout,
             Self::Stopped => PipelineStatus::Stopped,
             Self::OrchestrationError(_) => PipelineStatus::OrchestrationError,
-            Self::OrchestrationFailed(_) => PipelineStatus::OrchestrationFailed,
+            Self::OrchestrationFailed(_) | Self::Suspended => PipelineStatus::OrchestrationFailed,
         }
     }
 
     pub fn reason(&self) -> Option<String> {
         match self {
             Self::Completed => None,
+            Self::Suspended => Some("suspended by shutdown".to_owned()),
             Self::Stopped => Some("emergency stop".to_owned()),
             Self::Failed(r)
             | Self::Timeout(r)
@@ -385,6 +388,9 @@ pub(crate) fn register_agent(live: &Live, agent_id: &str, role: &str) {
 /// RUNNING: the report. Returns `true` when the pipeline reached REPORT.
 async fn run_report_stage(engine: &Arc<Engine>, live: &Arc<Live>) -> Result<bool> {
     let status = *live.status_rx().borrow();
+    if engine.shutdown.is_cancelled() {
+        return Ok(false);
+    }
     if live.stop.is_cancelled() {
         finish(engine, live, Outcome::Stopped).await?;
         return Ok(false);
@@ -437,6 +443,9 @@ async fn run_report_stage(engine: &Arc<Engine>, live: &Arc<Live>) -> Result<bool
             live.with_record(|r| r.report = Some(report)).await;
             (AgentState::Done, None)
         }
+        Err(Error::Cancelled) if engine.shutdown.is_cancelled() => {
+            (AgentState::Cancelled, Some(Outcome::Suspended))
+        }
         Err(Error::Cancelled) => (AgentState::Cancelled, Some(Outcome::Stopped)),
         Err(Error::Timeout(m)) => (AgentState::Cancelled, Some(Outcome::Timeout(m))),
         Err(Error::Unauthorized(m)) => (
@@ -459,7 +468,11 @@ async fn run_report_stage(engine: &Arc<Engine>, live: &Arc<Live>) -> Result<bool
         a.reason = outcome.as_ref().and_then(Outcome::reason);
     });
     if let Some(o) = outcome {
-        finish(engine, live, o).await?;
+        if o == Outcome::Suspended {
+            live.checkpoint_now(engine).await?;
+        } else {
+            finish(engine, live, o).await?;
+        }
         return Ok(false);
     }
     live.set_status(engine, PipelineStatus::Report, None)
