@@ -1,28 +1,25 @@
-//! SQLite store throughput.
+//! SQLite numbers of issue 4, measured in one run and printed as a table.
 //!
-//! - `sqlite_ledger/store`: ledger appends per second through `SqliteStore` with 1,000
-//!   pipelines appending concurrently (one event per `append`, awaited, as the orchestrator
-//!   does), versus `sqlite_ledger/raw`: raw rusqlite inserts of the same rows (same table, same
-//!   pragmas: WAL, `synchronous=FULL`) batched 1,000 rows per transaction, in the same run.
-//!   The raw side computes no hash (its hash columns hold constant bytes): it is the limit.
-//! - `sqlite_pipeline/store`: store-level pipelines per second with 1,000 in flight — each
-//!   pipeline writes what a run writes (5 status changes with registry upserts and checkpoints,
-//!   the last one final, ~28 ledger events) — plus, printed once, the bytes of SQLite per
-//!   completed pipeline.
+//! 1. **Ledger appends/s** through `SqliteStore` with 1,000 pipelines appending concurrently
+//!    (one event per `append`, awaited, as the orchestrator does) versus raw rusqlite inserts of
+//!    the same rows into the same table with the same pragmas (WAL, `synchronous=FULL`),
+//!    1,000 rows per transaction, no hashing (the limit). Rounds alternate store/raw.
+//! 2. **Durable pipelines/s end to end**: the real engine (`Governance` + `SqliteStore` +
+//!    zero-latency `LocalLlm`), 1,000 pipelines spawned at once and waited to COMPLETED.
+//! 3. **Bytes of SQLite per completed pipeline**: the file after the first engine round
+//!    (WAL checkpointed and truncated) divided by the pipelines, with the per-table split.
 //!
-//! `cargo bench -p governance-benches --bench sqlite`
+//! `CARGO_TARGET_DIR=target-sqlite cargo bench -p governance-benches --bench sqlite`
+//! (`-- --quick` for one round of each).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use criterion::{Criterion, Throughput};
 use governance_core::{
-    AgentId, AgentRecord, AgentState, BlackboardSnapshot, Checkpoint, CheckpointStore, Consensus,
-    Event, EventKind, LedgerStore, PipelineId, PipelineRecord, PipelineRegistry, PipelineStatus,
-    Proposal, ProposalId, Report, Solution, UsageTotals, Vote,
+    AgentId, Config, Event, EventKind, Governance, LedgerStore, PipelineId, PipelineStatus,
+    SpawnRequest,
 };
 use governance_sqlite::SqliteStore;
 
@@ -46,12 +43,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn pid(round: u64, i: usize) -> PipelineId {
+fn pid(round: usize, i: usize) -> PipelineId {
     PipelineId::new(format!("r{round}-p{i:04}")).expect("id")
-}
-
-fn agent(name: &str) -> AgentId {
-    AgentId::new(name).expect("agent")
 }
 
 fn message(p: &PipelineId, seq: u64) -> Event {
@@ -60,14 +53,16 @@ fn message(p: &PipelineId, seq: u64) -> Event {
         ts: Utc::now(),
         kind: EventKind::AgentMessage {
             pipeline_id: p.clone(),
-            from: agent("ALPHA"),
+            from: AgentId::new("ALPHA").expect("agent"),
             to: "*".into(),
             content: CONTENT.into(),
         },
     }
 }
 
-async fn store_round(store: &Arc<SqliteStore>, round: u64) {
+/// One store round: 1,000 concurrent pipelines × 10 single-event appends. Returns appends/s.
+async fn store_round(store: &Arc<SqliteStore>, round: usize) -> f64 {
+    let start = Instant::now();
     let tasks: Vec<_> = (0..PIPELINES)
         .map(|i| {
             let store = Arc::clone(store);
@@ -82,6 +77,7 @@ async fn store_round(store: &Arc<SqliteStore>, round: u64) {
     for t in tasks {
         t.await.expect("task");
     }
+    per_second(PIPELINES as u64 * EVENTS, start.elapsed())
 }
 
 fn raw_open(path: &Path) -> rusqlite::Connection {
@@ -95,25 +91,14 @@ fn raw_open(path: &Path) -> rusqlite::Connection {
     conn
 }
 
-/// The rows of one round, in the order the raw side inserts them (seq-major, like the groups).
-fn raw_rows(round: u64) -> Vec<(String, i64, String, i64)> {
-    let mut rows = Vec::with_capacity(PIPELINES * EVENTS as usize);
-    for seq in 1..=EVENTS {
-        for i in 0..PIPELINES {
-            let p = pid(round, i);
-            let data = serde_json::json!({"pipeline_id": p.as_str(), "from": "ALPHA", "to": "*",
-                "content": CONTENT})
-            .to_string();
-            let ts = Utc::now().timestamp_nanos_opt().expect("ts");
-            rows.push((p.to_string(), i64::try_from(seq).expect("seq"), data, ts));
-        }
-    }
-    rows
-}
-
-fn raw_round(conn: &mut rusqlite::Connection, rows: &[(String, i64, String, i64)]) {
+/// One raw round: the same rows as the store stores them (data without the pipeline id,
+/// which is a column), 1,000 per transaction. Returns rows/s.
+fn raw_round(conn: &mut rusqlite::Connection, round: usize) -> f64 {
+    let data = serde_json::json!({"from": "ALPHA", "to": "*", "content": CONTENT}).to_string();
+    let ids: Vec<String> = (0..PIPELINES).map(|i| pid(round, i).to_string()).collect();
     let hash = [7_u8; 32];
-    for chunk in rows.chunks(PIPELINES) {
+    let start = Instant::now();
+    for seq in 1..=EVENTS {
         let tx = conn.transaction().expect("begin");
         {
             let mut insert = tx
@@ -122,238 +107,63 @@ fn raw_round(conn: &mut rusqlite::Connection, rows: &[(String, i64, String, i64)
                      VALUES (?1, ?2, 'agent_message', 'ALPHA', ?3, ?4, ?5, ?6)",
                 )
                 .expect("prepare");
-            for (p, seq, data, ts) in chunk {
+            for p in &ids {
+                let ts = Utc::now().timestamp_nanos_opt().expect("ts");
                 insert
-                    .execute(rusqlite::params![p, seq, ts, data, &hash[..], &hash[..]])
+                    .execute(rusqlite::params![
+                        p,
+                        i64::try_from(seq).expect("seq"),
+                        ts,
+                        data,
+                        &hash[..],
+                        &hash[..]
+                    ])
                     .expect("insert");
             }
         }
         tx.commit().expect("commit");
     }
+    per_second(PIPELINES as u64 * EVENTS, start.elapsed())
 }
 
-fn ledger(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let store = Arc::new(
-        rt.block_on(SqliteStore::open(dir.path().join("store.db")))
-            .expect("open"),
-    );
-    let mut raw = raw_open(&dir.path().join("raw.db"));
-    let round = AtomicU64::new(0);
-    let mut group = c.benchmark_group("sqlite_ledger");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(PIPELINES as u64 * EVENTS));
-    group.bench_function("store", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let r = round.fetch_add(1, Ordering::Relaxed);
-                let start = Instant::now();
-                rt.block_on(store_round(&store, r));
-                total += start.elapsed();
-            }
-            total
-        });
-    });
-    group.bench_function("raw", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let rows = raw_rows(round.fetch_add(1, Ordering::Relaxed));
-                let start = Instant::now();
-                raw_round(&mut raw, &rows);
-                total += start.elapsed();
-            }
-            total
-        });
-    });
-    group.finish();
-}
-
-fn record(p: &PipelineId, status: PipelineStatus, final_: bool) -> PipelineRecord {
-    let now = Utc::now();
-    PipelineRecord {
-        id: p.clone(),
-        objective: "Design a rate limiter for a multi-tenant API".into(),
-        status,
-        history: vec![(PipelineStatus::Spawned, now), (status, now)],
-        auto_continue: true,
-        mode: "local".into(),
-        model: "local/scripted".into(),
-        timeout_secs: 120,
-        created_at: now,
-        updated_at: now,
-        orchestration_started_at: Some(now),
-        report: Some(Report {
-            summary: CONTENT.into(),
-            findings: vec![CONTENT.into(), "tenants differ by 100x in traffic".into()],
-            complexity: 0.6,
-            partial: false,
-        }),
-        agents: ["ALPHA", "BETA"]
-            .into_iter()
-            .map(|a| AgentRecord {
-                agent_id: a.into(),
-                role: a.to_lowercase(),
-                state: AgentState::Done,
-                tokens_used: 2400,
-                errors: 0,
-                reason: None,
-            })
-            .collect(),
-        gamma: None,
-        usage: UsageTotals {
-            calls: 6,
-            prompt_tokens: 3000,
-            completion_tokens: 1800,
-            cost_usd: 0.0,
-        },
-        results: final_.then(|| serde_json::json!({"solution": CONTENT, "proposal": "p1"})),
-        failure: None,
-        last_seq: 0,
-    }
-}
-
-fn blackboard() -> BlackboardSnapshot {
-    let mut bb = BlackboardSnapshot::default();
-    for id in ["p1", "p2"] {
-        let mut prop = Proposal::new(
-            ProposalId::new(id).expect("id"),
-            agent("ALPHA"),
-            id,
-            CONTENT,
-        );
-        prop.votes.push(Vote {
-            voter: agent("BETA"),
-            approve: id == "p1",
-            score: 0.8,
-            rationale: "fits the constraints".into(),
-        });
-        bb.proposals.push(prop);
-    }
-    bb.consensus = Some(Consensus {
-        proposal_id: ProposalId::new("p1").expect("id"),
-        votes: 2,
-        voters: vec![agent("ALPHA"), agent("BETA")],
-        decided_at: Utc::now(),
-    });
-    bb.solutions.push(Solution {
-        agent: agent("BETA"),
-        proposal_id: Some(ProposalId::new("p1").expect("id")),
-        content: CONTENT.repeat(3),
-        created_at: Utc::now(),
-    });
-    bb
-}
-
-/// Writes one pipeline as a run does; returns the events written.
-async fn one_pipeline(store: &SqliteStore, p: &PipelineId) -> u64 {
-    use PipelineStatus as S;
-    let mut seq = 0_u64;
-    let mut next = |kind: EventKind| {
-        seq += 1;
-        Event {
-            seq,
-            ts: Utc::now(),
-            kind,
-        }
-    };
-    let statuses = [
-        S::Spawned,
-        S::Running,
-        S::Report,
-        S::Orchestrating,
-        S::Completed,
-    ];
-    for (i, status) in statuses.into_iter().enumerate() {
-        let final_ = status == S::Completed;
-        let mut batch = vec![next(EventKind::StatusChanged {
-            pipeline_id: p.clone(),
-            status,
-            previous: i.checked_sub(1).map(|j| statuses[j]),
-            reason: None,
-        })];
-        if status == S::Orchestrating {
-            for _ in 0..18 {
-                batch.push(next(EventKind::LlmCall {
-                    pipeline_id: p.clone(),
-                    agent_id: agent("ALPHA"),
-                    model: "local/scripted".into(),
-                    prompt_tokens: 500,
-                    completion_tokens: 300,
-                    cost_usd: None,
-                    latency_ms: 40,
-                    error: None,
-                }));
-                store.append(&batch).await.expect("append");
-                batch.clear();
-            }
-        }
-        batch.push(next(EventKind::CheckpointCreated {
-            pipeline_id: p.clone(),
-            status,
-            is_final: final_,
-        }));
-        store.append(&batch).await.expect("append");
-        let mut rec = record(p, status, final_);
-        rec.last_seq = batch.last().map_or(0, |e| e.seq);
-        store
-            .save(&Checkpoint {
-                record: rec.clone(),
-                blackboard: if i >= 3 {
-                    blackboard()
-                } else {
-                    BlackboardSnapshot::default()
-                },
-                seq: rec.last_seq,
-                is_final: final_,
-                created_at: Utc::now(),
-            })
+/// One engine round: 1,000 pipelines in flight to COMPLETED. Returns pipelines/s.
+async fn engine_round(gov: &Governance, round: usize) -> f64 {
+    let start = Instant::now();
+    let ids = futures::future::join_all((0..PIPELINES).map(|i| {
+        let gov = gov.clone();
+        async move {
+            gov.spawn(SpawnRequest::new(format!(
+                "Design a rate limiter for a multi-tenant API ({round}/{i})"
+            )))
             .await
-            .expect("checkpoint");
-        store.upsert(&rec).await.expect("upsert");
+            .expect("spawn")
+        }
+    }))
+    .await;
+    for id in ids {
+        let rec = gov.wait(&id, false).await.expect("wait");
+        assert_eq!(rec.status, PipelineStatus::Completed, "{id}");
     }
-    seq
+    per_second(PIPELINES as u64, start.elapsed())
 }
 
-async fn pipelines_round(store: &Arc<SqliteStore>, round: u64) {
-    let tasks: Vec<_> = (0..PIPELINES)
-        .map(|i| {
-            let store = Arc::clone(store);
-            tokio::spawn(async move { one_pipeline(&store, &pid(round, i)).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
+#[allow(clippy::cast_precision_loss)]
+fn per_second(n: u64, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
 }
 
-fn pipelines(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let path = dir.path().join("pipelines.db");
-    let store = Arc::new(rt.block_on(SqliteStore::open(&path)).expect("open"));
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
 
-    // Bytes per completed pipeline, on a fresh file.
-    rt.block_on(pipelines_round(&store, u64::MAX));
-    let raw = rusqlite::Connection::open(&path).expect("raw");
-    raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+/// Bytes of the checkpointed file per pipeline, and the per-table split.
+fn bytes_per_pipeline(path: &Path, pipelines: u64) -> (u64, Vec<(String, u64)>) {
+    let raw = rusqlite::Connection::open(path).expect("raw");
+    raw.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .expect("checkpoint");
-    let pages = |pragma: &str| -> u64 {
-        raw.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0))
-            .expect("pragma")
-    };
-    let used = (pages("page_count") - pages("freelist_count")) * pages("page_size");
-    let file = std::fs::metadata(&path).expect("size").len();
-    println!(
-        "sqlite bytes per completed pipeline: {} (file {} B / {PIPELINES}), {} in used pages",
-        file / PIPELINES as u64,
-        file,
-        used / PIPELINES as u64
-    );
+    let file = std::fs::metadata(path).expect("size").len();
+    let mut split = Vec::new();
     if let Ok(mut stmt) =
         raw.prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
     {
@@ -362,34 +172,68 @@ fn pipelines(c: &mut Criterion) {
             .expect("dbstat");
         for row in rows {
             let (name, bytes) = row.expect("dbstat row");
-            println!("  {name}: {} B per pipeline", bytes / PIPELINES as i64);
+            split.push((name, u64::try_from(bytes).unwrap_or(0) / pipelines));
         }
     }
-    drop(raw);
-
-    let round = AtomicU64::new(0);
-    let mut group = c.benchmark_group("sqlite_pipeline");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(30));
-    group.throughput(Throughput::Elements(PIPELINES as u64));
-    group.bench_function("store", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let r = round.fetch_add(1, Ordering::Relaxed);
-                let start = Instant::now();
-                rt.block_on(pipelines_round(&store, r));
-                total += start.elapsed();
-            }
-            total
-        });
-    });
-    group.finish();
+    (file / pipelines, split)
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
-    ledger(&mut c);
-    pipelines(&mut c);
-    c.final_summary();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick { 1 } else { 3 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+
+    // 1. ledger appends vs raw inserts
+    let store = Arc::new(
+        rt.block_on(SqliteStore::open(dir.path().join("ledger.db")))
+            .expect("open"),
+    );
+    let mut raw = raw_open(&dir.path().join("raw.db"));
+    rt.block_on(store_round(&store, 0));
+    raw_round(&mut raw, 0);
+    let (mut store_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        store_rates.push(rt.block_on(store_round(&store, round)));
+        raw_rates.push(raw_round(&mut raw, round));
+    }
+    drop(raw);
+    let (s, r) = (median(store_rates), median(raw_rates));
+
+    // 2. + 3. the real engine on a fresh file
+    let path = dir.path().join("engine.db");
+    let engine_store = Arc::new(rt.block_on(SqliteStore::open(&path)).expect("open"));
+    let gov = Governance::builder()
+        .config(Config::default())
+        .stores(Arc::clone(&engine_store))
+        .build()
+        .expect("engine");
+    let first = rt.block_on(engine_round(&gov, 0));
+    let (bytes, split) = bytes_per_pipeline(&path, PIPELINES as u64);
+    let mut engine_rates = vec![first];
+    for round in 1..rounds {
+        engine_rates.push(rt.block_on(engine_round(&gov, round)));
+    }
+    let e = median(engine_rates.clone());
+    let report = governance_sqlite::verify(&path).expect("verify");
+    assert!(report.is_intact(), "{report}");
+    let events = report.entries / report.pipelines.max(1);
+
+    println!();
+    println!("governance-sqlite, {PIPELINES} concurrent pipelines, synchronous=FULL, WAL");
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| ledger appends/s, SqliteStore (1 event per append) | {s:.0} |");
+    println!("| rows/s, raw rusqlite (1,000 rows per transaction) | {r:.0} |");
+    println!("| ratio store / raw | {:.2} |", s / r);
+    println!(
+        "| durable pipelines/s end to end (engine, median of {}) | {e:.0} |",
+        engine_rates.len()
+    );
+    println!("| ledger events per pipeline | {events} |");
+    println!("| bytes of SQLite per completed pipeline | {bytes} |");
+    for (name, b) in split {
+        println!("|   {name} | {b} B/pipeline |");
+    }
+    println!("(engine rounds: {engine_rates:.0?}; ledger verified intact)");
 }

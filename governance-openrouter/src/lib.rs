@@ -11,6 +11,17 @@
 //!   [`ChainSecretSource`]; [`resolve_openrouter_key`] finds the key.
 //! - [`LlmMode`] and [`select_mode`]: `local` or `openrouter`, never a silent fallback.
 //!
+//! ## Mode selection at the server
+//! A server picks its default mode once, at start: `GOVERNANCE_LLM_MODE` (`local` or
+//! `openrouter`, case-insensitive; anything else is a configuration error naming the variable)
+//! wins when set. When it is unset, the server looks for a key ([`resolve_openrouter_key`]:
+//! `OPENROUTER_API_KEY`, then Vault at `secret/data/api-keys/openrouter` when `VAULT_ADDR` and
+//! `VAULT_TOKEN` are set) and runs `openrouter` when one is found, else `local`, saying which and
+//! why in one log line. Asking for `openrouter` explicitly without a key is a start-up error
+//! ([`governance_core::Error::Config`]), never a silent fallback to the local LLM. The chosen mode
+//! is only the default: a pipeline can still name its own (`mode` on spawn or continue) among
+//! the modes the server registered.
+//!
 //! ```no_run
 //! # async fn run() -> governance_core::Result<()> {
 //! use std::sync::Arc;

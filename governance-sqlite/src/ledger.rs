@@ -6,7 +6,8 @@
 //! field(agent_id or "") ‖ ts as i64 nanoseconds big-endian ‖ field(data))`, where
 //! `field(x)` is `x`'s UTF-8 length as u32 big-endian followed by its bytes, `prev_hash` is the
 //! previous entry's hash (32 zero bytes for `seq` 1) and `data` is the event's `data` object as
-//! stored (compact JSON). Every column of the row is covered, so any edit breaks the chain.
+//! stored: compact JSON without its `pipeline_id` member (that is a column; it is put back on
+//! read). Every column of the row is covered, so any edit breaks the chain.
 
 use std::collections::HashMap;
 
@@ -48,21 +49,23 @@ impl LedgerRow {
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix('}'))
             .ok_or_else(|| Error::Internal(format!("unexpected event JSON shape: {tagged}")))?;
+        let pipeline_id = event.pipeline_id().to_string();
         Ok(Self {
-            pipeline_id: event.pipeline_id().to_string(),
+            data: strip_pipeline_id(data, &pipeline_id),
+            pipeline_id,
             seq,
             kind: kind.to_owned(),
             agent_id: event.kind.agent_id().map(ToString::to_string),
             ts,
-            data: data.to_owned(),
         })
     }
 
     /// The event this row stores.
     pub(crate) fn to_event(&self) -> Result<Event, String> {
         let kind_json = serde_json::to_string(&self.kind).map_err(|e| e.to_string())?;
+        let data = with_pipeline_id(&self.data, &self.pipeline_id);
         let kind: EventKind =
-            serde_json::from_str(&format!("{{\"type\":{kind_json},\"data\":{}}}", self.data))
+            serde_json::from_str(&format!("{{\"type\":{kind_json},\"data\":{data}}}"))
                 .map_err(|e| format!("entry {} of {}: {e}", self.seq, self.pipeline_id))?;
         Ok(Event {
             seq: u64::try_from(self.seq).map_err(|e| e.to_string())?,
@@ -90,55 +93,120 @@ impl LedgerRow {
     }
 }
 
-/// Appends one caller's batch inside the current savepoint, applying the contract's rules:
-/// `seq = last + 1`; an identical existing entry is a no-op; a different one, or a gap, is a
-/// conflict (the caller rolls the savepoint back, so nothing of the batch is stored).
-pub(crate) fn append(conn: &Connection, rows: &[LedgerRow]) -> Result<(), OpError> {
-    let mut tails: HashMap<&str, (i64, Vec<u8>)> = HashMap::new();
-    let mut tail_stmt = conn.prepare_cached(
-        "SELECT seq, hash FROM ledger WHERE pipeline_id = ?1 ORDER BY seq DESC LIMIT 1",
-    )?;
-    let mut existing_stmt = conn.prepare_cached(
-        "SELECT type, agent_id, ts, data FROM ledger WHERE pipeline_id = ?1 AND seq = ?2",
-    )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO ledger (pipeline_id, seq, type, agent_id, ts, data, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
+/// Most pipelines whose tail [`Tails`] keeps; past it the cache starts over.
+const MAX_TAILS: usize = 100_000;
+
+/// The last `(seq, hash)` of recently appended pipelines, kept by the writer so an append
+/// needs no read of the ledger. Valid only while no other connection writes: [`Tails::sync`]
+/// compares `PRAGMA data_version` at the start of every write transaction and drops the cache
+/// when another process committed in between; the writer also drops it when a group commit
+/// is rolled back.
+#[derive(Debug, Default)]
+pub(crate) struct Tails {
+    map: HashMap<String, (i64, [u8; 32])>,
+    data_version: Option<i64>,
+}
+
+impl Tails {
+    /// Call inside the write transaction, before the first append of the group.
+    pub(crate) fn sync(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if self.data_version != Some(version) || self.map.len() > MAX_TAILS {
+            self.map.clear();
+            self.data_version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Forgets everything (after a rollback).
+    pub(crate) fn clear(&mut self) {
+        self.map.clear();
+        self.data_version = None;
+    }
+
+    fn get(&self, conn: &Connection, pipeline: &str) -> rusqlite::Result<(i64, [u8; 32])> {
+        if let Some(tail) = self.map.get(pipeline) {
+            return Ok(*tail);
+        }
+        let stored = conn
+            .prepare_cached(
+                "SELECT seq, hash FROM ledger WHERE pipeline_id = ?1 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([pipeline], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?;
+        Ok(stored.map_or((0, GENESIS), |(seq, hash)| {
+            let mut h = [0; 32];
+            if hash.len() == 32 {
+                h.copy_from_slice(&hash);
+            }
+            (seq, h)
+        }))
+    }
+}
+
+/// `data` without its leading `"pipeline_id"` member (it is a column); unchanged when it
+/// does not start with it. Ids are `[A-Za-z0-9_-]`, so they need no JSON escaping.
+fn strip_pipeline_id(data: &str, pipeline_id: &str) -> String {
+    let member = format!("{{\"pipeline_id\":\"{pipeline_id}\"");
+    match data.strip_prefix(member.as_str()) {
+        Some(rest) => match rest.strip_prefix(',') {
+            Some(more) => format!("{{{more}"),
+            None => format!("{{{rest}"),
+        },
+        None => data.to_owned(),
+    }
+}
+
+/// `data` with the `"pipeline_id"` member put back first (rows written before the pipeline id
+/// was stripped already have it).
+fn with_pipeline_id<'a>(data: &'a str, pipeline_id: &str) -> std::borrow::Cow<'a, str> {
+    if data.starts_with("{\"pipeline_id\":") {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let member = format!("{{\"pipeline_id\":\"{pipeline_id}\"");
+    match data.strip_prefix('{') {
+        Some("}") => std::borrow::Cow::Owned(format!("{member}}}")),
+        Some(rest) => std::borrow::Cow::Owned(format!("{member},{rest}")),
+        None => std::borrow::Cow::Borrowed(data),
+    }
+}
+
+/// Appends one caller's batch, applying the contract's rules: `seq = last + 1`; an identical
+/// existing entry is a no-op; a different one, or a gap, is a conflict. The whole batch is
+/// validated before the first insert, so a rejected batch writes nothing (no savepoint needed);
+/// an insert can then only fail in SQLite, which rolls the whole group back.
+pub(crate) fn append(
+    conn: &Connection,
+    tails: &mut Tails,
+    rows: &[LedgerRow],
+) -> Result<(), OpError> {
+    let mut pending: HashMap<&str, (i64, [u8; 32])> = HashMap::new();
+    let mut inserts: Vec<(&LedgerRow, [u8; 32], [u8; 32])> = Vec::with_capacity(rows.len());
     for row in rows {
         let pid = row.pipeline_id.as_str();
-        if !tails.contains_key(pid) {
-            let tail = tail_stmt
-                .query_row([pid], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .optional()?
-                .unwrap_or((0, GENESIS.to_vec()));
-            tails.insert(pid, tail);
-        }
-        let (last, prev) = tails
-            .get_mut(pid)
-            .ok_or_else(|| OpError::Rejected(Error::Internal("ledger tail missing".to_owned())))?;
+        let (last, prev) = match pending.get(pid) {
+            Some(tail) => *tail,
+            None => tails.get(conn, pid)?,
+        };
         if row.seq < 1 {
             return Err(conflict(
                 pid,
                 &format!("seq {} is invalid (seq starts at 1)", row.seq),
             ));
         }
-        if row.seq <= *last {
-            let stored = existing_stmt
-                .query_row(params![pid, row.seq], |r| {
-                    Ok(LedgerRow {
-                        pipeline_id: row.pipeline_id.clone(),
-                        seq: row.seq,
-                        kind: r.get(0)?,
-                        agent_id: r.get(1)?,
-                        ts: r.get(2)?,
-                        data: r.get(3)?,
-                    })
-                })
-                .optional()?;
-            if stored.as_ref() != Some(row) {
+        if row.seq <= last {
+            let same = match inserts
+                .iter()
+                .find(|(r, ..)| r.pipeline_id == pid && r.seq == row.seq)
+            {
+                Some((r, ..)) => *r == row,
+                None => stored(conn, row)?.as_ref() == Some(row),
+            };
+            if !same {
                 return Err(conflict(
                     pid,
                     &format!("seq {} is already stored with a different event", row.seq),
@@ -146,15 +214,23 @@ pub(crate) fn append(conn: &Connection, rows: &[LedgerRow]) -> Result<(), OpErro
             }
             continue;
         }
-        if row.seq != *last + 1 {
+        if row.seq != last + 1 {
             return Err(conflict(
                 pid,
                 &format!("seq {} would leave a gap after seq {last}", row.seq),
             ));
         }
-        let hash = row.hash(prev);
+        let hash = row.hash(&prev);
+        inserts.push((row, prev, hash));
+        pending.insert(pid, (row.seq, hash));
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO ledger (pipeline_id, seq, type, agent_id, ts, data, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (row, prev, hash) in &inserts {
         insert.execute(params![
-            pid,
+            row.pipeline_id,
             row.seq,
             row.kind,
             row.agent_id,
@@ -163,10 +239,29 @@ pub(crate) fn append(conn: &Connection, rows: &[LedgerRow]) -> Result<(), OpErro
             &prev[..],
             &hash[..]
         ])?;
-        *last = row.seq;
-        *prev = hash.to_vec();
+    }
+    for (pid, tail) in pending {
+        tails.map.insert(pid.to_owned(), tail);
     }
     Ok(())
+}
+
+/// The stored entry with `row`'s pipeline and seq.
+fn stored(conn: &Connection, row: &LedgerRow) -> rusqlite::Result<Option<LedgerRow>> {
+    conn.prepare_cached(
+        "SELECT type, agent_id, ts, data FROM ledger WHERE pipeline_id = ?1 AND seq = ?2",
+    )?
+    .query_row(params![row.pipeline_id, row.seq], |r| {
+        Ok(LedgerRow {
+            pipeline_id: row.pipeline_id.clone(),
+            seq: row.seq,
+            kind: r.get(0)?,
+            agent_id: r.get(1)?,
+            ts: r.get(2)?,
+            data: r.get(3)?,
+        })
+    })
+    .optional()
 }
 
 fn conflict(pipeline: &str, what: &str) -> OpError {

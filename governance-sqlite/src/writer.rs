@@ -2,8 +2,9 @@
 //!
 //! Every write goes through one channel to one thread that owns the only writing connection.
 //! The thread takes whatever is queued (up to [`MAX_BATCH`] jobs), runs all of it in one
-//! `BEGIN IMMEDIATE … COMMIT` transaction — each job inside its own savepoint, so one caller's
-//! rejected batch (a ledger conflict) is rolled back alone — and answers each caller only after
+//! `BEGIN IMMEDIATE … COMMIT` transaction — a ledger batch is validated in full before its
+//! first insert, so one caller's rejected batch (a ledger conflict) writes nothing and fails
+//! alone — and answers each caller only after
 //! `COMMIT` returned, so `Ok` means durable (`synchronous=FULL`). When SQLite itself fails
 //! (disk full, I/O error), the whole transaction is rolled back and every caller of the group
 //! gets an error: none of their writes was applied.
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoints::CheckpointRow;
 use crate::errors::{BACKEND, sqlite_error};
 use crate::exchanges::ExchangeRow;
-use crate::ledger::LedgerRow;
+use crate::ledger::{LedgerRow, Tails};
 use crate::registry::RecordRow;
 
 /// Most jobs committed in one transaction.
@@ -42,7 +43,7 @@ pub(crate) enum WriteOp {
 /// Why one job failed.
 #[derive(Debug)]
 pub(crate) enum OpError {
-    /// Refused by the rules (a conflict): only this job's savepoint is rolled back.
+    /// Refused by the rules (a conflict): this job wrote nothing; the others go on.
     Rejected(Error),
     /// SQLite failed: the whole group is rolled back.
     Sqlite(rusqlite::Error),
@@ -115,6 +116,7 @@ impl Writer {
 
 fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(64);
+    let mut tails = Tails::default();
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
         while batch.len() < MAX_BATCH {
@@ -123,46 +125,29 @@ fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, path, &mut batch);
+        commit_group(&mut conn, path, &mut tails, &mut batch);
     }
     tracing::debug!(path = %path.display(), "governance-sqlite writer stopped");
 }
 
 /// Runs `batch` in one transaction and answers every job.
-fn commit_group(conn: &mut Connection, path: &Path, batch: &mut Vec<Job>) {
+fn commit_group(conn: &mut Connection, path: &Path, tails: &mut Tails, batch: &mut Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = sqlite_error(path, "begin a write transaction", &e);
         fail_all(batch, &err);
         return;
     }
+    if let Err(e) = tails.sync(conn) {
+        return abort(conn, path, tails, batch, &e);
+    }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter() {
-        // Only a ledger append can be refused by the rules; the other writes either apply or
-        // fail in SQLite, which aborts the whole group anyway, so they need no savepoint.
-        let savepoint = matches!(job.op, WriteOp::Append(_));
-        let outcome = if savepoint {
-            run_cached(conn, "SAVEPOINT job")
-                .map_err(OpError::Sqlite)
-                .and_then(|()| apply(conn, &job.op))
-        } else {
-            apply(conn, &job.op)
-        };
-        match outcome {
-            Ok(()) if !savepoint => results.push(Ok(())),
-            Ok(()) => match run_cached(conn, "RELEASE job") {
-                Ok(()) => results.push(Ok(())),
-                Err(e) => return abort(conn, path, batch, &e),
-            },
-            Err(OpError::Rejected(err)) if savepoint => {
-                let undo = run_cached(conn, "ROLLBACK TO job")
-                    .and_then(|()| run_cached(conn, "RELEASE job"));
-                if let Err(e) = undo {
-                    return abort(conn, path, batch, &e);
-                }
-                results.push(Err(err));
-            }
+        // A job refused by the rules (a ledger conflict) wrote nothing: it is validated before
+        // its first insert. A SQLite failure aborts the whole group.
+        match apply(conn, tails, &job.op) {
+            Ok(()) => results.push(Ok(())),
             Err(OpError::Rejected(err)) => results.push(Err(err)),
-            Err(OpError::Sqlite(e)) => return abort(conn, path, batch, &e),
+            Err(OpError::Sqlite(e)) => return abort(conn, path, tails, batch, &e),
         }
     }
     match conn.execute_batch("COMMIT") {
@@ -172,18 +157,13 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: &mut Vec<Job>) {
                 let _ = job.reply.send(result);
             }
         }
-        Err(e) => abort(conn, path, batch, &e),
+        Err(e) => abort(conn, path, tails, batch, &e),
     }
 }
 
-/// Runs a parameterless statement through the statement cache.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-fn apply(conn: &Connection, op: &WriteOp) -> Result<(), OpError> {
+fn apply(conn: &Connection, tails: &mut Tails, op: &WriteOp) -> Result<(), OpError> {
     match op {
-        WriteOp::Append(rows) => crate::ledger::append(conn, rows),
+        WriteOp::Append(rows) => crate::ledger::append(conn, tails, rows),
         WriteOp::SaveCheckpoint(row) => crate::checkpoints::save(conn, row),
         WriteOp::Upsert(row) => crate::registry::upsert(conn, row),
         WriteOp::Exchange(row) => crate::exchanges::insert(conn, row),
@@ -191,7 +171,14 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), OpError> {
 }
 
 /// Rolls the whole group back and tells every caller nothing was written.
-fn abort(conn: &Connection, path: &Path, batch: &mut Vec<Job>, e: &rusqlite::Error) {
+fn abort(
+    conn: &Connection,
+    path: &Path,
+    tails: &mut Tails,
+    batch: &mut Vec<Job>,
+    e: &rusqlite::Error,
+) {
+    tails.clear();
     if !conn.is_autocommit()
         && let Err(rollback) = conn.execute_batch("ROLLBACK")
     {
