@@ -8,7 +8,7 @@ use tokio::sync::broadcast;
 use crate::error::Result;
 use crate::event::{Event, EventKind};
 use crate::ids::PipelineId;
-use crate::store::LedgerStore;
+use crate::store::{Checkpoint, LedgerStore, PipelineRecord};
 
 /// Emits the events of one pipeline. Events are appended to the ledger *before* they are
 /// broadcast, in `seq` order, so the live feed never shows an event the ledger does not have.
@@ -69,5 +69,42 @@ impl EventEmitter {
         // no receivers is fine: the ledger is the record, the hub is live fan-out
         let _ = self.hub.send(Arc::new(event));
         Ok(seq)
+    }
+
+    /// Appends `kinds` (in order) together with a checkpoint and the registry record: both are
+    /// stamped with the `seq` of the last of these events, so they are consistent with exactly
+    /// the ledger up to it. Returns whether the ledger backend stored the checkpoint and record
+    /// in the same atomic write (see [`LedgerStore::append_with_state`]); when it did not, the
+    /// caller must store them.
+    ///
+    /// # Errors
+    /// The ledger's error; no `seq` is consumed then.
+    pub async fn emit_with_state(
+        &self,
+        kinds: Vec<EventKind>,
+        checkpoint: &mut Checkpoint,
+        record: &mut PipelineRecord,
+    ) -> Result<bool> {
+        let mut next = self.next.lock().await;
+        let ts = chrono::Utc::now();
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .zip(*next + 1..)
+            .map(|(kind, seq)| Event { seq, ts, kind })
+            .collect();
+        let last = *next + events.len() as u64;
+        record.last_seq = last;
+        checkpoint.seq = last;
+        checkpoint.record.clone_from(record);
+        let stored = self
+            .ledger
+            .append_with_state(&events, Some(checkpoint), Some(record))
+            .await?;
+        *next = last;
+        self.last.store(last, Ordering::Release);
+        for event in events {
+            let _ = self.hub.send(Arc::new(event));
+        }
+        Ok(stored)
     }
 }

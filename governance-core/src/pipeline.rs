@@ -153,18 +153,14 @@ impl Live {
         let live = Self::build(engine, record, 0);
         {
             let mut rec = live.record.lock().await;
-            engine.registry.upsert(&rec).await?;
-            live.shared
-                .emitter
-                .emit(EventKind::StatusChanged {
-                    pipeline_id: rec.id.clone(),
-                    status: PipelineStatus::Spawned,
-                    previous: None,
-                    reason: None,
-                })
+            let event = EventKind::StatusChanged {
+                pipeline_id: rec.id.clone(),
+                status: PipelineStatus::Spawned,
+                previous: None,
+                reason: None,
+            };
+            live.commit_state(engine, &mut rec, Some(event), false)
                 .await?;
-            live.checkpoint(engine, &mut rec, false).await?;
-            engine.registry.upsert(&rec).await?;
         }
         Ok(live)
     }
@@ -226,10 +222,14 @@ impl Live {
         Ok(())
     }
 
-    async fn checkpoint(
+    /// Writes the events of a state change (an optional `status_changed`, then
+    /// `checkpoint_created`), the checkpoint and the registry row, atomically when the ledger
+    /// backend can (SQLite), else one after the other.
+    async fn commit_state(
         &self,
         engine: &Engine,
         rec: &mut PipelineRecord,
+        status_event: Option<EventKind>,
         is_final: bool,
     ) -> Result<()> {
         self.sync_runtime(rec);
@@ -238,29 +238,36 @@ impl Live {
         } else {
             engine.blackboard.snapshot(&rec.id).await?
         };
-        let cp = Checkpoint {
+        let mut kinds = Vec::with_capacity(2);
+        kinds.extend(status_event);
+        kinds.push(EventKind::CheckpointCreated {
+            pipeline_id: rec.id.clone(),
+            status: rec.status,
+            is_final,
+        });
+        let mut cp = Checkpoint {
             record: rec.clone(),
             blackboard,
-            seq: self.shared.emitter.last_seq(),
+            seq: 0,
             is_final,
             created_at: Utc::now(),
         };
-        engine.checkpoints.save(&cp).await?;
-        self.shared
+        let stored = self
+            .shared
             .emitter
-            .emit(EventKind::CheckpointCreated {
-                pipeline_id: rec.id.clone(),
-                status: rec.status,
-                is_final,
-            })
+            .emit_with_state(kinds, &mut cp, rec)
             .await?;
+        if !stored {
+            engine.checkpoints.save(&cp).await?;
+            engine.registry.upsert(rec).await?;
+        }
         Ok(())
     }
 
     /// A checkpoint in the current status (e.g. right after consensus).
     pub async fn checkpoint_now(&self, engine: &Engine) -> Result<()> {
         let mut rec = self.record.lock().await;
-        self.checkpoint(engine, &mut rec, false).await
+        self.commit_state(engine, &mut rec, None, false).await
     }
 
     /// Moves to `to` (validated by the state machine), persists, emits and checkpoints.
@@ -283,22 +290,14 @@ impl Live {
         if to.is_terminal() && to != PipelineStatus::Completed {
             rec.failure.clone_from(&reason);
         }
-        self.sync_runtime(&mut rec);
-        engine.registry.upsert(&rec).await?;
-        self.shared
-            .emitter
-            .emit(EventKind::StatusChanged {
-                pipeline_id: rec.id.clone(),
-                status: to,
-                previous: Some(from),
-                reason,
-            })
+        let event = EventKind::StatusChanged {
+            pipeline_id: rec.id.clone(),
+            status: to,
+            previous: Some(from),
+            reason,
+        };
+        self.commit_state(engine, &mut rec, Some(event), to.is_terminal())
             .await?;
-        self.checkpoint(engine, &mut rec, to.is_terminal()).await?;
-        if to.is_terminal() {
-            self.sync_runtime(&mut rec);
-            engine.registry.upsert(&rec).await?;
-        }
         drop(rec);
         self.status_tx.send_replace(to);
         Ok(())

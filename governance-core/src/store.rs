@@ -188,6 +188,22 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// The highest `seq` stored for `pipeline` (0 when none).
     async fn last_seq(&self, pipeline: &PipelineId) -> Result<u64>;
 
+    /// Appends `events` and, when this backend also holds checkpoints and the registry, saves
+    /// `checkpoint` and upserts `record` **in the same atomic write**, returning `true`. The
+    /// default appends the events only and returns `false`; the caller then stores the
+    /// checkpoint and the record through their own stores. The engine uses this at every
+    /// status change, so a status change, its events and its checkpoint are never half-written.
+    async fn append_with_state(
+        &self,
+        events: &[Event],
+        checkpoint: Option<&Checkpoint>,
+        record: Option<&PipelineRecord>,
+    ) -> Result<bool> {
+        let _ = (checkpoint, record);
+        self.append(events).await?;
+        Ok(false)
+    }
+
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<()> {
         Ok(())

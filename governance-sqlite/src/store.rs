@@ -216,6 +216,25 @@ impl LedgerStore for SqliteStore {
         self.inner.writer.submit(WriteOp::Append(rows)).await
     }
 
+    async fn append_with_state(
+        &self,
+        events: &[Event],
+        checkpoint: Option<&Checkpoint>,
+        record: Option<&PipelineRecord>,
+    ) -> Result<bool> {
+        let rows = events
+            .iter()
+            .map(LedgerRow::from_event)
+            .collect::<Result<Vec<_>>>()?;
+        let checkpoint = checkpoint.map(CheckpointRow::new).transpose()?;
+        let record = record.map(RecordRow::new).transpose()?;
+        self.inner
+            .writer
+            .submit(WriteOp::Transition(rows, checkpoint, record))
+            .await?;
+        Ok(true)
+    }
+
     async fn read(&self, pipeline: &PipelineId, after: u64, limit: usize) -> Result<Vec<Event>> {
         let pipeline = pipeline.clone();
         self.read(move |conn, path| {

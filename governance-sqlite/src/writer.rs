@@ -38,6 +38,8 @@ pub(crate) enum WriteOp {
     Upsert(RecordRow),
     /// A recorded LLM exchange.
     Exchange(ExchangeRow),
+    /// A pipeline state change: its ledger entries, checkpoint and registry row, all or none.
+    Transition(Vec<LedgerRow>, Option<CheckpointRow>, Option<RecordRow>),
 }
 
 /// Why one job failed.
@@ -167,6 +169,18 @@ fn apply(conn: &Connection, tails: &mut Tails, op: &WriteOp) -> Result<(), OpErr
         WriteOp::SaveCheckpoint(row) => crate::checkpoints::save(conn, row),
         WriteOp::Upsert(row) => crate::registry::upsert(conn, row),
         WriteOp::Exchange(row) => crate::exchanges::insert(conn, row),
+        WriteOp::Transition(rows, checkpoint, record) => {
+            // the ledger batch is validated before its first insert, so a refused batch leaves
+            // nothing behind; the checkpoint and the record are written only after it
+            crate::ledger::append(conn, tails, rows)?;
+            if let Some(cp) = checkpoint {
+                crate::checkpoints::save(conn, cp)?;
+            }
+            if let Some(rec) = record {
+                crate::registry::upsert(conn, rec)?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,90 @@
+//! A status change's events, checkpoint and registry row are written all or none.
+
+use governance_core::{
+    BlackboardSnapshot, Checkpoint, CheckpointStore, ErrorKind, Event, EventKind, LedgerStore,
+    PipelineId, PipelineRecord, PipelineRegistry, PipelineStatus, UsageTotals,
+};
+use governance_sqlite::SqliteStore;
+
+fn record(id: &PipelineId) -> PipelineRecord {
+    let now = chrono::Utc::now();
+    PipelineRecord {
+        id: id.clone(),
+        objective: "o".into(),
+        status: PipelineStatus::Running,
+        history: vec![
+            (PipelineStatus::Spawned, now),
+            (PipelineStatus::Running, now),
+        ],
+        auto_continue: true,
+        mode: "local".into(),
+        model: "m".into(),
+        timeout_secs: 120,
+        created_at: now,
+        updated_at: now,
+        orchestration_started_at: None,
+        report: None,
+        agents: Vec::new(),
+        gamma: None,
+        usage: UsageTotals::default(),
+        results: None,
+        failure: None,
+        last_seq: 2,
+    }
+}
+
+fn event(id: &PipelineId, seq: u64) -> Event {
+    Event {
+        seq,
+        ts: chrono::Utc::now(),
+        kind: EventKind::StatusChanged {
+            pipeline_id: id.clone(),
+            status: PipelineStatus::Running,
+            previous: None,
+            reason: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn state_change_is_stored_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+    let id = PipelineId::generate();
+    let rec = record(&id);
+    let cp = Checkpoint {
+        record: rec.clone(),
+        blackboard: BlackboardSnapshot::default(),
+        seq: 2,
+        is_final: false,
+        created_at: chrono::Utc::now(),
+    };
+
+    let stored = store
+        .append_with_state(&[event(&id, 1), event(&id, 2)], Some(&cp), Some(&rec))
+        .await
+        .unwrap();
+    assert!(stored, "SQLite writes the three together");
+    assert_eq!(store.last_seq(&id).await.unwrap(), 2);
+    assert_eq!(store.latest(&id).await.unwrap().unwrap().seq, 2);
+    assert_eq!(store.get(&id).await.unwrap().unwrap().last_seq, 2);
+
+    // a gap in the ledger batch: refused, and the checkpoint and record are not written either
+    let mut rec2 = rec.clone();
+    rec2.last_seq = 9;
+    rec2.status = PipelineStatus::Report;
+    let cp2 = Checkpoint {
+        record: rec2.clone(),
+        seq: 9,
+        ..cp
+    };
+    let err = store
+        .append_with_state(&[event(&id, 9)], Some(&cp2), Some(&rec2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(store.latest(&id).await.unwrap().unwrap().seq, 2);
+    let got = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(got.status, PipelineStatus::Running);
+    assert_eq!(got.last_seq, 2);
+}
