@@ -178,6 +178,11 @@ pub(crate) async fn orchestrate(
             continue;
         }
         if running.set.is_empty() {
+            // the flags are this process's view; the blackboard has the last word
+            let board = engine.blackboard.snapshot(&shared.id).await?;
+            if board.consensus.is_some() && !board.solutions.is_empty() {
+                break Outcome::Completed;
+            }
             break Outcome::Failed("every agent stopped without reaching consensus".into());
         }
         let wait = engine.controller.next_check_in(since);

@@ -77,6 +77,16 @@ pub(crate) async fn resume_incomplete(engine: &Arc<Engine>) -> Result<Vec<Pipeli
                 engine.live.lock().remove(&id);
                 continue;
             }
+            if let Err(e) = sync_flags(engine, &live).await {
+                finish(
+                    engine,
+                    &live,
+                    Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
+                )
+                .await?;
+                engine.live.lock().remove(&id);
+                continue;
+            }
             tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
             match record.status {
                 PipelineStatus::Spawned | PipelineStatus::Running => {
@@ -153,5 +163,42 @@ async fn rebuild_blackboard(
             }
         }
     }
+    Ok(())
+}
+
+/// Tells the runtime what the rebuilt blackboard already holds (consensus, solution), and
+/// records a consensus the blackboard decided while replaying votes whose `consensus_reached`
+/// event the crash kept out of the ledger, so the ledger shows it exactly once.
+async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let id = &live.shared.id;
+    let snap = engine.blackboard.snapshot(id).await?;
+    if let Some(c) = &snap.consensus {
+        let mut recorded = false;
+        let mut after = 0;
+        loop {
+            let events = engine.ledger.read(id, after, 1000).await?;
+            let Some(last) = events.last() else { break };
+            after = last.seq;
+            recorded |= events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::ConsensusReached { .. }));
+        }
+        if !recorded {
+            live.shared
+                .emitter
+                .emit(EventKind::ConsensusReached {
+                    pipeline_id: id.clone(),
+                    proposal_id: c.proposal_id.clone(),
+                    votes: c.votes,
+                })
+                .await?;
+        }
+        live.shared.consensus.store(true, Ordering::Release);
+    }
+    live.shared
+        .solution
+        .store(!snap.solutions.is_empty(), Ordering::Release);
+    live.shared.proposals_changed.store(true, Ordering::Release);
     Ok(())
 }

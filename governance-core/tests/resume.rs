@@ -85,3 +85,88 @@ fn a_pipeline_whose_process_died_is_resumed_and_completes_without_doubling() {
         );
     });
 }
+
+/// A ledger whose process "dies" right before `consensus_reached` is written.
+#[derive(Debug)]
+struct DiesBeforeConsensus(Arc<MemoryStore>);
+
+#[async_trait::async_trait]
+impl governance_core::LedgerStore for DiesBeforeConsensus {
+    async fn append(&self, events: &[governance_core::Event]) -> governance_core::Result<()> {
+        if events
+            .iter()
+            .any(|e| e.kind.type_name() == "consensus_reached")
+        {
+            std::future::pending::<()>().await;
+        }
+        self.0.append(events).await
+    }
+    async fn read(
+        &self,
+        p: &governance_core::PipelineId,
+        after: u64,
+        limit: usize,
+    ) -> governance_core::Result<Vec<governance_core::Event>> {
+        self.0.read(p, after, limit).await
+    }
+    async fn last_seq(&self, p: &governance_core::PipelineId) -> governance_core::Result<u64> {
+        self.0.last_seq(p).await
+    }
+}
+
+#[test]
+fn a_consensus_decided_but_not_yet_in_the_ledger_is_recorded_once_on_resume() {
+    let store = Arc::new(MemoryStore::default());
+    let id = {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let gov = Governance::builder()
+                .config(fast_config())
+                .ledger(Arc::new(DiesBeforeConsensus(store.clone())))
+                .checkpoints(store.clone())
+                .registry(store.clone())
+                .build()
+                .unwrap();
+            let mut rx = gov.subscribe();
+            let id = gov.spawn(SpawnRequest::new("Design a caching strategy")).await.unwrap();
+            // BETA's deciding vote is in the ledger; consensus_reached never will be
+            loop {
+                let ev = rx.recv().await.unwrap();
+                if matches!(&ev.kind, governance_core::EventKind::VoteCast { voter, .. } if voter.as_str() == "BETA") {
+                    break;
+                }
+            }
+            id
+        })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let gov = Governance::builder()
+            .config(fast_config())
+            .stores(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);
+        let rec = tokio::time::timeout(Duration::from_secs(20), gov.wait(&id, false))
+            .await
+            .expect("finishes without waiting for STUCK")
+            .unwrap();
+        assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
+        let events = gov.events(&id, 0, 10_000).await.unwrap();
+        assert_gap_free(&events);
+        assert_eq!(
+            count(&events, "consensus_reached"),
+            1,
+            "the consensus is recorded exactly once"
+        );
+        assert_eq!(count(&events, "gamma_spawned"), 0, "nobody got stuck");
+    });
+}
