@@ -236,7 +236,7 @@ impl Live {
         let blackboard = if rec.status == PipelineStatus::Spawned {
             crate::blackboard::BlackboardSnapshot::default()
         } else {
-            engine.blackboard.snapshot(&rec.id).await?
+            snapshot_retrying(engine, &rec.id).await?
         };
         let mut kinds = Vec::with_capacity(2);
         kinds.extend(status_event);
@@ -270,6 +270,19 @@ impl Live {
         self.commit_state(engine, &mut rec, None, false).await
     }
 
+    /// Ends the pipeline in memory only (its stores are unreachable), so waiters return.
+    pub async fn force_terminal(&self, status: PipelineStatus, reason: String) {
+        let mut rec = self.record.lock().await;
+        if !rec.status.is_terminal() {
+            rec.status = status;
+            rec.history.push((status, Utc::now()));
+            rec.failure = Some(reason);
+        }
+        let st = rec.status;
+        drop(rec);
+        self.status_tx.send_replace(st);
+    }
+
     /// Moves to `to` (validated by the state machine), persists, emits and checkpoints.
     pub async fn set_status(
         &self,
@@ -277,9 +290,12 @@ impl Live {
         to: PipelineStatus,
         reason: Option<String>,
     ) -> Result<()> {
-        let mut rec = self.record.lock().await;
-        let from = rec.status;
+        let mut guard = self.record.lock().await;
+        let from = guard.status;
         from.transition(to)?;
+        // work on a copy: if persisting fails, the pipeline is still in `from` (and the
+        // driver's fallback to ORCHESTRATION_FAILED remains a legal transition)
+        let mut rec = guard.clone();
         let now = Utc::now();
         rec.status = to;
         rec.history.push((to, now));
@@ -298,7 +314,8 @@ impl Live {
         };
         self.commit_state(engine, &mut rec, Some(event), to.is_terminal())
             .await?;
-        drop(rec);
+        *guard = rec;
+        drop(guard);
         self.status_tx.send_replace(to);
         Ok(())
     }
@@ -316,8 +333,16 @@ pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
                 let status = live.status_rx().borrow().to_owned();
                 if !status.is_terminal() {
                     let reason = format!("orchestrator error: {err}");
-                    if let Err(e2) = finish(&e, &live, Outcome::OrchestrationFailed(reason)).await {
+                    if let Err(e2) =
+                        finish(&e, &live, Outcome::OrchestrationFailed(reason.clone())).await
+                    {
                         tracing::error!(error = %e2, "could not record ORCHESTRATION_FAILED");
+                        // never leave waiters hanging: end it in memory at least
+                        live.force_terminal(
+                            PipelineStatus::OrchestrationFailed,
+                            format!("{reason}; not persisted: {e2}"),
+                        )
+                        .await;
                     }
                 }
             }
@@ -507,7 +532,7 @@ pub(crate) async fn stop_resting(engine: &Arc<Engine>, live: &Arc<Live>) -> Resu
 /// and the ledger).
 pub(crate) async fn finish(engine: &Arc<Engine>, live: &Arc<Live>, outcome: Outcome) -> Result<()> {
     let id = live.shared.id.clone();
-    let snapshot = final_snapshot(engine, &id).await;
+    let snapshot = snapshot_retrying(engine, &id).await.unwrap_or_default();
     let status = outcome.status();
     let degraded = live.shared.quorum() < 2;
     let report = live.shared.report.lock().clone();
@@ -539,22 +564,23 @@ pub(crate) async fn finish(engine: &Arc<Engine>, live: &Arc<Live>, outcome: Outc
     Ok(())
 }
 
-/// The blackboard for the final checkpoint, retrying transient backend failures for a while.
-async fn final_snapshot(engine: &Engine, id: &PipelineId) -> crate::blackboard::BlackboardSnapshot {
+/// The blackboard, retrying transient backend failures for a while (about 12 s).
+async fn snapshot_retrying(
+    engine: &Engine,
+    id: &PipelineId,
+) -> Result<crate::blackboard::BlackboardSnapshot> {
     let mut delay = Duration::from_millis(100);
-    for _ in 0..8 {
+    let mut tries = 0;
+    loop {
         match engine.blackboard.snapshot(id).await {
-            Ok(s) => return s,
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "blackboard unavailable for the final checkpoint; retrying");
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_retryable() && tries < 8 => {
+                tries += 1;
+                tracing::warn!(error = %e, "blackboard unavailable for a checkpoint; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(3));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "blackboard unreadable for the final checkpoint");
-                break;
-            }
+            Err(e) => return Err(e),
         }
     }
-    crate::blackboard::BlackboardSnapshot::default()
 }

@@ -2,15 +2,18 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use governance_core::{Blackboard, Error, MessageBus, PipelineId, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisResult};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult};
 
 use crate::blackboard::RedisBlackboard;
 use crate::bus::RedisBus;
 use crate::config::RedisConfig;
-use crate::error::{Effect, certainly_not_applied, map_redis_error, sanitize};
+use crate::error::{
+    Effect, certainly_not_applied, map_redis_error, outcome_unknown, sanitize, unknown_outcome,
+};
 use crate::keys::PipelineKeys;
 use crate::scripts::Scripts;
 use crate::subscriber::Hub;
@@ -94,7 +97,12 @@ impl RedisBackend {
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
             .map_err(|e| {
-                let mapped = map_redis_error(&e, "connect", Effect::Read, secret.as_deref());
+                let op = if config.url.starts_with("rediss://") {
+                    "connect (TLS: is the server listening for TLS on this port?)"
+                } else {
+                    "connect"
+                };
+                let mapped = map_redis_error(&e, op, Effect::Read, secret.as_deref());
                 tracing::warn!(url = %config.redacted_url(), error = %mapped, "redis connect failed");
                 mapped
             })?;
@@ -163,10 +171,6 @@ pub(crate) struct Shared {
     pub(crate) config: RedisConfig,
 }
 
-/// How often an operation is attempted when it certainly was not applied (the first failure
-/// after a server restart is the shared connection noticing it is gone).
-const ATTEMPTS: usize = 2;
-
 impl Shared {
     pub(crate) fn keys(&self, pipeline: &PipelineId) -> PipelineKeys {
         PipelineKeys::new(&self.config.key_prefix, pipeline)
@@ -207,6 +211,21 @@ impl Shared {
         op: &'static str,
         effect: Effect,
     ) -> Result<T> {
+        self.run_script_resolving(script, keys, args, op, effect)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// Like [`Self::run_script`]; the flag is `true` when the first attempt's outcome was
+    /// unknown and the returned reply is the one of a repeat (idempotent scripts only).
+    pub(crate) async fn run_script_resolving<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+        op: &'static str,
+        effect: Effect,
+    ) -> Result<(T, bool)> {
         let mut invocation = script.prepare_invoke();
         for k in keys {
             invocation.key(k);
@@ -214,17 +233,11 @@ impl Shared {
         for a in args {
             invocation.arg(a);
         }
-        let mut last = None;
-        for _ in 0..ATTEMPTS {
-            let mut conn = self.conn.clone();
-            let r: RedisResult<T> = invocation.invoke_async(&mut conn).await;
-            match r {
-                Ok(v) => return Ok(v),
-                Err(e) if certainly_not_applied(&e) => last = Some(e),
-                Err(e) => return Err(self.err(&e, op, effect)),
-            }
-        }
-        Err(self.err(&last.expect("at least one attempt"), op, effect))
+        let invocation = &invocation;
+        self.execute(op, effect, move |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
     }
 
     /// Runs a command or an atomic pipeline.
@@ -234,17 +247,117 @@ impl Shared {
         op: &'static str,
         effect: Effect,
     ) -> Result<T> {
-        let mut last = None;
-        for _ in 0..ATTEMPTS {
-            let mut conn = self.conn.clone();
-            match cmd.run(&mut conn).await {
-                Ok(v) => return Ok(v),
-                Err(e) if certainly_not_applied(&e) => last = Some(e),
+        self.execute(op, effect, move |mut conn| async move {
+            cmd.run(&mut conn).await
+        })
+        .await
+        .map(|(v, _)| v)
+    }
+
+    /// Runs `attempt`. When the connection is lost (the command certainly did not run, or its
+    /// reply was lost), it is repeated until it gets a reply or
+    /// [`RedisConfig::outage_timeout`] has passed; the flag is `true` when the returned
+    /// reply is a repeat's. Appends go through [`Self::append`] instead.
+    async fn execute<T, F, Fut>(
+        &self,
+        op: &'static str,
+        effect: Effect,
+        attempt: F,
+    ) -> Result<(T, bool)>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        match attempt(self.conn.clone()).await {
+            Ok(v) => Ok((v, false)),
+            Err(e) if effect == Effect::Append && !certainly_not_applied(&e) => {
+                Err(self.err(&e, op, effect))
+            }
+            Err(e) if certainly_not_applied(&e) || outcome_unknown(&e) => self
+                .resolve(op, effect, e, || async {
+                    attempt(self.conn.clone()).await.map(Some)
+                })
+                .await
+                .map(|v| (v, true)),
+            Err(e) => Err(self.err(&e, op, effect)),
+        }
+    }
+
+    /// Runs an append (`attempt`). After a lost connection, `check` (a read) tells whether an
+    /// earlier attempt was applied (and with what result); it is repeated only when not.
+    pub(crate) async fn append<T, F, Fut, C, CFut>(
+        &self,
+        op: &'static str,
+        attempt: F,
+        check: C,
+    ) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+        C: Fn(ConnectionManager) -> CFut,
+        CFut: Future<Output = RedisResult<Option<T>>>,
+    {
+        match attempt(self.conn.clone()).await {
+            Ok(v) => Ok(v),
+            Err(e) if certainly_not_applied(&e) || outcome_unknown(&e) => {
+                self.resolve(op, Effect::Append, e, || async {
+                    match check(self.conn.clone()).await? {
+                        Some(v) => Ok(Some(v)),
+                        None => attempt(self.conn.clone()).await.map(Some),
+                    }
+                })
+                .await
+            }
+            Err(e) => Err(self.err(&e, op, Effect::Append)),
+        }
+    }
+
+    /// Rides out a lost connection after the first attempt failed with `first`: calls
+    /// `settle` (which repeats a read or an idempotent write, or checks whether an append was
+    /// applied and appends only if not) until it answers `Some`, for at most
+    /// [`RedisConfig::outage_timeout`]. When that passes, the error is retryable only if no
+    /// attempt of a write may have been applied.
+    pub(crate) async fn resolve<T, F, Fut>(
+        &self,
+        op: &'static str,
+        effect: Effect,
+        first: RedisError,
+        settle: F,
+    ) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = RedisResult<Option<T>>>,
+    {
+        let mut unknown = may_have_applied(&first);
+        tracing::debug!(op, error = %self.err(&first, op, effect), "connection lost; retrying");
+        let deadline = Instant::now() + self.config.outage_timeout;
+        let mut delay = self.config.reconnect_min_delay;
+        let mut last = first;
+        while Instant::now() < deadline {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.config.reconnect_max_delay);
+            match settle().await {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) if certainly_not_applied(&e) || outcome_unknown(&e) => {
+                    unknown |= may_have_applied(&e);
+                    last = e;
+                }
                 Err(e) => return Err(self.err(&e, op, effect)),
             }
         }
-        Err(self.err(&last.expect("at least one attempt"), op, effect))
+        if unknown && effect != Effect::Read {
+            let e = unknown_outcome(&last, op, effect, self.secret.as_deref());
+            tracing::debug!(op, error = %e, "outcome still unknown");
+            return Err(e);
+        }
+        Err(self.err(&last, op, effect))
     }
+}
+
+/// Whether a failed attempt may have run on the server (its reply was lost).
+fn may_have_applied(e: &RedisError) -> bool {
+    !certainly_not_applied(e) && outcome_unknown(e)
 }
 
 /// A [`redis::Cmd`] or [`redis::Pipeline`].

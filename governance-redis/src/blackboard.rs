@@ -15,7 +15,7 @@ use redis::Value;
 use crate::backend::Shared;
 use crate::error::{Effect, corrupt};
 use crate::keys::PipelineKeys;
-use crate::wire;
+use crate::wire::{self, ProposalMaps, assemble_all, assemble_handoffs};
 
 /// The [`Blackboard`] on Redis / DragonflyDB (see `docs/wire-protocol.md` for the keys).
 ///
@@ -27,13 +27,16 @@ use crate::wire;
 /// # Retries and unknown outcomes
 /// An error with `retryable: true` means the operation was certainly not applied (the server
 /// was unreachable or refused it before running it). When the connection fails *after* the
-/// command may have been sent, the outcome is unknown and the error is not retryable — but
-/// every blackboard write except [`add_solution`](Blackboard::add_solution) is idempotent, so
-/// repeating it is safe: `create_proposal` (same id and author returns the stored proposal),
-/// `vote` (the same voter is never counted twice; a repeat returns `recorded: false`, so read
-/// [`consensus`](Blackboard::consensus) to learn whether the first attempt decided it),
-/// `create_handoff` (same id), `claim_handoff` (same claimer gets `true` again), `put_partial`
-/// (last write wins), `restore` and `clear`.
+/// command may have been sent, the backend resolves the outcome itself for up to
+/// [`RedisConfig::outage_timeout`](crate::RedisConfig::outage_timeout):
+/// every write except [`add_solution`](Blackboard::add_solution) is idempotent and is simply
+/// repeated — `create_proposal` (same id and author returns the stored proposal), `vote` (the
+/// same voter is never counted twice; when the repeat finds this call's own vote already
+/// stored it reports `recorded: true` and the consensus that vote decided), `create_handoff`
+/// (same id), `claim_handoff` (same claimer gets `true` again), `put_partial` (last write
+/// wins), `restore` and `clear`; `add_solution` is appended again only when the identical
+/// solution is not among the newest 1000. Only when the server stays unreachable that long is
+/// the error the non-retryable "outcome unknown".
 #[derive(Clone)]
 pub struct RedisBlackboard {
     shared: Arc<Shared>,
@@ -73,41 +76,6 @@ fn field(reply: &[Value], i: usize, what: &str) -> Result<String> {
 
 fn parse_status(s: &str) -> Result<ProposalStatus> {
     serde_json::from_value(serde_json::Value::from(s)).map_err(|e| corrupt("proposal status", e))
-}
-
-type ProposalMaps = (
-    HashMap<String, String>,
-    Vec<String>,
-    HashMap<String, String>,
-    HashMap<String, String>,
-);
-
-fn assemble_all((bodies, ids, statuses, votes): &ProposalMaps) -> Result<Vec<Proposal>> {
-    let mut seen = HashSet::new();
-    ids.iter()
-        .filter(|id| seen.insert(id.as_str()))
-        .filter_map(|id| bodies.get(id).map(|b| (id, b)))
-        .map(|(id, body)| {
-            wire::assemble_proposal(
-                body,
-                statuses.get(id).map_or("OPEN", String::as_str),
-                votes.get(id).map_or("[]", String::as_str),
-            )
-        })
-        .collect()
-}
-
-fn assemble_handoffs(
-    bodies: &HashMap<String, String>,
-    ids: &[String],
-    claims: &HashMap<String, String>,
-) -> Result<Vec<Handoff>> {
-    let mut seen = HashSet::new();
-    ids.iter()
-        .filter(|id| seen.insert(id.as_str()))
-        .filter_map(|id| bodies.get(id).map(|b| (id, b)))
-        .map(|(id, body)| wire::decode_handoff(body, claims.get(id).map(String::as_str)))
-        .collect()
 }
 
 impl RedisBlackboard {
@@ -179,7 +147,9 @@ impl Blackboard for RedisBlackboard {
                 proposal.id,
                 field(&reply, 1, "author")?
             ))),
-            "CREATED" | "EXISTS" => wire::assemble_proposal(
+            // Stored exactly as sent: no need to decode the echo.
+            "CREATED" => Ok(proposal),
+            "EXISTS" => wire::assemble_proposal(
                 &field(&reply, 1, "proposal")?,
                 &field(&reply, 2, "status")?,
                 &field(&reply, 3, "votes")?,
@@ -231,9 +201,9 @@ impl Blackboard for RedisBlackboard {
             Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
             wire::WIRE_VERSION.to_string(),
         ];
-        let reply: Vec<Value> = self
+        let (reply, repeated): (Vec<Value>, bool) = self
             .shared
-            .run_script(
+            .run_script_resolving(
                 &self.shared.scripts.vote,
                 &keys,
                 &args,
@@ -245,14 +215,28 @@ impl Blackboard for RedisBlackboard {
         if code == "NOT_FOUND" {
             return Err(Error::not_found("proposal", proposal));
         }
-        let recorded = match code.as_str() {
-            "RECORDED" => true,
-            "DUPLICATE" => false,
-            other => return Err(corrupt("vote reply", other)),
-        };
-        let consensus = match reply.get(4).and_then(text) {
+        let mut consensus = match reply.get(4).and_then(text) {
             Some(json) => Some(wire::decode_consensus(&json)?),
             None => None,
+        };
+        let recorded = match code.as_str() {
+            "RECORDED" => true,
+            // This call's first attempt was applied but its reply was lost: report what that
+            // attempt did (the caller never saw it), including the consensus it decided.
+            "DUPLICATE"
+                if repeated
+                    && reply.get(5).and_then(text).as_deref()
+                        == Some(if vote.approve { "1" } else { "0" }) =>
+            {
+                consensus = consensus
+                    .filter(|c| &c.proposal_id == proposal && c.voters.last() == Some(&vote.voter));
+                true
+            }
+            "DUPLICATE" => {
+                consensus = None;
+                false
+            }
+            other => return Err(corrupt("vote reply", other)),
         };
         Ok(VoteOutcome {
             recorded,
@@ -279,15 +263,31 @@ impl Blackboard for RedisBlackboard {
     async fn add_solution(&self, pipeline: &PipelineId, solution: Solution) -> Result<()> {
         let k = self.keys(pipeline);
         let json = wire::solution(&solution)?;
-        let _: i64 = self
-            .shared
-            .query(
-                &*redis::cmd("RPUSH").arg(k.solutions()).arg(json),
+        let (key, json) = (&k.solutions(), &json);
+        self.shared
+            .append(
                 "add_solution",
-                Effect::Append,
+                |mut conn| async move {
+                    redis::cmd("RPUSH")
+                        .arg(key)
+                        .arg(json)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                        .map(drop)
+                },
+                |mut conn| async move {
+                    // Solutions carry their agent and a microsecond timestamp: an identical
+                    // entry among the newest is this one.
+                    let newest: Vec<String> = redis::cmd("LRANGE")
+                        .arg(key)
+                        .arg(-1000)
+                        .arg(-1)
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok(newest.iter().any(|s| s == json).then_some(()))
+                },
             )
-            .await?;
-        Ok(())
+            .await
     }
 
     async fn create_handoff(&self, pipeline: &PipelineId, handoff: Handoff) -> Result<()> {

@@ -30,9 +30,12 @@ use crate::wire;
 ///   it with `read(last_seen, …)`.
 ///
 /// # Retries
-/// `publish` appends: when the connection fails after the script may have been sent, the
-/// error is not retryable (the message may be in the log — check with `read` before
-/// publishing again). A retryable error means it certainly was not appended.
+/// A retryable error means the message certainly was not appended. When the connection fails
+/// after the script may have been sent, `publish` looks for the message among the newest 1000
+/// log entries and publishes again only when it is not there (for up to
+/// [`RedisConfig::outage_timeout`](crate::RedisConfig::outage_timeout));
+/// so it returns the message's one `seq` or, when the server stays unreachable, a
+/// non-retryable "outcome unknown" error (check with `read` before publishing again).
 #[derive(Clone)]
 pub struct RedisBus {
     shared: Arc<Shared>,
@@ -57,8 +60,9 @@ impl RedisBus {
 impl MessageBus for RedisBus {
     async fn publish(&self, pipeline: &PipelineId, message: Message) -> Result<u64> {
         let k = self.shared.keys(pipeline);
+        let json = wire::message(&message)?;
         let args = [
-            wire::message(&message)?,
+            json.clone(),
             self.shared
                 .config
                 .stream_maxlen
@@ -66,13 +70,18 @@ impl MessageBus for RedisBus {
                 .unwrap_or_default(),
             k.bus_channel(),
         ];
+        let keys = [k.bus_seq(), k.bus_log()];
+        let script = &self.shared.scripts.publish;
+        let (keys, args, json, log) = (&keys, &args, &json, &k.bus_log());
         self.shared
-            .run_script(
-                &self.shared.scripts.publish,
-                &[k.bus_seq(), k.bus_log()],
-                &args,
+            .append(
                 "publish",
-                Effect::Append,
+                |mut conn| async move {
+                    let mut invocation = script.prepare_invoke();
+                    invocation.key(&keys[..]).arg(&args[..]);
+                    invocation.invoke_async(&mut conn).await
+                },
+                |mut conn| async move { find_published(&mut conn, log, json).await },
             )
             .await
     }
@@ -135,4 +144,33 @@ impl MessageBus for RedisBus {
             .await?;
         Ok(())
     }
+}
+
+/// How many of the newest log entries are searched for a message whose publish had an unknown
+/// outcome (other agents of the pipeline may have published after it).
+const CHECK_DEPTH: usize = 1000;
+
+/// The `seq` of the message `json` (as sent to the publish script, without `seq`) when it is
+/// among the newest [`CHECK_DEPTH`] entries of `log`.
+async fn find_published(
+    conn: &mut redis::aio::ConnectionManager,
+    log: &str,
+    json: &str,
+) -> redis::RedisResult<Option<u64>> {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(log)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(CHECK_DEPTH)
+        .query_async(conn)
+        .await?;
+    let rest = json.get(1..).unwrap_or_default();
+    Ok(entries.into_iter().find_map(|(id, fields)| {
+        let seq: u64 = id.split('-').next()?.parse().ok()?;
+        let stored = fields
+            .into_iter()
+            .find_map(|(f, v)| (f == "m").then_some(v))?;
+        (stored == format!("{{\"seq\":{seq},{rest}")).then_some(seq)
+    }))
 }

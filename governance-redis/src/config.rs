@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Settings for [`crate::RedisBackend::connect`].
 ///
 /// The password may come from the URL (`redis://:secret@host:6379`) or from
-/// [`password`](Self::password), which wins when both are set. Neither the password nor the
+/// [`password`](Self::password), which wins when both are set (a Vault / secret-store password
+/// is passed with [`with_password`](Self::with_password); see the crate docs). Neither the password nor the
 /// unredacted URL ever appears in `Debug` output, errors or logs: see [`redact_url`].
 #[derive(Clone)]
 pub struct RedisConfig {
@@ -27,6 +28,12 @@ pub struct RedisConfig {
     /// How long to wait for a command's reply (default 5 s). A reply that does not come in
     /// time leaves the outcome of a write *unknown* (see the crate docs on retries).
     pub response_timeout: Duration,
+    /// How long an operation rides out a lost connection (a restarting server) before it
+    /// fails (default 10 s). Reads and idempotent writes are repeated; appends (`publish`,
+    /// `add_solution`) first check whether an earlier attempt was applied. When it passes, the
+    /// error is retryable if nothing can have been applied, else the non-retryable "outcome
+    /// unknown".
+    pub outage_timeout: Duration,
     /// Connection attempts the shared connection makes after it is lost, before the waiting
     /// commands fail with a retryable error (default 2; the next command tries again).
     pub reconnect_attempts: usize,
@@ -51,6 +58,7 @@ impl RedisConfig {
             stream_maxlen: None,
             connection_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(5),
+            outage_timeout: Duration::from_secs(10),
             reconnect_attempts: 2,
             reconnect_min_delay: Duration::from_millis(50),
             reconnect_max_delay: Duration::from_secs(2),
@@ -95,6 +103,7 @@ impl fmt::Debug for RedisConfig {
             .field("stream_maxlen", &self.stream_maxlen)
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("outage_timeout", &self.outage_timeout)
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("reconnect_min_delay", &self.reconnect_min_delay)
             .field("reconnect_max_delay", &self.reconnect_max_delay)

@@ -44,7 +44,7 @@ pub(crate) fn certainly_not_applied(e: &RedisError) -> bool {
 }
 
 /// Whether the connection (not the command) failed: the outcome of a write is unknown.
-fn outcome_unknown(e: &RedisError) -> bool {
+pub(crate) fn outcome_unknown(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped()
 }
 
@@ -78,6 +78,30 @@ pub(crate) fn map_redis_error(
         (false, "refused by the server")
     };
     Error::backend(BACKEND, format!("{op}: {detail} ({note})"), retryable)
+}
+
+/// The error of a write that may have been applied (its reply was lost and the server could
+/// not be asked again in time), whatever the last attempt's error was.
+pub(crate) fn unknown_outcome(
+    e: &RedisError,
+    op: &'static str,
+    effect: Effect,
+    secret: Option<&str>,
+) -> Error {
+    let detail = sanitize(&e.to_string(), secret);
+    let note = if effect == Effect::Append {
+        "this operation appends, check before repeating it"
+    } else {
+        "this operation is idempotent, repeating it is safe"
+    };
+    Error::backend(
+        BACKEND,
+        format!(
+            "{op}: {detail} (outcome unknown: an earlier attempt may have been applied and the \
+             server stayed unreachable; {note})"
+        ),
+        false,
+    )
 }
 
 /// Removes `secret` from `text` (belt and braces: redis error texts do not contain the

@@ -16,6 +16,25 @@
 //! # let _ = (blackboard, bus); Ok(()) }
 //! ```
 //!
+//! ## Where the password comes from
+//! In this order of precedence: [`RedisConfig::with_password`] (wins), else the URL's userinfo
+//! (`redis://:secret@host:6379`, `rediss://user:secret@host`). This crate reads no
+//! environment variable or secret store itself (no backend depends on another). The example
+//! server (`examples/src/backends.rs`) resolves it with
+//! `governance_openrouter::resolve_dragonfly_password(&ChainSecretSource::from_env()?)`:
+//! the environment first (`DRAGONFLY_PASSWORD`, then `REDIS_PASSWORD`), then Vault when
+//! `VAULT_ADDR` is set (`secret/data/services/dragonfly`, field `password`); when one is found
+//! it calls `RedisConfig::new(REDIS_URL).with_password(..)`, so a secret-store password
+//! overrides one in `REDIS_URL`. An embedding service does the same with its own secret source.
+//! The password is sent with `AUTH` on every (re)connection; it never appears in `Debug`,
+//! errors or logs ([`redact_url`]).
+//!
+//! ## TLS
+//! `rediss://` URLs connect over TLS (rustls with the aws-lc-rs provider; server certificates
+//! are verified against the operating system's root store). A plain-text server behind a
+//! `rediss://` URL shows up as a (retryable) connect timeout or I/O error whose message asks
+//! whether the server listens for TLS.
+//!
 //! ## Keys and scripts
 //! All keys of a pipeline share one hash tag, `gov:{<pipeline_id>}:…` ([`PipelineKeys`]), so
 //! they live in one Redis Cluster slot / Dragonfly shard. Every multi-key update is one Lua
@@ -32,8 +51,15 @@
 //!   have been sent. Blackboard writes other than `add_solution` are idempotent and safe to
 //!   repeat (see [`RedisBlackboard`]); `add_solution` and `publish` append, so check first.
 //!
-//! Nothing is retried silently except an attempt that certainly was not applied (once). The
-//! URL's password never appears in `Debug`, errors or logs.
+//! Every operation rides out a lost connection (a restarting server) for up to
+//! [`RedisConfig::outage_timeout`] before it returns one of these errors: reads and writes
+//! that certainly did not run are repeated; when a write's reply was lost (Redis went down
+//! after receiving it) the backend learns the outcome itself: idempotent writes are repeated (a repeated `vote` whose first attempt was applied reports
+//! that attempt: `recorded: true` and the consensus it decided), and appends (`publish`,
+//! `add_solution`) look for their entry among the newest of the log / list and append only
+//! when it is not there. Only a server that stays unreachable past that time turns into the
+//! non-retryable "outcome unknown" error. The URL's password never appears in `Debug`,
+//! errors or logs.
 
 mod backend;
 mod blackboard;

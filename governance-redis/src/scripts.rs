@@ -50,7 +50,8 @@ return {'CREATED', ARGV[3], ARGV[4], ARGV[5]}
 /// KEYS: proposals, proposal_status, votes, consensus.
 /// ARGV: proposal id, voter, approve (`1`/`0`), vote JSON, quorum, decided_at (RFC 3339),
 /// payload version.
-/// Returns `{"NOT_FOUND"}`, `{"DUPLICATE", approvals, rejections, status}` or
+/// Returns `{"NOT_FOUND"}`, `{"DUPLICATE", approvals, rejections, status, consensus JSON or
+/// nil, the stored vote's approve ("1"/"0")}` or
 /// `{"RECORDED", approvals, rejections, status, consensus JSON or nil}`.
 pub const VOTE: ScriptSource = ScriptSource {
     name: "vote",
@@ -63,11 +64,13 @@ local votes_json = redis.call('HGET', KEYS[3], id) or '[]'
 local votes = cjson.decode(votes_json)
 local approvals, rejections, seen = 0, 0, false
 for _, v in ipairs(votes) do
-  if v['voter'] == voter then seen = true end
+  if v['voter'] == voter then seen = (v['approve'] == true) and '1' or '0' end
   if v['approve'] == true then approvals = approvals + 1 else rejections = rejections + 1 end
 end
 local status = redis.call('HGET', KEYS[2], id) or 'OPEN'
-if seen then return {'DUPLICATE', approvals, rejections, status} end
+if seen then
+  return {'DUPLICATE', approvals, rejections, status, redis.call('GET', KEYS[4]), seen}
+end
 local approve = ARGV[3] == '1'
 if #votes == 0 then
   votes_json = '[' .. ARGV[4] .. ']'

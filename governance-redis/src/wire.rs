@@ -3,6 +3,8 @@
 
 use governance_core::blackboard::BLACKBOARD_PAYLOAD_VERSION;
 use governance_core::{Consensus, Error, Handoff, Message, Proposal, Result, Solution, Vote};
+use std::collections::{HashMap, HashSet};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -14,6 +16,20 @@ pub const WIRE_VERSION: u32 = BLACKBOARD_PAYLOAD_VERSION;
 
 /// `value` as a JSON object with `"v"` set and the `drop` fields removed.
 fn object_with_version<T: Serialize>(value: &T, drop: &[&str]) -> Result<String> {
+    if drop.is_empty() {
+        // Hot path (votes, solutions, consensus): serialize once and put `"v"` first, without
+        // building a `serde_json::Value` tree.
+        let json = serde_json::to_string(value)
+            .map_err(|e| Error::InvalidInput(format!("cannot encode payload: {e}")))?;
+        let Some(rest) = json.strip_prefix('{') else {
+            return Err(Error::Internal("payload is not a JSON object".into()));
+        };
+        return Ok(if rest == "}" {
+            format!("{{\"v\":{WIRE_VERSION}}}")
+        } else {
+            format!("{{\"v\":{WIRE_VERSION},{rest}")
+        });
+    }
     let mut v = serde_json::to_value(value)
         .map_err(|e| Error::InvalidInput(format!("cannot encode payload: {e}")))?;
     let Value::Object(map) = &mut v else {
@@ -121,6 +137,43 @@ pub(crate) fn decode_message(json: &str) -> Result<Message> {
     decode("bus message", json)
 }
 
+// Assembling what multi-key reads return.
+
+pub(crate) type ProposalMaps = (
+    HashMap<String, String>,
+    Vec<String>,
+    HashMap<String, String>,
+    HashMap<String, String>,
+);
+
+pub(crate) fn assemble_all((bodies, ids, statuses, votes): &ProposalMaps) -> Result<Vec<Proposal>> {
+    let mut seen = HashSet::new();
+    ids.iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .filter_map(|id| bodies.get(id).map(|b| (id, b)))
+        .map(|(id, body)| {
+            assemble_proposal(
+                body,
+                statuses.get(id).map_or("OPEN", String::as_str),
+                votes.get(id).map_or("[]", String::as_str),
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn assemble_handoffs(
+    bodies: &HashMap<String, String>,
+    ids: &[String],
+    claims: &HashMap<String, String>,
+) -> Result<Vec<Handoff>> {
+    let mut seen = HashSet::new();
+    ids.iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .filter_map(|id| bodies.get(id).map(|b| (id, b)))
+        .map(|(id, body)| decode_handoff(body, claims.get(id).map(String::as_str)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +198,20 @@ mod tests {
         let back =
             assemble_proposal(&body, &status_str(&p).unwrap(), &votes(&p.votes).unwrap()).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn versioned_objects_round_trip() {
+        let v = Vote {
+            voter: AgentId::new("BETA").unwrap(),
+            approve: false,
+            score: 0.25,
+            rationale: "no \"quote\" {brace}".into(),
+        };
+        let json = vote(&v).unwrap();
+        assert!(json.starts_with("{\"v\":1,"), "{json}");
+        let back: Vote = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]

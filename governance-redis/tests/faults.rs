@@ -87,7 +87,12 @@ fn assert_retryable_backend(e: &Error, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operations_fail_retryably_while_redis_is_down_and_work_after_restart() {
     let mut server = RedisServer::start();
-    let b = backend(&server).await;
+    let mut config = governance_redis::RedisConfig::new(server.url());
+    // Give up on the outage quickly: this test wants the errors.
+    config.outage_timeout = Duration::from_millis(300);
+    let b = governance_redis::RedisBackend::connect(config)
+        .await
+        .expect("connect");
     let (bb, bus) = (b.blackboard(), b.bus());
     let p = PipelineId::generate();
     let id = ProposalId::new("p1").unwrap();
