@@ -2,7 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+mod backends;
+mod bench;
+mod ledger;
+mod replay;
 mod run;
+mod serve;
 
 /// Governed multi-agent LLM pipelines.
 #[derive(Debug, Parser)]
@@ -16,6 +21,14 @@ struct Cli {
 enum Command {
     /// Run one pipeline in-process on the local LLM and print its live events.
     Run(run::RunArgs),
+    /// Run N pipelines (C in flight) and report throughput, latency and memory.
+    Bench(bench::BenchArgs),
+    /// Serve the HTTP API, live events and the dashboard (BIND, PORT, GOVERNANCE_DB, REDIS_URL, ...).
+    Serve(serve::ServeArgs),
+    /// Audit ledger tools: `ledger verify --db PATH` checks every hash chain.
+    Ledger(ledger::LedgerArgs),
+    /// Re-run a recorded pipeline offline against its recorded LLM answers (--db, --pipeline).
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +46,10 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Bench(args) => bench::bench(args).await,
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Ledger(args) => ledger::ledger(args).await,
+            Command::Replay(args) => replay::replay(args).await,
         }
     });
     match result {

@@ -1,0 +1,143 @@
+//! Builds the [`Governance`] engine of `governance serve` from the environment.
+//!
+//! | variable | effect |
+//! |---|---|
+//! | `GOVERNANCE_DB` | SQLite file for the ledger, checkpoints and registry (default `./governance.db`; `memory` keeps them in memory) |
+//! | `REDIS_URL` | blackboard and bus on Redis / DragonflyDB (default: in memory); password from the URL or the Dragonfly secret |
+//! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
+//! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency and seed |
+//! | the seed's variables | [`Config::from_env`] |
+//!
+//! With a SQLite database every LLM exchange is recorded in it (for `governance replay`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use governance_core::{
+    BreakerLlm, CircuitBreaker, Config, ExchangeStore, Governance, LlmClient, LocalLlm,
+    LocalLlmConfig, RecordingLlm,
+};
+use governance_openrouter::{
+    ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_dragonfly_password,
+    resolve_openrouter_key, select_mode,
+};
+use governance_redis::{RedisBackend, RedisConfig};
+use governance_sqlite::SqliteStore;
+use secrecy::ExposeSecret as _;
+
+/// The engine and what it was built from.
+#[derive(Debug)]
+pub struct Backends {
+    /// The engine.
+    pub governance: Governance,
+    /// `(component, description)` pairs for the start-up line and `/readyz`.
+    pub summary: Vec<(String, String)>,
+    /// Process-wide circuit breakers per LLM mode (for `/metrics`).
+    pub breakers: Vec<(String, Arc<CircuitBreaker>)>,
+    /// Whether the ledger/registry survive a restart (then incomplete pipelines are resumed).
+    pub persistent: bool,
+    /// The default LLM mode and why it was chosen.
+    pub mode: (String, &'static str),
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
+    env(name).map_or(Ok(default), |v| {
+        v.trim()
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a whole number"))
+    })
+}
+
+/// Builds the engine from the environment.
+///
+/// # Errors
+/// A configuration variable is invalid, a backend cannot be opened or reached, or the
+/// OpenRouter mode was asked for without a key.
+pub async fn from_env() -> anyhow::Result<Backends> {
+    let config = Config::from_env().context("reading configuration")?;
+    let breaker_config = config.breaker;
+    let mut builder = Governance::builder();
+    let mut summary = Vec::new();
+    let mut breakers = Vec::new();
+
+    let db = env("GOVERNANCE_DB").unwrap_or_else(|| "./governance.db".to_owned());
+    let persistent = db != "memory";
+    let mut recorder: Option<Arc<dyn ExchangeStore>> = None;
+    if persistent {
+        let store = Arc::new(
+            SqliteStore::open(&db)
+                .await
+                .with_context(|| format!("opening GOVERNANCE_DB={db}"))?,
+        );
+        recorder = Some(store.clone());
+        builder = builder.stores(store);
+        summary.push(("ledger".to_owned(), format!("sqlite:{db}")));
+    } else {
+        summary.push(("ledger".to_owned(), "memory".to_owned()));
+    }
+
+    let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
+    if let Some(url) = env("REDIS_URL") {
+        let mut rc = RedisConfig::new(url);
+        let redacted = rc.redacted_url();
+        if let Some(pw) = resolve_dragonfly_password(&secrets)
+            .await
+            .context("reading the Redis/Dragonfly password")?
+        {
+            rc = rc.with_password(pw.expose_secret());
+        }
+        let redis = RedisBackend::connect(rc)
+            .await
+            .with_context(|| format!("connecting to REDIS_URL={redacted}"))?;
+        builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
+        summary.push(("blackboard".to_owned(), format!("redis:{redacted}")));
+        summary.push(("bus".to_owned(), format!("redis:{redacted}")));
+    } else {
+        summary.push(("blackboard".to_owned(), "memory".to_owned()));
+        summary.push(("bus".to_owned(), "memory".to_owned()));
+    }
+
+    let local = LocalLlm::new(LocalLlmConfig {
+        seed: env_u64("GOVERNANCE_LOCAL_SEED", 0)?,
+        latency: Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", 0)?),
+        ..LocalLlmConfig::default()
+    });
+    // recording wraps the outermost client, so every attempt the agents make is replayable
+    let record = |client: Arc<dyn LlmClient>| -> Arc<dyn LlmClient> {
+        match &recorder {
+            Some(store) => Arc::new(RecordingLlm::new(client, store.clone())),
+            None => client,
+        }
+    };
+    builder = builder.llm("local", record(Arc::new(local)));
+    let key = resolve_openrouter_key(&secrets)
+        .await
+        .context("reading the OpenRouter key")?;
+    let (mode, why) = select_mode(LlmMode::from_env()?, key.is_some())?;
+    if let Some(key) = key {
+        // registered whenever a key exists, so a request may ask for `mode: "openrouter"`
+        let client = OpenRouterClient::new(OpenRouterConfig::from_env_with_key(key)?)?;
+        let breaker = Arc::new(CircuitBreaker::new(breaker_config));
+        builder = builder.llm(
+            "openrouter",
+            record(Arc::new(BreakerLlm::new(Arc::new(client), breaker.clone()))),
+        );
+        breakers.push(("openrouter".to_owned(), breaker));
+    }
+    builder = builder.default_mode(mode.as_str());
+    summary.push(("llm".to_owned(), mode.as_str().to_owned()));
+
+    let governance = builder.config(config).build()?;
+    Ok(Backends {
+        governance,
+        summary,
+        breakers,
+        persistent,
+        mode: (mode.as_str().to_owned(), why),
+    })
+}

@@ -1,0 +1,5 @@
+//! Request handlers, grouped by what they serve.
+
+pub mod ops;
+pub mod pipelines;
+pub mod streams;

@@ -1,0 +1,110 @@
+//! Operational endpoints: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs` and the
+//! dashboard at `/`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+const DOCS: &str = include_str!("../../assets/docs.html");
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: every backend answers (blackboard, bus, ledger) and the server is not
+/// shutting down; 503 in the error shape (with `checks`) otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let gov = state.gov();
+    let (bb, bus, ledger) = tokio::join!(
+        gov.blackboard().ping(),
+        gov.bus().ping(),
+        gov.ledger().ping()
+    );
+    let mut checks = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for (name, r) in [("blackboard", bb), ("bus", bus), ("ledger", ledger)] {
+        match r {
+            Ok(()) => {
+                checks.insert(name.into(), json!("ok"));
+            }
+            Err(e) => {
+                checks.insert(name.into(), json!(e.to_string()));
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if state.shutdown_token().is_cancelled() {
+        failed.push("server is shutting down".into());
+    }
+    let backends: serde_json::Map<String, Value> = state
+        .settings()
+        .backends
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    if failed.is_empty() {
+        Json(json!({"status": "ready", "checks": checks, "backends": backends, "modes": gov.modes(), "default_mode": gov.default_mode()}))
+            .into_response()
+    } else {
+        let err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            failed.join("; "),
+        );
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": err.code, "message": err.message}, "checks": checks})),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.inner.metrics.render(state.gov()).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+/// `GET /docs`: a small page rendering `/openapi.json` (no external assets).
+pub async fn docs() -> Html<&'static str> {
+    Html(DOCS)
+}
+
+/// `GET /`: the dashboard.
+pub async fn dashboard() -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:",
+            ),
+        ],
+        Html(DASHBOARD),
+    )
+        .into_response()
+}
+
+/// Fallback: 404 in the JSON error shape.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
