@@ -22,6 +22,10 @@ use crate::runtime::Shared;
 use crate::store::Report;
 use crate::token_budget::AgentBudget;
 
+/// The pseudo-recipient of `agent_message` events that carry pieces of an answer being
+/// streamed from the model (with `GOVERNANCE_LLM_STREAM=true`).
+pub const STREAM_RECIPIENT: &str = "stream";
+
 /// How an agent's run ended (errors are returned as `Err`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -260,8 +264,15 @@ impl AgentContext {
             sent += 1;
             let opened_before = c.shared.breaker.times_opened();
             let started = tokio::time::Instant::now();
+            let call = async {
+                if c.config.stream_llm {
+                    self.complete_streaming(&request).await
+                } else {
+                    c.llm.complete(&request).await
+                }
+            };
             let result = tokio::select! {
-                r = c.llm.complete(&request) => r,
+                r = call => r,
                 () = c.cancel.cancelled() => {
                     c.budget.settle(reservation, None);
                     c.shared.breaker.record(Err(&Error::Cancelled));
@@ -326,6 +337,53 @@ impl AgentContext {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A streaming call: pieces of the answer are published as `agent_message` events to the
+    /// pseudo-recipient `stream` as they arrive (in chunks of at least 256 bytes, and the rest at
+    /// the end), so a UI shows the answer while it is being written.
+    async fn complete_streaming(&self, request: &LlmRequest) -> Result<LlmResponse> {
+        const CHUNK: usize = 256;
+        let c = &self.inner;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let sink = move |delta: &str| {
+            let _ = tx.send(delta.to_owned());
+        };
+        let call = c.llm.complete_streaming(request, &sink);
+        tokio::pin!(call);
+        let mut buf = String::new();
+        let result = loop {
+            tokio::select! {
+                r = &mut call => break r,
+                Some(delta) = rx.recv() => {
+                    buf.push_str(&delta);
+                    if buf.len() >= CHUNK {
+                        self.emit_stream(std::mem::take(&mut buf)).await?;
+                    }
+                }
+            }
+        };
+        while let Ok(delta) = rx.try_recv() {
+            buf.push_str(&delta);
+        }
+        if !buf.is_empty() {
+            self.emit_stream(buf).await?;
+        }
+        result
+    }
+
+    async fn emit_stream(&self, content: String) -> Result<()> {
+        let c = &self.inner;
+        c.shared
+            .emitter
+            .emit(EventKind::AgentMessage {
+                pipeline_id: c.shared.id.clone(),
+                from: c.agent_id.clone(),
+                to: STREAM_RECIPIENT.to_owned(),
+                content,
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Records an error against this agent's error budget and emits an `error` event.

@@ -117,6 +117,9 @@ pub struct Config {
     pub max_proposals_per_agent: u32,
     /// How often an idle agent re-reads the blackboard when no message woke it (default 200 ms).
     pub agent_poll_interval: Duration,
+    /// `GOVERNANCE_LLM_STREAM`: stream model answers and publish them as they arrive as
+    /// `agent_message` events to `stream` (default false).
+    pub stream_llm: bool,
 }
 
 impl Default for Config {
@@ -132,6 +135,7 @@ impl Default for Config {
             llm_max_attempts: 3,
             max_proposals_per_agent: 8,
             agent_poll_interval: Duration::from_millis(200),
+            stream_llm: false,
         }
     }
 }
@@ -220,6 +224,9 @@ impl Config {
         }
         if let Some(v) = get("GOVERNANCE_LLM_MAX_ATTEMPTS") {
             c.llm_max_attempts = parse_num("GOVERNANCE_LLM_MAX_ATTEMPTS", &v, 1)?;
+        }
+        if let Some(v) = get("GOVERNANCE_LLM_STREAM") {
+            c.stream_llm = parse_bool("GOVERNANCE_LLM_STREAM", &v)?;
         }
         if let Some(v) = get("GOVERNANCE_MAX_PROPOSALS") {
             c.max_proposals_per_agent = parse_num("GOVERNANCE_MAX_PROPOSALS", &v, 1)?;

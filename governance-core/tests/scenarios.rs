@@ -532,3 +532,121 @@ async fn bad_requests_are_clear_errors() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn streamed_answers_appear_as_agent_messages_as_they_arrive() {
+    let h = harness(
+        Config {
+            stream_llm: true,
+            ..fast_config()
+        },
+        LocalLlmConfig::default(),
+    );
+    let (rec, events) = h.run("Design a caching strategy").await;
+    assert_eq!(rec.status, S::Completed);
+    let streamed: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AgentMessage {
+                from, to, content, ..
+            } if to == governance_core::STREAM_RECIPIENT => {
+                Some((from.to_string(), content.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let calls = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::LlmCall { error: None, .. }))
+        .count();
+    assert_eq!(
+        streamed.len(),
+        calls,
+        "each answer is streamed (the local LLM sends it in one piece)"
+    );
+    let report = streamed
+        .iter()
+        .find(|(from, _)| from == "REPORTER")
+        .expect("the report was streamed");
+    assert!(report.1.contains("\"summary\""), "{}", report.1);
+    // streaming off: no stream messages
+    let h = harness(fast_config(), LocalLlmConfig::default());
+    let (_, events) = h.run("Design a caching strategy").await;
+    assert!(!events.iter().any(|e| matches!(&e.kind, EventKind::AgentMessage { to, .. } if to == governance_core::STREAM_RECIPIENT)));
+}
+
+/// Streams the local LLM's answers in 7-byte pieces.
+#[derive(Debug)]
+struct Trickle(governance_core::LocalLlm);
+
+#[async_trait::async_trait]
+impl governance_core::LlmClient for Trickle {
+    fn name(&self) -> &str {
+        "trickle"
+    }
+    fn default_model(&self) -> &str {
+        "trickle/1"
+    }
+    async fn complete(
+        &self,
+        r: &governance_core::LlmRequest,
+    ) -> governance_core::Result<governance_core::LlmResponse> {
+        self.0.complete(r).await
+    }
+    async fn complete_streaming(
+        &self,
+        r: &governance_core::LlmRequest,
+        on_delta: governance_core::llm::DeltaSink<'_>,
+    ) -> governance_core::Result<governance_core::LlmResponse> {
+        let resp = self.0.complete(r).await?;
+        for piece in resp.content.as_bytes().chunks(7) {
+            on_delta(std::str::from_utf8(piece).unwrap_or(""));
+            tokio::task::yield_now().await;
+        }
+        Ok(resp)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trickling_stream_is_published_in_chunks_that_add_up_to_the_answer() {
+    let gov = governance_core::Governance::builder()
+        .config(Config {
+            stream_llm: true,
+            ..fast_config()
+        })
+        .llm(
+            "local",
+            std::sync::Arc::new(Trickle(governance_core::LocalLlm::default())),
+        )
+        .build()
+        .unwrap();
+    let id = gov
+        .spawn(SpawnRequest::new("Design a caching strategy"))
+        .await
+        .unwrap();
+    let rec = gov.wait(&id, false).await.unwrap();
+    assert_eq!(rec.status, S::Completed);
+    let events = gov.events(&id, 0, 10_000).await.unwrap();
+    let reporter: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AgentMessage {
+                from, to, content, ..
+            } if to == governance_core::STREAM_RECIPIENT && from.as_str() == "REPORTER" => {
+                Some(content.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(reporter.len() >= 1);
+    assert!(
+        reporter[..reporter.len() - 1]
+            .iter()
+            .all(|c| c.len() >= 256),
+        "chunks, not one event per delta"
+    );
+    let whole: String = reporter.concat();
+    let parsed: serde_json::Value =
+        serde_json::from_str(&whole).expect("the chunks add up to the whole JSON answer");
+    assert!(parsed["summary"].is_string());
+}
