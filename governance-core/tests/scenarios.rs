@@ -638,7 +638,7 @@ async fn a_trickling_stream_is_published_in_chunks_that_add_up_to_the_answer() {
             _ => None,
         })
         .collect();
-    assert!(reporter.len() >= 1);
+    assert!(!reporter.is_empty());
     assert!(
         reporter[..reporter.len() - 1]
             .iter()
