@@ -258,7 +258,7 @@ impl Shared {
     /// reply was lost), it is repeated until it gets a reply or
     /// [`RedisConfig::outage_timeout`] has passed; the flag is `true` when the returned
     /// reply is a repeat's. Appends go through [`Self::append`] instead.
-    async fn execute<T, F, Fut>(
+    pub(crate) async fn execute<T, F, Fut>(
         &self,
         op: &'static str,
         effect: Effect,

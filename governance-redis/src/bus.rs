@@ -9,6 +9,7 @@ use governance_core::{Message, MessageBus, PipelineId, Result};
 
 use crate::backend::Shared;
 use crate::error::{Effect, corrupt};
+use crate::groups::GroupConsumer;
 use crate::wire;
 
 /// The [`MessageBus`] on Redis / DragonflyDB.
@@ -28,6 +29,11 @@ use crate::wire;
 ///   a connection loss; messages published while it is down, or while a subscriber's queue is
 ///   full, are missed. Every message carries its `seq`, so a subscriber that sees a gap fills
 ///   it with `read(last_seen, …)`.
+/// - **Consumer groups (at-least-once)**: [`consumer`](Self::consumer) reads the same log
+///   through a Redis Streams consumer group: each message goes to one consumer of the group
+///   and stays pending until acknowledged; a dead consumer's pending entries are taken over
+///   with [`GroupConsumer::reclaim`]. Messages may be delivered more than once, so handlers
+///   must be idempotent or dedupe by `seq`.
 ///
 /// # Retries
 /// A retryable error means the message certainly was not appended. When the connection fails
@@ -53,6 +59,28 @@ impl fmt::Debug for RedisBus {
 impl RedisBus {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
+    }
+
+    /// Joins consumer group `group` of `pipeline`'s message log as `consumer`, creating the
+    /// group (`XGROUP CREATE <log> <group> 0 MKSTREAM`, so it starts with the oldest message
+    /// still in the log) if it does not exist yet.
+    ///
+    /// Each message is delivered to **one** consumer of a group, **at least once**: it stays
+    /// pending until acknowledged, and pending entries of a consumer that died are taken over
+    /// with [`GroupConsumer::reclaim`]. Handlers must be idempotent or dedupe by `seq`. See
+    /// [`GroupConsumer`]. Different groups each get every message.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`](governance_core::Error::InvalidId) when `group` or `consumer` is
+    /// not `[A-Za-z0-9_-]{1,64}`; [`Error::Backend`](governance_core::Error::Backend) when
+    /// the server stays unreachable.
+    pub async fn consumer(
+        &self,
+        pipeline: &PipelineId,
+        group: &str,
+        consumer: &str,
+    ) -> Result<GroupConsumer> {
+        GroupConsumer::new(self.shared.clone(), pipeline, group, consumer).await
     }
 }
 

@@ -41,6 +41,14 @@
 //! script ([`scripts`]) that declares all its keys in `KEYS[]`, run by `EVALSHA` and reloaded
 //! automatically on `NOSCRIPT` (e.g. after a server restart). Payloads are JSON with `"v": 1`.
 //!
+//! ## Lossless consumption
+//! [`RedisBus::read`](governance_core::MessageBus::read) replays the log from any `seq`; for
+//! messages that one of several processes must handle, [`RedisBus::consumer`] joins a
+//! Redis Streams consumer group ([`GroupConsumer`]): each message goes to one consumer, stays
+//! pending until [acknowledged](GroupConsumer::ack), and a dead consumer's pending messages are
+//! taken over with [`GroupConsumer::reclaim`]. Delivery is **at least once**: handlers must be
+//! idempotent or dedupe by `seq`.
+//!
 //! ## Connection loss and errors
 //! Commands share one multiplexed [`redis::aio::ConnectionManager`] that reconnects by itself;
 //! a restarted server needs no restarted process. Errors are
@@ -66,6 +74,7 @@ mod blackboard;
 mod bus;
 mod config;
 mod error;
+mod groups;
 mod keys;
 pub mod scripts;
 mod subscriber;
@@ -76,5 +85,6 @@ pub use blackboard::RedisBlackboard;
 pub use bus::RedisBus;
 pub use config::{RedisConfig, redact_url};
 pub use error::BACKEND;
+pub use groups::{Delivery, GroupConsumer};
 pub use keys::PipelineKeys;
 pub use wire::WIRE_VERSION;
