@@ -506,8 +506,10 @@ impl Governance {
         self.engine.ledger.read(id, after, limit).await
     }
 
-    /// Waits until the pipeline reaches a terminal status (or rests at REPORT when `rest` is
-    /// true) and returns its record.
+    /// Waits until the pipeline reaches a terminal status (or, when `rest` is true, REPORT)
+    /// and returns its record. With auto-continue on, a pipeline passes REPORT without resting:
+    /// the record returned for `rest = true` may then already show ORCHESTRATING or later.
+    /// A pipeline resting at REPORT with `rest = false` waits until it is continued or stopped.
     ///
     /// # Errors
     /// [`Error::NotFound`].
