@@ -231,13 +231,17 @@ impl AgentContext {
     ///
     /// # Errors
     /// The last attempt's error, [`Error::BudgetExceeded`] or [`Error::Cancelled`].
-    pub async fn llm(&self, purpose: Purpose, messages: &[ChatMessage]) -> Result<LlmResponse> {
+    pub async fn llm(
+        &self,
+        purpose: Purpose,
+        messages: impl Into<Arc<[ChatMessage]>> + Send,
+    ) -> Result<LlmResponse> {
         let c = &self.inner;
         let max_tokens = c.config.budgets.max_completion_tokens;
         let mut sent = 0u32;
         let mut request = LlmRequest {
             model: Some(c.model.clone()),
-            messages: messages.to_vec(),
+            messages: messages.into(),
             max_tokens,
             temperature: 0.2,
             json: true,
@@ -425,8 +429,9 @@ impl AgentContext {
         messages: Vec<ChatMessage>,
         check: impl Fn(&T) -> Result<()> + Send + Sync,
     ) -> Result<T> {
+        let messages: Arc<[ChatMessage]> = messages.into();
         loop {
-            let outcome = match self.llm(purpose, &messages).await {
+            let outcome = match self.llm(purpose, messages.clone()).await {
                 Ok(resp) => T::parse_response(&resp).and_then(|t| check(&t).map(|()| t)),
                 Err(e) => Err(e),
             };

@@ -85,7 +85,8 @@ pub struct LlmRequest {
     /// Model; `None` means the client's default.
     pub model: Option<String>,
     /// The conversation.
-    pub messages: Vec<ChatMessage>,
+    /// (Shared: retries and recordings reuse it without copying the prompt.)
+    pub messages: std::sync::Arc<[ChatMessage]>,
     /// Upper bound on completion tokens.
     pub max_tokens: u32,
     /// Sampling temperature.

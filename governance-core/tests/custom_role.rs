@@ -35,7 +35,7 @@ impl Agent for Critic {
                     // the critic also asks the model, under its own token budget
                     ctx.llm(
                         Purpose::Other,
-                        &[governance_core::ChatMessage::user("check")],
+                        vec![governance_core::ChatMessage::user("check")],
                     )
                     .await?;
                     let ok = p.content.contains("checkpoints");

@@ -94,7 +94,7 @@ mod tests {
     fn request(attempt: u32) -> LlmRequest {
         LlmRequest {
             model: Some("anthropic/claude-sonnet-4".into()),
-            messages: vec![ChatMessage::system("rules"), ChatMessage::user("objective")],
+            messages: vec![ChatMessage::system("rules"), ChatMessage::user("objective")].into(),
             max_tokens: 256,
             temperature: 0.2,
             json: true,

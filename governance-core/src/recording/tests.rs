@@ -183,7 +183,7 @@ async fn a_missing_exchange_fails_clearly_and_names_its_key() {
 fn request(agent: &str, purpose: Purpose, attempt: u32) -> LlmRequest {
     LlmRequest {
         model: Some("m".into()),
-        messages: vec![ChatMessage::user("hello")],
+        messages: vec![ChatMessage::user("hello")].into(),
         max_tokens: 16,
         temperature: 0.0,
         json: true,
@@ -230,7 +230,7 @@ async fn replay_is_keyed_by_agent_purpose_and_attempt_and_flags_divergence() {
         "b0"
     );
     let mut changed = request("ALPHA", Purpose::Propose, 0);
-    changed.messages = vec![ChatMessage::user("something else")];
+    changed.messages = vec![ChatMessage::user("something else")].into();
     assert_eq!(replay.complete(&changed).await.unwrap().content, "a0");
     let e = replay
         .complete(&request("ALPHA", Purpose::Propose, 1))

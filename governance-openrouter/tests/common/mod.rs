@@ -17,7 +17,8 @@ pub fn request() -> LlmRequest {
         messages: vec![
             ChatMessage::system("You are ALPHA."),
             ChatMessage::user("Propose a plan."),
-        ],
+        ]
+        .into(),
         max_tokens: 256,
         temperature: 0.2,
         json: false,
