@@ -83,17 +83,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
 
     let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
     if let Some(url) = env("REDIS_URL") {
-        let mut rc = RedisConfig::new(url);
-        let redacted = rc.redacted_url();
-        if let Some(pw) = resolve_dragonfly_password(&secrets)
-            .await
-            .context("reading the Redis/Dragonfly password")?
-        {
-            rc = rc.with_password(pw.expose_secret());
-        }
-        let redis = RedisBackend::connect(rc)
-            .await
-            .with_context(|| format!("connecting to REDIS_URL={redacted}"))?;
+        let (redis, redacted) = connect_redis(&url, &secrets).await?;
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         summary.push(("blackboard".to_owned(), format!("redis:{redacted}")));
         summary.push(("bus".to_owned(), format!("redis:{redacted}")));
@@ -140,4 +130,28 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         persistent,
         mode: (mode.as_str().to_owned(), why),
     })
+}
+
+/// Connects to Redis / DragonflyDB at `url`, with the password from the secret sources
+/// (`DRAGONFLY_PASSWORD`, `REDIS_PASSWORD`, Vault) overriding the URL's. Returns the backend and
+/// the URL with its password redacted, for logs.
+///
+/// # Errors
+/// The secret sources fail, or the server cannot be reached.
+pub async fn connect_redis(
+    url: &str,
+    secrets: &ChainSecretSource,
+) -> anyhow::Result<(RedisBackend, String)> {
+    let mut rc = RedisConfig::new(url);
+    let redacted = rc.redacted_url();
+    if let Some(pw) = resolve_dragonfly_password(secrets)
+        .await
+        .context("reading the Redis/Dragonfly password")?
+    {
+        rc = rc.with_password(pw.expose_secret());
+    }
+    let redis = RedisBackend::connect(rc)
+        .await
+        .with_context(|| format!("connecting to REDIS_URL={redacted}"))?;
+    Ok((redis, redacted))
 }

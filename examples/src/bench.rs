@@ -15,10 +15,8 @@ use governance_core::{
     Config, Fault, FaultKind, Governance, LocalLlm, LocalLlmConfig, PipelineStatus, Purpose,
     SpawnRequest,
 };
-use governance_openrouter::{ChainSecretSource, resolve_dragonfly_password};
-use governance_redis::{RedisBackend, RedisConfig};
+use governance_openrouter::ChainSecretSource;
 use governance_sqlite::SqliteStore;
-use secrecy::ExposeSecret as _;
 use tokio::sync::Semaphore;
 
 /// Arguments of `governance bench`.
@@ -229,18 +227,8 @@ async fn engine(
         "memory".to_owned()
     };
     let blackboard = if let Some(url) = args.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
-        let mut rc = RedisConfig::new(url);
-        let redacted = rc.redacted_url();
         let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
-        if let Some(pw) = resolve_dragonfly_password(&secrets)
-            .await
-            .context("reading the Redis/Dragonfly password")?
-        {
-            rc = rc.with_password(pw.expose_secret());
-        }
-        let redis = RedisBackend::connect(rc)
-            .await
-            .with_context(|| format!("connecting to REDIS_URL={redacted}"))?;
+        let (redis, redacted) = crate::backends::connect_redis(url, &secrets).await?;
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         format!("redis:{redacted}")
     } else {
