@@ -174,6 +174,13 @@ pub enum Error {
         /// Why it is invalid.
         message: String,
     },
+    /// This process no longer owns the pipeline: another node took it over (its lease
+    /// expired), so the write was refused. The pipeline goes on at its new owner.
+    #[error("pipeline {pipeline} is owned by another node now (lease lost); write refused")]
+    Fenced {
+        /// The pipeline.
+        pipeline: String,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -186,7 +193,7 @@ impl Error {
         match self {
             Self::InvalidId { .. } | Self::InvalidInput(_) => ErrorKind::InvalidInput,
             Self::NotFound { .. } => ErrorKind::NotFound,
-            Self::Conflict(_) => ErrorKind::Conflict,
+            Self::Conflict(_) | Self::Fenced { .. } => ErrorKind::Conflict,
             Self::InvalidTransition { .. } => ErrorKind::InvalidTransition,
             Self::Backend { .. } => ErrorKind::Backend,
             Self::Llm(_) => ErrorKind::Llm,

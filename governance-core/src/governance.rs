@@ -92,6 +92,7 @@ pub(crate) struct Engine {
     pub gamma: Arc<dyn Agent>,
     pub extra_roles: Vec<Arc<dyn Agent>>,
     pub controller: Arc<dyn SpawnController>,
+    pub ownership: Arc<dyn crate::ownership::Ownership>,
     pub hub: broadcast::Sender<Arc<Event>>,
     pub live: Mutex<HashMap<PipelineId, Arc<Live>>>,
     pub max_objective_len: usize,
@@ -128,6 +129,7 @@ pub struct GovernanceBuilder {
     gamma: Option<Arc<dyn Agent>>,
     extra_roles: Vec<Arc<dyn Agent>>,
     controller: Option<Arc<dyn SpawnController>>,
+    ownership: Option<Arc<dyn crate::ownership::Ownership>>,
     max_objective_len: Option<usize>,
     event_capacity: Option<usize>,
 }
@@ -213,6 +215,14 @@ impl GovernanceBuilder {
         self.extra_roles.push(a);
         self
     }
+    /// Sets who owns the pipelines this engine runs (default [`SingleNode`](crate::SingleNode):
+    /// this engine alone). Several server nodes on one Redis use `governance-redis`'s leases.
+    #[must_use]
+    pub fn ownership(mut self, o: Arc<dyn crate::ownership::Ownership>) -> Self {
+        self.ownership = Some(o);
+        self
+    }
+
     /// Replaces the spawn controller.
     #[must_use]
     pub fn spawn_controller(mut self, c: Arc<dyn SpawnController>) -> Self {
@@ -297,6 +307,9 @@ impl GovernanceBuilder {
                 controller: self
                     .controller
                     .unwrap_or_else(|| Arc::new(ThresholdSpawnController::new(thresholds))),
+                ownership: self
+                    .ownership
+                    .unwrap_or_else(|| Arc::new(crate::ownership::SingleNode)),
                 hub,
                 live: Mutex::new(HashMap::new()),
                 max_objective_len: self.max_objective_len.unwrap_or(DEFAULT_MAX_OBJECTIVE_LEN),
@@ -555,6 +568,53 @@ impl Governance {
     /// Backend errors listing the pipelines.
     pub async fn resume_incomplete(&self) -> Result<Vec<PipelineId>> {
         crate::resume::resume_incomplete(&self.engine).await
+    }
+
+    /// Takes over a pipeline whose owning node is gone (its lease expired) and drives it on
+    /// from its last checkpoint and the ledger, as [`resume_incomplete`](Self::resume_incomplete)
+    /// does after a crash. Returns `false` when there is nothing to do: it already runs here,
+    /// another node owns it, or it has ended.
+    ///
+    /// # Errors
+    /// Backend errors (the ownership claim is released again).
+    pub async fn adopt(&self, id: &PipelineId) -> Result<bool> {
+        if self.engine.shutdown.is_cancelled() || self.engine.live.lock().contains_key(id) {
+            return Ok(false);
+        }
+        if !self.engine.ownership.take_over(id).await? {
+            return Ok(false);
+        }
+        let rec = match self.engine.registry.get(id).await {
+            Ok(Some(rec)) if !rec.status.is_terminal() => rec,
+            Ok(_) => {
+                self.engine.ownership.release(id, true).await;
+                return Ok(false);
+            }
+            Err(e) => {
+                self.engine.ownership.release(id, false).await;
+                return Err(e);
+            }
+        };
+        match crate::resume::resume_one(&self.engine, rec).await {
+            Ok(resumed) => Ok(resumed),
+            Err(e) => {
+                self.engine.ownership.release(id, false).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds an event that another node emitted into this engine's live stream
+    /// ([`subscribe`](Self::subscribe)), so clients of this node see pipelines that run
+    /// elsewhere. It is not written anywhere (the owner already wrote it to the shared ledger).
+    pub fn relay(&self, event: Arc<Event>) {
+        let _ = self.engine.hub.send(event);
+    }
+
+    /// This engine's node id (from its [`Ownership`](crate::Ownership)).
+    #[must_use]
+    pub fn node_id(&self) -> &str {
+        self.engine.ownership.node_id()
     }
 
     pub(crate) async fn live(&self, id: &PipelineId) -> Result<Arc<Live>> {

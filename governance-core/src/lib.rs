@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod blackboard;
+pub mod chain;
 pub mod circuit_breaker;
 pub mod config;
 pub mod emitter;
@@ -25,6 +26,7 @@ pub mod local_llm;
 pub mod memory;
 pub mod message_bus;
 mod orchestration;
+pub mod ownership;
 pub mod parse;
 mod pipeline;
 pub mod prompt;
@@ -59,6 +61,7 @@ pub use llm::{
 pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
+pub use ownership::{Ownership, SingleNode};
 pub use recording::{
     ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
     ReplayKey, ReplayLlm, ReplayStats,

@@ -238,11 +238,16 @@ async fn spawn_agent(
         .emit(EventKind::AgentSpawned {
             pipeline_id: live.shared.id.clone(),
             agent_id: id.clone(),
-            role,
+            role: role.clone(),
             runtime: "tokio".into(),
         })
         .await?;
-    let span = tracing::info_span!("agent", agent_id = %id);
+    let span = tracing::info_span!(
+        "agent",
+        pipeline_id = %live.shared.id,
+        agent_id = %id,
+        role = %role
+    );
     running
         .set
         .spawn(async move { (id, agent.run(ctx).await) }.instrument(span));

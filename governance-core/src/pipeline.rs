@@ -150,6 +150,7 @@ impl Live {
             failure: None,
             last_seq: 0,
         };
+        engine.ownership.claim_new(&record.id).await?;
         let live = Self::build(engine, record, 0);
         {
             let mut rec = live.record.lock().await;
@@ -328,7 +329,15 @@ pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     let span = tracing::info_span!("pipeline", pipeline_id = %live.shared.id);
     engine.tasks.spawn(
         async move {
-            if let Err(err) = drive(&e, &live, stage).await {
+            let result = drive(&e, &live, stage).await;
+            if let Err(Error::Fenced { .. }) = &result {
+                // another node owns it now: write nothing more, let it go here
+                tracing::warn!("lost the pipeline's lease to another node; dropping it here");
+                live.driven.store(false, Ordering::Release);
+                e.live.lock().remove(&live.shared.id);
+                return;
+            }
+            if let Err(err) = result {
                 tracing::error!(error = %err, "pipeline driver failed");
                 let status = live.status_rx().borrow().to_owned();
                 if !status.is_terminal() {
@@ -347,8 +356,12 @@ pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
                 }
             }
             live.driven.store(false, Ordering::Release);
-            if live.status_rx().borrow().is_terminal() {
+            let terminal = live.status_rx().borrow().is_terminal();
+            if terminal {
                 e.live.lock().remove(&live.shared.id);
+                e.ownership.release(&live.shared.id, true).await;
+            } else if e.shutdown.is_cancelled() {
+                e.ownership.release(&live.shared.id, false).await;
             }
         }
         .instrument(span),
@@ -524,6 +537,9 @@ pub(crate) async fn stop_resting(engine: &Arc<Engine>, live: &Arc<Live>) -> Resu
     };
     live.driven.store(false, Ordering::Release);
     engine.live.lock().remove(&live.shared.id);
+    if r.is_ok() {
+        engine.ownership.release(&live.shared.id, true).await;
+    }
     r
 }
 

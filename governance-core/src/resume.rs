@@ -42,66 +42,81 @@ pub(crate) async fn resume_incomplete(engine: &Arc<Engine>) -> Result<Vec<Pipeli
                 continue;
             }
             let id = rec.id.clone();
-            let last_seq = engine.ledger.last_seq(&id).await?;
-            let checkpoint = engine.checkpoints.latest(&id).await?;
-            // the registry row may be older than the checkpoint; take the newer record
-            let mut record = match &checkpoint {
-                Some(cp) if cp.record.updated_at > rec.updated_at => cp.record.clone(),
-                _ => rec,
-            };
-            record.agents.retain(|a| {
-                a.agent_id == "REPORTER" && a.state != crate::store::AgentState::Running
-            });
-            let live = Live::restore(engine, record.clone(), last_seq);
-            engine.live.lock().insert(id.clone(), live.clone());
-            if let Err(e) = rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
-                finish(
-                    engine,
-                    &live,
-                    Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
-                )
-                .await?;
-                engine.live.lock().remove(&id);
-                continue;
+            if resume_one(engine, rec).await? {
+                resumed.push(id);
             }
-            if engine.llm(&record.mode).is_err() {
-                finish(
-                    engine,
-                    &live,
-                    Outcome::OrchestrationFailed(format!(
-                        "cannot resume: LLM mode {:?} is not available",
-                        record.mode
-                    )),
-                )
-                .await?;
-                engine.live.lock().remove(&id);
-                continue;
-            }
-            if let Err(e) = sync_flags(engine, &live).await {
-                finish(
-                    engine,
-                    &live,
-                    Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
-                )
-                .await?;
-                engine.live.lock().remove(&id);
-                continue;
-            }
-            tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
-            match record.status {
-                PipelineStatus::Spawned | PipelineStatus::Running => {
-                    start(engine, live, Stage::Running);
-                }
-                PipelineStatus::Report if record.auto_continue => {
-                    start(engine, live, Stage::Orchestrating);
-                }
-                PipelineStatus::Report => {}
-                _ => start(engine, live, Stage::ResumeOrchestrating),
-            }
-            resumed.push(id);
         }
     }
     Ok(resumed)
+}
+
+/// Resumes one non-terminal pipeline from its last checkpoint and the ledger; `false` when it
+/// could not be resumed (it then ended ORCHESTRATION_FAILED).
+pub(crate) async fn resume_one(
+    engine: &Arc<Engine>,
+    rec: crate::store::PipelineRecord,
+) -> Result<bool> {
+    let id = rec.id.clone();
+    let last_seq = engine.ledger.last_seq(&id).await?;
+    let checkpoint = engine.checkpoints.latest(&id).await?;
+    // the registry row may be older than the checkpoint; take the newer record
+    let mut record = match &checkpoint {
+        Some(cp) if cp.record.updated_at > rec.updated_at => cp.record.clone(),
+        _ => rec,
+    };
+    record
+        .agents
+        .retain(|a| a.agent_id == "REPORTER" && a.state != crate::store::AgentState::Running);
+    let live = Live::restore(engine, record.clone(), last_seq);
+    engine.live.lock().insert(id.clone(), live.clone());
+    if let Err(e) = rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
+        finish(
+            engine,
+            &live,
+            Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
+        )
+        .await?;
+        engine.live.lock().remove(&id);
+        engine.ownership.release(&id, true).await;
+        return Ok(false);
+    }
+    if engine.llm(&record.mode).is_err() {
+        finish(
+            engine,
+            &live,
+            Outcome::OrchestrationFailed(format!(
+                "cannot resume: LLM mode {:?} is not available",
+                record.mode
+            )),
+        )
+        .await?;
+        engine.live.lock().remove(&id);
+        engine.ownership.release(&id, true).await;
+        return Ok(false);
+    }
+    if let Err(e) = sync_flags(engine, &live).await {
+        finish(
+            engine,
+            &live,
+            Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
+        )
+        .await?;
+        engine.live.lock().remove(&id);
+        engine.ownership.release(&id, true).await;
+        return Ok(false);
+    }
+    tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
+    match record.status {
+        PipelineStatus::Spawned | PipelineStatus::Running => {
+            start(engine, live, Stage::Running);
+        }
+        PipelineStatus::Report if record.auto_continue => {
+            start(engine, live, Stage::Orchestrating);
+        }
+        PipelineStatus::Report => {}
+        _ => start(engine, live, Stage::ResumeOrchestrating),
+    }
+    Ok(true)
 }
 
 async fn rebuild_blackboard(

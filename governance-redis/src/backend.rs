@@ -106,9 +106,10 @@ impl RedisBackend {
                 tracing::warn!(url = %config.redacted_url(), error = %mapped, "redis connect failed");
                 mapped
             })?;
-        let hub = Hub::new(client, &config);
+        let hub = Hub::new(client.clone(), &config);
         let scripts = Scripts::new();
         let shared = Arc::new(Shared {
+            client,
             conn,
             secret,
             scripts,
@@ -144,6 +145,26 @@ impl RedisBackend {
         RedisBus::new(self.shared.clone())
     }
 
+    /// The audit ledger, checkpoints and pipeline registry on this backend (for several server
+    /// nodes sharing one Redis; see [`RedisStore`](crate::RedisStore)).
+    #[must_use]
+    pub fn store(&self) -> crate::RedisStore {
+        crate::RedisStore::new(self.shared.clone(), None)
+    }
+
+    /// Pipeline ownership leases for the node `node_id` (see [`RedisLeases`](crate::RedisLeases)),
+    /// and a [`RedisStore`](crate::RedisStore) whose writes are fenced by them.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid node id or a lease shorter than 300 ms.
+    pub fn cluster(
+        &self,
+        node_id: &str,
+        lease: std::time::Duration,
+    ) -> Result<(crate::RedisLeases, crate::RedisStore)> {
+        crate::cluster::RedisLeases::new(self.shared.clone(), node_id, lease)
+    }
+
     /// The key names of `pipeline` under this backend's prefix.
     #[must_use]
     pub fn keys(&self, pipeline: &PipelineId) -> PipelineKeys {
@@ -164,6 +185,7 @@ fn secret_of(config: &RedisConfig) -> Option<String> {
 
 /// State shared by the blackboard and the bus of one backend.
 pub(crate) struct Shared {
+    pub(crate) client: Client,
     pub(crate) conn: ConnectionManager,
     pub(crate) secret: Option<String>,
     pub(crate) scripts: Scripts,
@@ -192,6 +214,10 @@ impl Shared {
             &s.claim_handoff,
             &s.restore,
             &s.publish,
+            &s.append_state,
+            &s.lease_acquire,
+            &s.lease_renew,
+            &s.lease_release,
         ] {
             script
                 .prepare_invoke()

@@ -75,6 +75,36 @@ impl PipelineKeys {
     pub fn partials(&self) -> String {
         self.key("partials")
     }
+    /// LIST: the pipeline's audit ledger, one entry JSON per event, index = `seq - 1`.
+    #[must_use]
+    pub fn ledger(&self) -> String {
+        self.key("ledger")
+    }
+    /// STRING: the latest checkpoint JSON.
+    #[must_use]
+    pub fn checkpoint(&self) -> String {
+        self.key("checkpoint")
+    }
+    /// HASH: `seq` of the stored checkpoint and `count` of checkpoints taken.
+    #[must_use]
+    pub fn checkpoint_meta(&self) -> String {
+        self.key("checkpoint_meta")
+    }
+    /// STRING: the pipeline record JSON (the registry entry).
+    #[must_use]
+    pub fn record(&self) -> String {
+        self.key("record")
+    }
+    /// STRING with a TTL: the owner's lease, `<node>:<token>`.
+    #[must_use]
+    pub fn owner(&self) -> String {
+        self.key("owner")
+    }
+    /// STRING: the fencing token, incremented at every change of owner.
+    #[must_use]
+    pub fn fence(&self) -> String {
+        self.key("fence")
+    }
     /// STRING: the last bus `seq` assigned.
     #[must_use]
     pub fn bus_seq(&self) -> String {

@@ -72,19 +72,23 @@
 mod backend;
 mod blackboard;
 mod bus;
+pub mod cluster;
 mod config;
 mod error;
 mod groups;
 mod keys;
 pub mod scripts;
+mod store;
 mod subscriber;
 mod wire;
 
 pub use backend::RedisBackend;
 pub use blackboard::RedisBlackboard;
 pub use bus::RedisBus;
+pub use cluster::RedisLeases;
 pub use config::{RedisConfig, redact_url};
 pub use error::BACKEND;
 pub use groups::{Delivery, GroupConsumer};
 pub use keys::PipelineKeys;
+pub use store::{LedgerEntry, RedisStore, VerifyOutcome};
 pub use wire::WIRE_VERSION;

@@ -205,6 +205,95 @@ return seq
 "#,
 };
 
+/// `append_state`: appends ledger entries and stores a checkpoint and the registry record in
+/// one step, refused unless the caller holds the pipeline's current fencing token.
+/// KEYS: fence, ledger, checkpoint, checkpoint_meta, record.
+/// ARGV: token (`""` = unfenced), first seq, n, n × entry JSON, checkpoint JSON or `""`,
+/// checkpoint seq, record JSON or `""`, event channel, event payload or `""`.
+/// A checkpoint older (lower seq) than the stored one is counted but does not replace it.
+/// Returns `{"FENCED", current token or ""}`, `{"SEQ", ledger length}` (the first seq is not
+/// `length + 1`; nothing stored) or `{"OK", new length}`.
+pub const APPEND_STATE: ScriptSource = ScriptSource {
+    name: "append_state",
+    num_keys: 5,
+    source: r"
+if ARGV[1] ~= '' then
+  local f = redis.call('GET', KEYS[1])
+  if f ~= ARGV[1] then return {'FENCED', f or ''} end
+end
+local first = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local len = redis.call('LLEN', KEYS[2])
+if n > 0 and len ~= first - 1 then return {'SEQ', tostring(len)} end
+for i = 1, n do redis.call('RPUSH', KEYS[2], ARGV[3 + i]) end
+local cp = ARGV[4 + n]
+if cp ~= '' then
+  local cp_seq = tonumber(ARGV[5 + n])
+  local stored = tonumber(redis.call('HGET', KEYS[4], 'seq') or '-1')
+  if cp_seq >= stored then
+    redis.call('SET', KEYS[3], cp)
+    redis.call('HSET', KEYS[4], 'seq', ARGV[5 + n])
+  end
+  redis.call('HINCRBY', KEYS[4], 'count', 1)
+end
+local rec = ARGV[6 + n]
+if rec ~= '' then redis.call('SET', KEYS[5], rec) end
+local payload = ARGV[8 + n]
+if payload ~= '' then redis.call('PUBLISH', ARGV[7 + n], payload) end
+return {'OK', tostring(len + n)}
+",
+};
+
+/// `lease_acquire`: takes a pipeline's lease when nobody holds it, with a new fencing token.
+/// KEYS: owner, fence. ARGV: node id, lease in milliseconds.
+/// Returns `{1, token}` (acquired) or `{0, current owner "<node>:<token>"}`.
+pub const LEASE_ACQUIRE: ScriptSource = ScriptSource {
+    name: "lease_acquire",
+    num_keys: 2,
+    source: r"
+local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur} end
+local t = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
+return {1, tostring(t)}
+",
+};
+
+/// `lease_renew`: extends the caller's lease; re-takes it when it expired but nobody else
+/// took the pipeline (the fencing token is still the caller's).
+/// KEYS: owner, fence. ARGV: `"<node>:<token>"`, token, lease in milliseconds.
+/// Returns 1 (held) or 0 (lost to another owner).
+pub const LEASE_RENEW: ScriptSource = ScriptSource {
+    name: "lease_renew",
+    num_keys: 2,
+    source: r"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+if not cur and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 1
+end
+return 0
+",
+};
+
+/// `lease_release`: drops the caller's lease (nothing when another node holds it).
+/// KEYS: owner. ARGV: `"<node>:<token>"`. Returns 1 when released.
+pub const LEASE_RELEASE: ScriptSource = ScriptSource {
+    name: "lease_release",
+    num_keys: 1,
+    source: r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+",
+};
+
 /// Every script of this crate.
 pub const ALL: &[ScriptSource] = &[
     CREATE_PROPOSAL,
@@ -213,6 +302,10 @@ pub const ALL: &[ScriptSource] = &[
     CLAIM_HANDOFF,
     RESTORE,
     PUBLISH,
+    APPEND_STATE,
+    LEASE_ACQUIRE,
+    LEASE_RENEW,
+    LEASE_RELEASE,
 ];
 
 /// The scripts, hashed once; each is run by `EVALSHA` and reloaded on `NOSCRIPT` (for
@@ -225,6 +318,10 @@ pub(crate) struct Scripts {
     pub claim_handoff: redis::Script,
     pub restore: redis::Script,
     pub publish: redis::Script,
+    pub append_state: redis::Script,
+    pub lease_acquire: redis::Script,
+    pub lease_renew: redis::Script,
+    pub lease_release: redis::Script,
 }
 
 impl Scripts {
@@ -236,6 +333,10 @@ impl Scripts {
             claim_handoff: redis::Script::new(CLAIM_HANDOFF.source),
             restore: redis::Script::new(RESTORE.source),
             publish: redis::Script::new(PUBLISH.source),
+            append_state: redis::Script::new(APPEND_STATE.source),
+            lease_acquire: redis::Script::new(LEASE_ACQUIRE.source),
+            lease_renew: redis::Script::new(LEASE_RENEW.source),
+            lease_release: redis::Script::new(LEASE_RELEASE.source),
         }
     }
 }

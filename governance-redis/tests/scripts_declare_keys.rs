@@ -19,6 +19,7 @@ use governance_redis::scripts::{self, ScriptSource};
 
 const KEY_COMMANDS: &[&str] = &[
     "GET", "SET", "HGET", "HSET", "HSETNX", "HEXISTS", "RPUSH", "EXISTS", "DEL", "XADD", "INCR",
+    "LLEN", "HINCRBY", "PEXPIRE",
 ];
 
 fn calls(source: &str) -> Vec<String> {
@@ -239,6 +240,38 @@ async fn every_script_runs_touching_only_its_declared_keys() {
             vec![k.bus_seq(), k.bus_log()],
             vec![r#"{"v":1,"content":"y"}"#, "10", &channel],
         ),
+        (
+            &scripts::LEASE_ACQUIRE,
+            vec![k.owner(), k.fence()],
+            vec!["node-a", "5000"],
+        ),
+        (
+            &scripts::LEASE_RENEW,
+            vec![k.owner(), k.fence()],
+            vec!["node-a:1", "1", "5000"],
+        ),
+        (
+            &scripts::APPEND_STATE,
+            vec![
+                k.fence(),
+                k.ledger(),
+                k.checkpoint(),
+                k.checkpoint_meta(),
+                k.record(),
+            ],
+            vec![
+                "1",
+                "1",
+                "1",
+                r#"{"v":1}"#,
+                r#"{"v":1}"#,
+                "1",
+                r#"{"v":1}"#,
+                &channel,
+                "x",
+            ],
+        ),
+        (&scripts::LEASE_RELEASE, vec![k.owner()], vec!["node-a:1"]),
     ];
     let mut covered = std::collections::BTreeSet::new();
     for (s, keys, args) in &cases {

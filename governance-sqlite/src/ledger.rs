@@ -11,87 +11,12 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
-use governance_core::{Error, Event, EventKind, PipelineId};
+use governance_core::{Error, Event, PipelineId};
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 use crate::writer::OpError;
 
-/// The `prev_hash` of the first entry of a pipeline.
-pub(crate) const GENESIS: [u8; 32] = [0; 32];
-
-/// One ledger row, ready to be hashed and inserted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LedgerRow {
-    pub(crate) pipeline_id: String,
-    pub(crate) seq: i64,
-    pub(crate) kind: String,
-    pub(crate) agent_id: Option<String>,
-    pub(crate) ts: i64,
-    pub(crate) data: String,
-}
-
-impl LedgerRow {
-    /// The row of `event` (its `data` as compact JSON, its time in nanoseconds).
-    pub(crate) fn from_event(event: &Event) -> Result<Self, Error> {
-        let seq = i64::try_from(event.seq)
-            .map_err(|_| Error::InvalidInput(format!("event seq {} is too large", event.seq)))?;
-        let ts = event.ts.timestamp_nanos_opt().ok_or_else(|| {
-            Error::InvalidInput(format!("event time {} is out of range", event.ts))
-        })?;
-        let kind = event.kind.type_name();
-        let tagged = serde_json::to_string(&event.kind)
-            .map_err(|e| Error::Internal(format!("cannot serialize event: {e}")))?;
-        // Adjacently tagged: `{"type":"<kind>","data":<data>}`.
-        let prefix = format!("{{\"type\":\"{kind}\",\"data\":");
-        let data = tagged
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix('}'))
-            .ok_or_else(|| Error::Internal(format!("unexpected event JSON shape: {tagged}")))?;
-        let pipeline_id = event.pipeline_id().to_string();
-        Ok(Self {
-            data: strip_pipeline_id(data, &pipeline_id),
-            pipeline_id,
-            seq,
-            kind: kind.to_owned(),
-            agent_id: event.kind.agent_id().map(ToString::to_string),
-            ts,
-        })
-    }
-
-    /// The event this row stores.
-    pub(crate) fn to_event(&self) -> Result<Event, String> {
-        let kind_json = serde_json::to_string(&self.kind).map_err(|e| e.to_string())?;
-        let data = with_pipeline_id(&self.data, &self.pipeline_id);
-        let kind: EventKind =
-            serde_json::from_str(&format!("{{\"type\":{kind_json},\"data\":{data}}}"))
-                .map_err(|e| format!("entry {} of {}: {e}", self.seq, self.pipeline_id))?;
-        Ok(Event {
-            seq: u64::try_from(self.seq).map_err(|e| e.to_string())?,
-            ts: DateTime::<Utc>::from_timestamp_nanos(self.ts),
-            kind,
-        })
-    }
-
-    /// The entry hash chained on `prev` (see the module docs).
-    pub(crate) fn hash(&self, prev: &[u8]) -> [u8; 32] {
-        fn field(h: &mut Sha256, s: &str) {
-            let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-            h.update(len.to_be_bytes());
-            h.update(s.as_bytes());
-        }
-        let mut h = Sha256::new();
-        h.update(prev);
-        field(&mut h, &self.pipeline_id);
-        h.update(self.seq.to_be_bytes());
-        field(&mut h, &self.kind);
-        field(&mut h, self.agent_id.as_deref().unwrap_or(""));
-        h.update(self.ts.to_be_bytes());
-        field(&mut h, &self.data);
-        h.finalize().into()
-    }
-}
+pub(crate) use governance_core::chain::{GENESIS, LedgerRow};
 
 /// Most pipelines whose tail [`Tails`] keeps; past it the cache starts over.
 const MAX_TAILS: usize = 100_000;
@@ -145,33 +70,6 @@ impl Tails {
             }
             (seq, h)
         }))
-    }
-}
-
-/// `data` without its leading `"pipeline_id"` member (it is a column); unchanged when it
-/// does not start with it. Ids are `[A-Za-z0-9_-]`, so they need no JSON escaping.
-fn strip_pipeline_id(data: &str, pipeline_id: &str) -> String {
-    let member = format!("{{\"pipeline_id\":\"{pipeline_id}\"");
-    match data.strip_prefix(member.as_str()) {
-        Some(rest) => match rest.strip_prefix(',') {
-            Some(more) => format!("{{{more}"),
-            None => format!("{{{rest}"),
-        },
-        None => data.to_owned(),
-    }
-}
-
-/// `data` with the `"pipeline_id"` member put back first (rows written before the pipeline id
-/// was stripped already have it).
-fn with_pipeline_id<'a>(data: &'a str, pipeline_id: &str) -> std::borrow::Cow<'a, str> {
-    if data.starts_with("{\"pipeline_id\":") {
-        return std::borrow::Cow::Borrowed(data);
-    }
-    let member = format!("{{\"pipeline_id\":\"{pipeline_id}\"");
-    match data.strip_prefix('{') {
-        Some("}") => std::borrow::Cow::Owned(format!("{member}}}")),
-        Some(rest) => std::borrow::Cow::Owned(format!("{member},{rest}")),
-        None => std::borrow::Cow::Borrowed(data),
     }
 }
 

@@ -1,0 +1,371 @@
+//! Several server nodes on one Redis: pipeline ownership leases with fencing tokens
+//! ([`RedisLeases`]), taking over the pipelines of a dead node ([`RedisLeases::run`]), and
+//! relaying every node's events to the others' live feeds.
+//!
+//! # The protocol (keys in `docs/wire-protocol.md`)
+//! - **Claim**: a node that spawns a pipeline runs `lease_acquire` on `gov:{P}:owner` /
+//!   `gov:{P}:fence`: the fence counter is incremented and the lease `<node>:<token>` is set
+//!   with a TTL (`lease`, default 5 s). The token is the pipeline's *fencing token*.
+//! - **Renew**: every `lease / 3` the node renews all its leases (`lease_renew`). A node that is
+//!   paused (GC, SIGSTOP, a partition) for longer than `lease` loses them.
+//! - **Fence**: every write of a pipeline's ledger, checkpoint or record is the `append_state`
+//!   script, which compares `gov:{P}:fence` with the writer's token and refuses the write when
+//!   they differ. A node that wakes up after another node took its pipeline over therefore
+//!   cannot write: it gets [`Error::Fenced`] and drops the pipeline.
+//! - **Take over**: every `lease / 2` each node reads `gov:active` (pipelines not terminal) and
+//!   tries `lease_acquire` on those whose lease key is gone; at most one node wins (new token),
+//!   and it resumes the pipeline from its last checkpoint, the shared ledger and the blackboard
+//!   in Redis ([`Governance::adopt`]).
+//! - **Events**: `append_state` also `PUBLISH`es the appended events on `gov:events`; every
+//!   node relays other nodes' events into its own live feed. This relay is at-most-once (pub/sub):
+//!   a WebSocket client that reconnects with `since=<seq>` gets what it missed from the shared
+//!   ledger.
+//!
+//! Blackboard writes are not fenced: they are idempotent (proposal ids, one vote per voter,
+//! consensus decided once by a script), so an old owner's late agent write cannot create a
+//! second consensus or count a vote twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use governance_core::{Error, Event, Governance, Ownership, PipelineId, Result};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Shared;
+use crate::error::Effect;
+use crate::store::{RedisStore, Relayed};
+
+/// The fencing tokens of the pipelines this node owns.
+#[derive(Debug)]
+pub(crate) struct LeaseTable {
+    node: String,
+    held: Mutex<HashMap<PipelineId, u64>>,
+}
+
+impl LeaseTable {
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(crate) fn token(&self, id: &PipelineId) -> Option<u64> {
+        self.held.lock().get(id).copied()
+    }
+
+    pub(crate) fn forget(&self, id: &PipelineId) {
+        self.held.lock().remove(id);
+    }
+}
+
+/// Pipeline ownership leases of one server node on Redis: the [`Ownership`] of a
+/// [`Governance`] engine when several nodes share one Redis. See the module docs.
+#[derive(Clone)]
+pub struct RedisLeases {
+    shared: Arc<Shared>,
+    table: Arc<LeaseTable>,
+    store: RedisStore,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for RedisLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLeases")
+            .field("node", &self.table.node)
+            .field("lease", &self.lease)
+            .field("owned", &self.table.held.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLeases {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        node_id: &str,
+        lease: Duration,
+    ) -> Result<(Self, RedisStore)> {
+        governance_core::validate_id("node", node_id)?;
+        if lease < Duration::from_millis(300) {
+            return Err(Error::config(
+                "GOVERNANCE_LEASE_MS",
+                "a lease must be at least 300 ms",
+            ));
+        }
+        let table = Arc::new(LeaseTable {
+            node: node_id.to_owned(),
+            held: Mutex::new(HashMap::new()),
+        });
+        let store = RedisStore::new(shared.clone(), Some(table.clone()));
+        Ok((
+            Self {
+                shared,
+                table,
+                store: store.clone(),
+                lease,
+            },
+            store,
+        ))
+    }
+
+    /// The lease duration.
+    #[must_use]
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Pipelines this node owns now.
+    #[must_use]
+    pub fn owned(&self) -> Vec<PipelineId> {
+        self.table.held.lock().keys().cloned().collect()
+    }
+
+    fn lease_ms(&self) -> String {
+        self.lease.as_millis().to_string()
+    }
+
+    async fn acquire(&self, id: &PipelineId) -> Result<Option<u64>> {
+        let k = self.shared.keys(id);
+        let (won, value): (i64, String) = self
+            .shared
+            .run_script(
+                &self.shared.scripts.lease_acquire,
+                &[k.owner(), k.fence()],
+                &[self.table.node.clone(), self.lease_ms()],
+                "lease acquire",
+                Effect::Read, // a repeat after a lost reply sees our own lease: handled below
+            )
+            .await?;
+        if won == 1 {
+            let token: u64 = value
+                .parse()
+                .map_err(|_| crate::error::corrupt("fencing token", &value))?;
+            self.table.held.lock().insert(id.clone(), token);
+            return Ok(Some(token));
+        }
+        // a repeated attempt whose first try won finds its own lease
+        if let Some((node, token)) = value.rsplit_once(':')
+            && node == self.table.node
+            && let Ok(token) = token.parse::<u64>()
+        {
+            self.table.held.lock().insert(id.clone(), token);
+            return Ok(Some(token));
+        }
+        Ok(None)
+    }
+
+    /// Renews every lease this node holds once; returns the pipelines it lost.
+    ///
+    /// # Errors
+    /// Backend errors (leases whose renewal failed are kept until they are refused).
+    pub async fn renew_all(&self) -> Result<Vec<PipelineId>> {
+        let held: Vec<(PipelineId, u64)> = self
+            .table
+            .held
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let mut lost = Vec::new();
+        for (id, token) in held {
+            let k = self.shared.keys(&id);
+            let kept: i64 = self
+                .shared
+                .run_script(
+                    &self.shared.scripts.lease_renew,
+                    &[k.owner(), k.fence()],
+                    &[
+                        format!("{}:{token}", self.table.node),
+                        token.to_string(),
+                        self.lease_ms(),
+                    ],
+                    "lease renew",
+                    Effect::Idempotent,
+                )
+                .await?;
+            if kept == 0 {
+                tracing::warn!(pipeline_id = %id, "lease lost to another node");
+                self.table.forget(&id);
+                lost.push(id);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// One takeover scan: adopts every active pipeline whose owner's lease is gone. Returns
+    /// the pipelines this node took over.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn scan(&self, governance: &Governance) -> Result<Vec<PipelineId>> {
+        let ids = self.store.active_ids().await?;
+        let candidates: Vec<PipelineId> = {
+            let held = self.table.held.lock();
+            ids.into_iter().filter(|i| !held.contains_key(i)).collect()
+        };
+        let mut adopted = Vec::new();
+        for chunk in candidates.chunks(200) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("EXISTS").arg(self.shared.keys(id).owner());
+            }
+            let exists: Vec<i64> = self.shared.query(&pipe, "lease scan", Effect::Read).await?;
+            for (id, e) in chunk.iter().zip(exists) {
+                if e != 0 {
+                    continue;
+                }
+                match governance.adopt(id).await {
+                    Ok(true) => {
+                        tracing::info!(pipeline_id = %id, node = %self.table.node, "took the pipeline over");
+                        adopted.push(id.clone());
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(pipeline_id = %id, error = %e, "takeover failed"),
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Runs this node's lease work until `cancel`: renews its leases every `lease / 3`, scans
+    /// for pipelines to take over every `lease / 2`, and relays other nodes' events into
+    /// `governance`'s live feed. Spawn it once per node.
+    pub async fn run(self, governance: Governance, cancel: CancellationToken) {
+        let relay = tokio::spawn(relay_events(
+            self.shared.clone(),
+            self.table.node.clone(),
+            governance.clone(),
+            cancel.clone(),
+        ));
+        let mut renew = tokio::time::interval(self.lease / 3);
+        let mut scan = tokio::time::interval(self.lease / 2);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = renew.tick() => {
+                    if let Err(e) = self.renew_all().await {
+                        tracing::warn!(error = %e, "lease renewal failed");
+                    }
+                }
+                _ = scan.tick() => {
+                    if let Err(e) = self.scan(&governance).await {
+                        tracing::warn!(error = %e, "takeover scan failed");
+                    }
+                }
+            }
+        }
+        relay.abort();
+    }
+
+    /// Releases every lease this node holds (after a graceful shutdown suspended its
+    /// pipelines), so other nodes take them over at once instead of after the lease expires.
+    pub async fn release_all(&self) {
+        for id in self.owned() {
+            self.release(&id, false).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Ownership for RedisLeases {
+    fn node_id(&self) -> &str {
+        &self.table.node
+    }
+
+    async fn claim_new(&self, id: &PipelineId) -> Result<()> {
+        match self.acquire(id).await? {
+            Some(_) => {
+                self.store.mark_active(id).await?;
+                Ok(())
+            }
+            None => Err(Error::Conflict(format!(
+                "pipeline {id} is already owned by another node"
+            ))),
+        }
+    }
+
+    async fn take_over(&self, id: &PipelineId) -> Result<bool> {
+        Ok(self.acquire(id).await?.is_some())
+    }
+
+    async fn release(&self, id: &PipelineId, terminal: bool) {
+        let Some(token) = self.table.held.lock().remove(id) else {
+            return;
+        };
+        if terminal && let Err(e) = self.store.mark_inactive(id).await {
+            tracing::warn!(pipeline_id = %id, error = %e, "could not update the active index");
+        }
+        let k = self.shared.keys(id);
+        if let Err(e) = self
+            .shared
+            .run_script::<i64>(
+                &self.shared.scripts.lease_release,
+                &[k.owner()],
+                &[format!("{}:{token}", self.table.node)],
+                "lease release",
+                Effect::Idempotent,
+            )
+            .await
+        {
+            tracing::warn!(pipeline_id = %id, error = %e, "could not release the lease (it expires by itself)");
+        }
+    }
+}
+
+/// Subscribes to `gov:events` (reconnecting with backoff) and relays other nodes' events.
+async fn relay_events(
+    shared: Arc<Shared>,
+    node: String,
+    governance: Governance,
+    cancel: CancellationToken,
+) {
+    let channel = RedisStore::events_channel(&shared.config.key_prefix);
+    let mut delay = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        let mut pubsub = match shared.client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %shared.err(&e, "event relay connect", Effect::Read), "retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+                continue;
+            }
+        };
+        if pubsub.subscribe(&channel).await.is_err() {
+            tokio::time::sleep(delay).await;
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        let mut stream = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                () = cancel.cancelled() => return,
+                m = stream.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            match serde_json::from_str::<Relayed>(&payload) {
+                Ok(r) if r.node != node => {
+                    for e in r.events {
+                        governance.relay(Arc::new(e));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "ignoring a malformed relayed event batch"),
+            }
+        }
+        tracing::debug!("event relay connection lost; reconnecting");
+    }
+}
+
+/// Events relayed by another node (for tests and embedders that read `gov:events` themselves).
+pub fn decode_relayed(payload: &str) -> Option<(String, Vec<Event>)> {
+    serde_json::from_str::<Relayed>(payload)
+        .ok()
+        .map(|r| (r.node, r.events))
+}

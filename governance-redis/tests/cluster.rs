@@ -1,0 +1,182 @@
+//! Several engines ("nodes") on one redis-server: the Redis ledger/checkpoint/registry store
+//! passes the conformance suites, leases fence an old owner, and a node takes over the
+//! pipelines of a node that stopped renewing its leases.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{RedisServer, backend};
+use governance_core::testkit::{checkpoint_suite, ledger_suite, registry_suite};
+use governance_core::{
+    Config, Error, Event, EventKind, Governance, LedgerStore, LocalLlm, LocalLlmConfig, Ownership,
+    PipelineId, PipelineStatus, SpawnRequest,
+};
+use governance_redis::{RedisLeases, RedisStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_conformance_suites() {
+    let server = RedisServer::start();
+    let b = backend(&server).await;
+    ledger_suite(Arc::new(b.store())).await;
+    checkpoint_suite(Arc::new(b.store())).await;
+    registry_suite(Arc::new(b.store())).await;
+}
+
+async fn node(
+    server: &RedisServer,
+    name: &str,
+    lease: Duration,
+    latency: Duration,
+) -> (Governance, RedisLeases, RedisStore) {
+    let b = backend(server).await;
+    let (leases, store) = b.cluster(name, lease).expect("cluster parts");
+    let store_arc = Arc::new(store.clone());
+    let gov = Governance::builder()
+        .config(Config {
+            agent_poll_interval: Duration::from_millis(20),
+            ..Config::default()
+        })
+        .blackboard(b.blackboard())
+        .bus(b.bus())
+        .ledger(store_arc.clone())
+        .checkpoints(store_arc.clone())
+        .registry(store_arc)
+        .ownership(Arc::new(leases.clone()))
+        .llm(
+            "local",
+            Arc::new(LocalLlm::new(LocalLlmConfig {
+                latency,
+                ..LocalLlmConfig::default()
+            })),
+        )
+        .build()
+        .expect("engine builds");
+    (gov, leases, store)
+}
+
+fn event(id: &PipelineId, seq: u64) -> Event {
+    Event {
+        seq,
+        ts: chrono::Utc::now(),
+        kind: EventKind::AgentMessage {
+            pipeline_id: id.clone(),
+            from: "ALPHA".parse().unwrap(),
+            to: "*".into(),
+            content: format!("entry {seq}"),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_owner_cannot_write_after_its_lease_was_taken_over() {
+    let server = RedisServer::start();
+    let lease = Duration::from_millis(400);
+    let a = backend(&server).await;
+    let (leases_a, store_a) = a.cluster("node-a", lease).unwrap();
+    let b = backend(&server).await;
+    let (leases_b, store_b) = b.cluster("node-b", lease).unwrap();
+    let id = PipelineId::generate();
+
+    leases_a.claim_new(&id).await.unwrap();
+    assert!(
+        !leases_b.take_over(&id).await.unwrap(),
+        "a held lease cannot be taken"
+    );
+    store_a.append(&[event(&id, 1)]).await.unwrap();
+
+    // node A "pauses": it stops renewing; its lease expires and B takes the pipeline over
+    tokio::time::sleep(lease * 3).await;
+    assert!(leases_b.take_over(&id).await.unwrap(), "B takes over");
+    store_b.append(&[event(&id, 2)]).await.unwrap();
+
+    // A wakes up and writes with its old token: refused, nothing changes
+    let err = store_a.append(&[event(&id, 3)]).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { .. }), "got {err:?}");
+    assert_eq!(store_b.last_seq(&id).await.unwrap(), 2);
+    // its renewal tells it the lease is lost, and it cannot take it back
+    assert!(
+        leases_a.renew_all().await.unwrap().is_empty(),
+        "A no longer holds it"
+    );
+    assert!(!leases_a.take_over(&id).await.unwrap());
+    // the new owner goes on, and the chain is intact
+    store_b.append(&[event(&id, 3)]).await.unwrap();
+    let report = store_b.verify().await.unwrap();
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_takes_over_the_pipelines_of_a_node_that_went_silent() {
+    let server = RedisServer::start();
+    let lease = Duration::from_millis(600);
+    // node A runs pipelines but never renews its leases (as if frozen or killed)
+    let (gov_a, _leases_a, _store_a) =
+        node(&server, "node-a", lease, Duration::from_millis(250)).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            gov_a
+                .spawn(SpawnRequest::new(format!("takeover objective {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // node B scans, adopts them once A's leases expire, and finishes them
+    let (gov_b, leases_b, store_b) = node(&server, "node-b", lease, Duration::from_millis(1)).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runner = tokio::spawn(leases_b.clone().run(gov_b.clone(), cancel.clone()));
+    for id in &ids {
+        let rec = loop {
+            let rec = gov_b.get(id).await.unwrap();
+            if rec.status.is_terminal() {
+                break rec;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            rec.status,
+            PipelineStatus::Completed,
+            "{id}: {:?}",
+            rec.failure
+        );
+        // the ledger is gap-free and has exactly one consensus
+        let events = gov_b.events(id, 0, 10_000).await.unwrap();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq, i as u64 + 1, "{id}: gap-free");
+        }
+        let consensus = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ConsensusReached { .. }))
+            .count();
+        assert!(consensus <= 1, "{id}: consensus decided {consensus} times");
+    }
+    let report = store_b.verify().await.unwrap();
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+    assert!(store_b.active_ids().await.unwrap().is_empty());
+    cancel.cancel();
+    runner.await.unwrap();
+    // A, still holding its Live copies, is fenced out: its pipelines end there without
+    // writing anything more (they are dropped, not marked failed in the shared registry)
+    gov_a.shutdown(Duration::from_secs(5)).await;
+    for id in &ids {
+        assert_eq!(
+            store_b.get_record(id).await.status,
+            PipelineStatus::Completed
+        );
+    }
+}
+
+trait GetRecord {
+    async fn get_record(&self, id: &PipelineId) -> governance_core::PipelineRecord;
+}
+
+impl GetRecord for RedisStore {
+    async fn get_record(&self, id: &PipelineId) -> governance_core::PipelineRecord {
+        governance_core::PipelineRegistry::get(self, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
