@@ -4,6 +4,8 @@
 //! |---|---|
 //! | `GOVERNANCE_DB` | SQLite file for the ledger, checkpoints and registry (default `./governance.db`; `memory` keeps them in memory) |
 //! | `REDIS_URL` | blackboard and bus on Redis / DragonflyDB (default: in memory); password from the URL or the Dragonfly secret |
+//! | `GOVERNANCE_CLUSTER` | `true`: several nodes share `REDIS_URL` (ledger, checkpoints, registry in Redis with ownership leases; `GOVERNANCE_DB` becomes this node's archive of the pipelines it finished) |
+//! | `GOVERNANCE_LEASE_MS` | pipeline ownership lease in cluster mode (default 5000) |
 //! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
 //! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency and seed |
 //! | the seed's variables | [`Config::from_env`] |
@@ -22,7 +24,7 @@ use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_dragonfly_password,
     resolve_openrouter_key, select_mode,
 };
-use governance_redis::{RedisBackend, RedisConfig};
+use governance_redis::{RedisBackend, RedisConfig, RedisLeases, RedisStore};
 use governance_sqlite::SqliteStore;
 use secrecy::ExposeSecret as _;
 
@@ -39,6 +41,39 @@ pub struct Backends {
     pub persistent: bool,
     /// The default LLM mode and why it was chosen.
     pub mode: (String, &'static str),
+    /// Cluster mode (`GOVERNANCE_CLUSTER=true`): the leases to run and the archive.
+    pub cluster: Option<Cluster>,
+}
+
+/// The parts of a node in cluster mode.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This node's pipeline ownership leases (run them with [`RedisLeases::run`]).
+    pub leases: RedisLeases,
+    /// The shared ledger/checkpoint/registry store.
+    pub store: RedisStore,
+    /// This node's SQLite archive of the pipelines it finished (`GOVERNANCE_DB`).
+    pub archive: Option<Arc<SqliteStore>>,
+    /// Ids of pipelines this node finished, to archive.
+    pub finished: tokio::sync::mpsc::UnboundedReceiver<governance_core::PipelineId>,
+}
+
+/// `GOVERNANCE_NODE_ID` (or `<hostname>-<pid>`) made a valid id: other characters become `-`.
+#[must_use]
+pub fn cluster_node_id() -> String {
+    let raw = crate::telemetry::node_id();
+    let id: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if id.is_empty() { "node".to_owned() } else { id }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -65,9 +100,14 @@ pub async fn from_env() -> anyhow::Result<Backends> {
     let mut summary = Vec::new();
     let mut breakers = Vec::new();
 
+    let clustered = match env("GOVERNANCE_CLUSTER") {
+        Some(v) => governance_core::config::parse_bool("GOVERNANCE_CLUSTER", &v)?,
+        None => false,
+    };
     let db = env("GOVERNANCE_DB").unwrap_or_else(|| "./governance.db".to_owned());
     let persistent = db != "memory";
     let mut recorder: Option<Arc<dyn ExchangeStore>> = None;
+    let mut sqlite = None;
     if persistent {
         let store = Arc::new(
             SqliteStore::open(&db)
@@ -75,18 +115,50 @@ pub async fn from_env() -> anyhow::Result<Backends> {
                 .with_context(|| format!("opening GOVERNANCE_DB={db}"))?,
         );
         recorder = Some(store.clone());
-        builder = builder.stores(store);
-        summary.push(("ledger".to_owned(), format!("sqlite:{db}")));
-    } else {
+        if !clustered {
+            builder = builder.stores(store.clone());
+            summary.push(("ledger".to_owned(), format!("sqlite:{db}")));
+        }
+        sqlite = Some(store);
+    } else if !clustered {
         summary.push(("ledger".to_owned(), "memory".to_owned()));
     }
 
     let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
+    let mut cluster = None;
     if let Some(url) = env("REDIS_URL") {
         let (redis, redacted) = connect_redis(&url, &secrets).await?;
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         summary.push(("blackboard".to_owned(), format!("redis:{redacted}")));
         summary.push(("bus".to_owned(), format!("redis:{redacted}")));
+        if clustered {
+            let node = cluster_node_id();
+            let lease = Duration::from_millis(env_u64("GOVERNANCE_LEASE_MS", 5000)?);
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (leases, store) = redis.cluster(&node, lease)?;
+            let leases = leases.on_finished(tx);
+            let shared = Arc::new(store.clone());
+            builder = builder
+                .ledger(shared.clone())
+                .checkpoints(shared.clone())
+                .registry(shared)
+                .ownership(Arc::new(leases.clone()));
+            summary.push((
+                "ledger".to_owned(),
+                format!(
+                    "redis:{redacted} (cluster node {node}, archive {})",
+                    if persistent { db.as_str() } else { "none" }
+                ),
+            ));
+            cluster = Some(Cluster {
+                leases,
+                store,
+                archive: sqlite.clone(),
+                finished: rx,
+            });
+        }
+    } else if clustered {
+        anyhow::bail!("GOVERNANCE_CLUSTER=true needs REDIS_URL (the nodes meet in Redis)");
     } else {
         summary.push(("blackboard".to_owned(), "memory".to_owned()));
         summary.push(("bus".to_owned(), "memory".to_owned()));
@@ -127,8 +199,9 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         governance,
         summary,
         breakers,
-        persistent,
+        persistent: persistent && cluster.is_none(),
         mode: (mode.as_str().to_owned(), why),
+        cluster,
     })
 }
 
@@ -154,4 +227,36 @@ pub async fn connect_redis(
         .await
         .with_context(|| format!("connecting to REDIS_URL={redacted}"))?;
     Ok((redis, redacted))
+}
+
+/// Copies a finished pipeline from the shared Redis store into this node's SQLite archive:
+/// its ledger entries (the SQLite ledger recomputes the same hash chain), its final checkpoint
+/// and its record. Idempotent: entries already archived are skipped.
+///
+/// # Errors
+/// Either store fails.
+pub async fn archive(
+    store: &RedisStore,
+    archive: &SqliteStore,
+    id: &governance_core::PipelineId,
+) -> anyhow::Result<()> {
+    use governance_core::{CheckpointStore as _, LedgerStore as _, PipelineRegistry as _};
+    let have = archive.last_seq(id).await?;
+    let events: Vec<governance_core::Event> = store
+        .entries(id)
+        .await?
+        .into_iter()
+        .filter(|e| u64::try_from(e.seq).unwrap_or(0) > have)
+        .map(|e| e.row(id.as_str()).to_event().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    for chunk in events.chunks(500) {
+        archive.append(chunk).await?;
+    }
+    if let Some(cp) = store.latest(id).await? {
+        archive.save(&cp).await?;
+    }
+    if let Some(rec) = store.get(id).await? {
+        archive.upsert(&rec).await?;
+    }
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! Reads `BIND` (default `127.0.0.1`), `PORT` (default `3000`), `GOVERNANCE_API_TOKEN`,
 //! `GOVERNANCE_ALLOW_INSECURE`, `GOVERNANCE_ALLOWED_ORIGINS` (comma-separated extra WebSocket
-//! origins) and everything [`crate::backends::from_env`] reads. Stops gracefully on SIGTERM
+//! origins), `GOVERNANCE_NODE_ID` (the `node` label of `governance_node_info` on `/metrics`;
+//! default `<hostname>-<pid>`, see [`crate::telemetry::node_id`]) and everything
+//! [`crate::backends::from_env`] reads. Stops gracefully on SIGTERM
 //! or Ctrl-C: running pipelines are suspended with a checkpoint and resumed at the next start
 //! (with a persistent `GOVERNANCE_DB`).
 
@@ -25,12 +27,6 @@ pub struct ServeArgs {
     /// Seconds running pipelines get to stop on shutdown.
     #[arg(long, env = "GOVERNANCE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     grace: u64,
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
 async fn shutdown_signal() {
@@ -57,7 +53,7 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM / Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_tracing();
+    let telemetry = crate::telemetry::init(true)?;
     let token = std::env::var("GOVERNANCE_API_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -71,8 +67,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     governance_http::check_bind(addr, token.is_some(), allow_insecure)
         .map_err(anyhow::Error::msg)?;
 
-    let backends = crate::backends::from_env().await?;
+    let mut backends = crate::backends::from_env().await?;
     let gov = backends.governance;
+    let cluster_cancel = tokio_util::sync::CancellationToken::new();
+    let cluster = backends
+        .cluster
+        .take()
+        .map(|c| start_cluster(c, &gov, &cluster_cancel));
     if backends.persistent {
         let resumed = gov
             .resume_incomplete()
@@ -104,7 +105,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         breakers: backends.breakers,
         backends: backends.summary.clone(),
         ..HttpSettings::default()
-    };
+    }
+    .with_node_id(crate::telemetry::node_id());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -128,5 +130,51 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.grace),
     )
     .await?;
+    if let Some((leases, archiver)) = cluster {
+        // suspended pipelines: let other nodes take them over now, not after the lease
+        leases.release_all().await;
+        cluster_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), archiver).await;
+    }
+    telemetry.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cluster mode: runs the lease loop (renew, take over, relay events) and the archiver that
+/// copies every pipeline this node finishes into its SQLite file.
+fn start_cluster(
+    c: crate::backends::Cluster,
+    gov: &governance_core::Governance,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (governance_redis::RedisLeases, tokio::task::JoinHandle<()>) {
+    tokio::spawn(c.leases.clone().run(gov.clone(), cancel.clone()));
+    let crate::backends::Cluster {
+        store,
+        archive,
+        mut finished,
+        leases,
+    } = c;
+    let cancel = cancel.clone();
+    let archiver = tokio::spawn(async move {
+        loop {
+            let id = tokio::select! {
+                id = finished.recv() => id,
+                () = cancel.cancelled() => None,
+            };
+            let Some(id) = id else { break };
+            let Some(archive) = &archive else { continue };
+            if let Err(e) = crate::backends::archive(&store, archive, &id).await {
+                tracing::warn!(pipeline_id = %id, error = %e, "could not archive a finished pipeline");
+            }
+        }
+        // archive what finished during shutdown
+        while let Ok(id) = finished.try_recv() {
+            if let Some(archive) = &archive
+                && let Err(e) = crate::backends::archive(&store, archive, &id).await
+            {
+                tracing::warn!(pipeline_id = %id, error = %e, "could not archive a finished pipeline");
+            }
+        }
+    });
+    (leases, archiver)
 }

@@ -68,6 +68,7 @@ pub struct RedisLeases {
     table: Arc<LeaseTable>,
     store: RedisStore,
     lease: Duration,
+    finished: Option<tokio::sync::mpsc::UnboundedSender<PipelineId>>,
 }
 
 impl std::fmt::Debug for RedisLeases {
@@ -104,9 +105,18 @@ impl RedisLeases {
                 table,
                 store: store.clone(),
                 lease,
+                finished: None,
             },
             store,
         ))
+    }
+
+    /// Sends the id of every pipeline this node finishes (ends in a terminal status) to `tx`,
+    /// e.g. to archive it.
+    #[must_use]
+    pub fn on_finished(mut self, tx: tokio::sync::mpsc::UnboundedSender<PipelineId>) -> Self {
+        self.finished = Some(tx);
+        self
     }
 
     /// The lease duration.
@@ -295,8 +305,13 @@ impl Ownership for RedisLeases {
         let Some(token) = self.table.held.lock().remove(id) else {
             return;
         };
-        if terminal && let Err(e) = self.store.mark_inactive(id).await {
-            tracing::warn!(pipeline_id = %id, error = %e, "could not update the active index");
+        if terminal {
+            if let Err(e) = self.store.mark_inactive(id).await {
+                tracing::warn!(pipeline_id = %id, error = %e, "could not update the active index");
+            }
+            if let Some(tx) = &self.finished {
+                let _ = tx.send(id.clone());
+            }
         }
         let k = self.shared.keys(id);
         if let Err(e) = self
