@@ -656,6 +656,225 @@ impl AgentContext {
     }
 }
 
+/// The parts of an [`AgentContext`] for an agent that runs outside the engine owning its
+/// pipeline: in a worker process (see `governance-redis`'s `Worker`). Its events go to
+/// `events` (which forwards them to the owner) instead of the owner's ledger; the owner
+/// records them with [`AgentContext::record_remote`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DetachedContext {
+    /// The pipeline.
+    pub pipeline_id: PipelineId,
+    /// Its objective.
+    pub objective: String,
+    /// The RUNNING stage's report, when there is one.
+    pub report: Option<Report>,
+    /// The agent's id (its role name for built-in roles).
+    pub agent_id: AgentId,
+    /// The role.
+    pub role: String,
+    /// Why GAMMA was spawned (for GAMMA).
+    pub gamma_reason: Option<GammaReason>,
+    /// The shared blackboard.
+    pub blackboard: Arc<dyn Blackboard>,
+    /// The shared bus.
+    pub bus: Arc<dyn MessageBus>,
+    /// The LLM client.
+    pub llm: Arc<dyn LlmClient>,
+    /// The model to ask.
+    pub model: String,
+    /// Settings (budgets, poll interval, ...).
+    pub config: Arc<Config>,
+    /// Where the agent's events go (`seq`s assigned there are local and meaningless).
+    pub events: Arc<dyn crate::store::LedgerStore>,
+    /// Approvals a proposal needs.
+    pub quorum: u32,
+    /// Cancels the agent.
+    pub cancel: CancellationToken,
+}
+
+impl DetachedContext {
+    /// Parts with the given pipeline, agent and backends; the rest from `config`
+    /// (quorum 2, no report, no GAMMA reason, model from the config).
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pipeline_id: PipelineId,
+        objective: impl Into<String>,
+        agent_id: AgentId,
+        blackboard: Arc<dyn Blackboard>,
+        bus: Arc<dyn MessageBus>,
+        llm: Arc<dyn LlmClient>,
+        config: Arc<Config>,
+        events: Arc<dyn crate::store::LedgerStore>,
+    ) -> Self {
+        Self {
+            pipeline_id,
+            objective: objective.into(),
+            report: None,
+            role: agent_id.to_string(),
+            agent_id,
+            gamma_reason: None,
+            blackboard,
+            bus,
+            llm,
+            model: config.model.clone(),
+            config,
+            events,
+            quorum: 2,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+impl AgentContext {
+    /// A context for an agent running outside the engine that owns its pipeline (a worker).
+    #[must_use]
+    pub fn detached(p: DetachedContext) -> Self {
+        let (hub, _) = tokio::sync::broadcast::channel(16);
+        let emitter = crate::emitter::EventEmitter::new(p.pipeline_id.clone(), 0, p.events, hub);
+        let shared = Shared::new(
+            p.pipeline_id,
+            Arc::from(p.objective.as_str()),
+            emitter,
+            crate::token_budget::PipelineBudget::new(p.config.budgets),
+            Arc::new(crate::circuit_breaker::CircuitBreaker::new(
+                p.config.breaker,
+            )),
+        );
+        *shared.report.lock() = p.report.map(Arc::new);
+        shared.quorum.store(p.quorum.max(1), Ordering::Release);
+        let error_budget = Arc::new(crate::error_budget::CountingErrorBudget::new(
+            p.config.error_budget,
+        ));
+        Self::new(ContextParts {
+            agent_id: p.agent_id,
+            role: p.role,
+            shared: Arc::new(shared),
+            blackboard: p.blackboard,
+            bus: p.bus,
+            llm: p.llm,
+            model: p.model,
+            config: p.config,
+            error_budget,
+            cancel: p.cancel,
+            gamma_reason: p.gamma_reason,
+        })
+    }
+
+    /// The model this agent asks.
+    #[must_use]
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// The pipeline's message bus (read freely; publish through [`publish`](Self::publish)).
+    #[must_use]
+    pub fn bus(&self) -> &Arc<dyn MessageBus> {
+        &self.inner.bus
+    }
+
+    /// Records, in this pipeline's ledger and event stream, an event that this agent's remote
+    /// half (a worker process playing the role) reported, with the bookkeeping the local
+    /// method would have done (progress, consensus, usage).
+    ///
+    /// Only events an agent itself causes are accepted, and only about this agent and this
+    /// pipeline: `agent_message` from it, `proposal_created` by it, `vote_cast` by it,
+    /// `llm_call` and `error` of it, and `consensus_reached` when the blackboard shows that
+    /// consensus. A remote agent can therefore never forge a status change or another agent's
+    /// vote.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an event that is not accepted; ledger failures.
+    pub async fn record_remote(&self, kind: EventKind) -> Result<()> {
+        let c = &self.inner;
+        if kind.pipeline_id() != &c.shared.id {
+            return Err(Error::InvalidInput(
+                "a remote event of another pipeline".into(),
+            ));
+        }
+        let me = &c.agent_id;
+        match &kind {
+            EventKind::AgentMessage { from, .. } if from == me => {}
+            EventKind::ProposalCreated { author, .. } if author == me => {
+                c.shared.proposals_changed.store(true, Ordering::Release);
+            }
+            EventKind::VoteCast { voter, .. } if voter == me => {
+                c.shared.proposals_changed.store(true, Ordering::Release);
+            }
+            EventKind::LlmCall {
+                agent_id,
+                prompt_tokens,
+                completion_tokens,
+                cost_usd,
+                error,
+                ..
+            } if agent_id == me => {
+                let mut u = c.shared.usage.lock();
+                if error.is_none() {
+                    u.add(&crate::llm::Usage {
+                        prompt_tokens: *prompt_tokens,
+                        completion_tokens: *completion_tokens,
+                        cost_usd: *cost_usd,
+                    });
+                } else {
+                    u.calls += 1;
+                }
+            }
+            EventKind::Error {
+                agent_id: Some(a), ..
+            } if a == me => {}
+            EventKind::ConsensusReached { proposal_id, .. } => {
+                let decided = c.blackboard.snapshot(&c.shared.id).await?.consensus;
+                if decided.as_ref().map(|d| &d.proposal_id) != Some(proposal_id) {
+                    return Err(Error::InvalidInput(format!(
+                        "a remote consensus on {proposal_id} that the blackboard does not show"
+                    )));
+                }
+                c.shared.consensus.store(true, Ordering::Release);
+            }
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "a remote agent may not report a {} event about someone else",
+                    other.type_name()
+                )));
+            }
+        }
+        c.shared.emitter.emit(kind).await?;
+        c.shared.progressed();
+        Ok(())
+    }
+
+    /// Re-reads the blackboard and marks a solution as written when there is one (after a
+    /// remote agent wrote it).
+    ///
+    /// # Errors
+    /// Blackboard failures.
+    pub async fn sync_solution(&self) -> Result<()> {
+        let c = &self.inner;
+        if !c.shared.solution.load(Ordering::Acquire)
+            && !c
+                .blackboard
+                .snapshot(&c.shared.id)
+                .await?
+                .solutions
+                .is_empty()
+        {
+            c.shared.solution.store(true, Ordering::Release);
+            c.shared.progressed();
+        }
+        Ok(())
+    }
+
+    /// The quorum, as a remote agent's owner last set it (for a detached context).
+    pub fn set_quorum(&self, quorum: u32) {
+        self.inner
+            .shared
+            .quorum
+            .store(quorum.max(1), Ordering::Release);
+    }
+}
+
 /// Exponential backoff with deterministic jitter: 250 ms × 2^(n-1), capped at 8 s, ±25 %.
 fn backoff(attempt: u32, agent: &AgentId) -> Duration {
     let base = 250u64

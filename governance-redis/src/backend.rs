@@ -165,6 +165,10 @@ impl RedisBackend {
         crate::cluster::RedisLeases::new(self.shared.clone(), node_id, lease)
     }
 
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// The key names of `pipeline` under this backend's prefix.
     #[must_use]
     pub fn keys(&self, pipeline: &PipelineId) -> PipelineKeys {
