@@ -5,7 +5,8 @@
 //! | `GOVERNANCE_DB` | SQLite file for the ledger, checkpoints and registry (default `./governance.db`; `memory` keeps them in memory) |
 //! | `REDIS_URL` | blackboard and bus on Redis / DragonflyDB (default: in memory); password from the URL or the Dragonfly secret |
 //! | `GOVERNANCE_CLUSTER` | `true`: several nodes share `REDIS_URL` (ledger, checkpoints, registry in Redis with ownership leases; `GOVERNANCE_DB` becomes this node's archive of the pipelines it finished) |
-//! | `GOVERNANCE_LEASE_MS` | pipeline ownership lease in cluster mode (default 5000) |
+//! | `GOVERNANCE_LEASE_MS` | pipeline ownership lease in cluster mode, and workers' work lease (default 5000) |
+//! | `GOVERNANCE_REMOTE_ROLES` | comma-separated roles played by worker processes (`governance worker`) instead of this process: `ALPHA`, `BETA`, `GAMMA` replace the local agents, any other name joins as an extra role whose votes do not count; needs `REDIS_URL` |
 //! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
 //! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency and seed |
 //! | the seed's variables | [`Config::from_env`] |
@@ -24,7 +25,7 @@ use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_dragonfly_password,
     resolve_openrouter_key, select_mode,
 };
-use governance_redis::{RedisBackend, RedisConfig, RedisLeases, RedisStore};
+use governance_redis::{RedisBackend, RedisConfig, RedisLeases, RedisStore, RemoteRole};
 use governance_sqlite::SqliteStore;
 use secrecy::ExposeSecret as _;
 
@@ -56,6 +57,40 @@ pub struct Cluster {
     pub archive: Option<Arc<SqliteStore>>,
     /// Ids of pipelines this node finished, to archive.
     pub finished: tokio::sync::mpsc::UnboundedReceiver<governance_core::PipelineId>,
+}
+
+/// The local LLM from `GOVERNANCE_LOCAL_SEED` and `GOVERNANCE_LOCAL_LATENCY_MS`.
+///
+/// # Errors
+/// A variable that is not a whole number.
+pub fn local_llm() -> anyhow::Result<LocalLlm> {
+    Ok(LocalLlm::new(LocalLlmConfig {
+        seed: env_u64("GOVERNANCE_LOCAL_SEED", 0)?,
+        latency: Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", 0)?),
+        ..LocalLlmConfig::default()
+    }))
+}
+
+/// `GOVERNANCE_REMOTE_ROLES`, validated.
+///
+/// # Errors
+/// A role name that is not `[A-Za-z0-9_-]{1,32}`.
+pub fn remote_roles() -> anyhow::Result<Vec<String>> {
+    let Some(v) = env("GOVERNANCE_REMOTE_ROLES") else {
+        return Ok(Vec::new());
+    };
+    let mut roles = Vec::new();
+    for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        if r.len() > 32 || governance_core::validate_id("role", r).is_err() {
+            anyhow::bail!(
+                "GOVERNANCE_REMOTE_ROLES: invalid role {r:?} (1-32 of A-Z, a-z, 0-9, _ or -)"
+            );
+        }
+        if !roles.iter().any(|x| x == r) {
+            roles.push(r.to_owned());
+        }
+    }
+    Ok(roles)
 }
 
 /// `GOVERNANCE_NODE_ID` (or `<hostname>-<pid>`) made a valid id: other characters become `-`.
@@ -131,6 +166,17 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         summary.push(("blackboard".to_owned(), format!("redis:{redacted}")));
         summary.push(("bus".to_owned(), format!("redis:{redacted}")));
+        for role in remote_roles()? {
+            let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
+            let agent = Arc::new(RemoteRole::new(&redis, &role, votes)?);
+            builder = match role.as_str() {
+                "ALPHA" => builder.alpha(agent),
+                "BETA" => builder.beta(agent),
+                "GAMMA" => builder.gamma(agent),
+                _ => builder.role(agent),
+            };
+            summary.push((format!("role:{role}"), "remote (workers)".to_owned()));
+        }
         if clustered {
             let node = cluster_node_id();
             let lease = Duration::from_millis(env_u64("GOVERNANCE_LEASE_MS", 5000)?);
@@ -159,16 +205,14 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         }
     } else if clustered {
         anyhow::bail!("GOVERNANCE_CLUSTER=true needs REDIS_URL (the nodes meet in Redis)");
+    } else if !remote_roles()?.is_empty() {
+        anyhow::bail!("GOVERNANCE_REMOTE_ROLES needs REDIS_URL (workers meet the server in Redis)");
     } else {
         summary.push(("blackboard".to_owned(), "memory".to_owned()));
         summary.push(("bus".to_owned(), "memory".to_owned()));
     }
 
-    let local = LocalLlm::new(LocalLlmConfig {
-        seed: env_u64("GOVERNANCE_LOCAL_SEED", 0)?,
-        latency: Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", 0)?),
-        ..LocalLlmConfig::default()
-    });
+    let local = local_llm()?;
     // recording wraps the outermost client, so every attempt the agents make is replayable
     let record = |client: Arc<dyn LlmClient>| -> Arc<dyn LlmClient> {
         match &recorder {

@@ -12,6 +12,8 @@ mod ledger;
 mod replay;
 mod run;
 mod serve;
+mod telemetry;
+mod worker;
 
 /// Governed multi-agent LLM pipelines.
 #[derive(Debug, Parser)]
@@ -33,6 +35,8 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Re-run a recorded pipeline offline against its recorded LLM answers (--db, --pipeline).
     Replay(replay::ReplayArgs),
+    /// Play agent roles for pipelines of `serve` nodes on the same Redis (REDIS_URL, --roles).
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::serve(args).await,
             Command::Ledger(args) => ledger::ledger(args).await,
             Command::Replay(args) => replay::replay(args).await,
+            Command::Worker(args) => worker::worker(args).await,
         }
     });
     match result {

@@ -31,6 +31,7 @@ pub struct RunArgs {
 
 /// Runs one pipeline; exit code 0 only when it ends COMPLETED.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let telemetry = crate::telemetry::init(false)?;
     let config = Config::from_env().context("reading configuration")?;
     let llm = LocalLlm::new(LocalLlmConfig {
         seed: args.seed,
@@ -79,6 +80,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         println!("pipeline {id} ended {final_status}");
     }
+    if telemetry.is_exporting() {
+        // let the driver task end so its `pipeline` span closes before the flush
+        gov.shutdown(Duration::from_secs(5)).await;
+    }
+    telemetry.shutdown().await;
     Ok(if final_status == PipelineStatus::Completed {
         ExitCode::SUCCESS
     } else {

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     grace: u64,
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
