@@ -41,4 +41,6 @@ mod state;
 pub use auth::check_bind;
 pub use error::ApiError;
 pub use router::{router, serve};
-pub use state::{AppState, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, HttpSettings, MAX_PAGE};
+pub use state::{
+    AppState, DEFAULT_BODY_LIMIT, DEFAULT_NODE_ID, DEFAULT_REQUEST_TIMEOUT, HttpSettings, MAX_PAGE,
+};

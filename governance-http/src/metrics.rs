@@ -1,5 +1,6 @@
 //! Prometheus metrics: counters derived from the live event stream by a background task, and
-//! gauges (pipelines by status, circuit breakers) read when `/metrics` is scraped.
+//! gauges (pipelines by status, circuit breakers) read when `/metrics` is scraped, and
+//! `governance_node_info{node="<id>"} 1` naming the node (see [`crate::HttpSettings::node_id`]).
 //!
 //! The recorder is local to one [`crate::AppState`] (never installed globally), so several
 //! routers in one process (tests, embedding services) keep separate numbers.
@@ -25,6 +26,8 @@ pub(crate) struct Metrics {
     /// Pipelines whose circuit breaker opened and has not let a call through since.
     open_breakers: Arc<Mutex<HashSet<PipelineId>>>,
     breakers: Vec<(String, Arc<CircuitBreaker>)>,
+    /// This node's id, the `node` label of `governance_node_info`.
+    node_id: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -38,6 +41,7 @@ impl Metrics {
     pub fn start(
         governance: &Governance,
         breakers: Vec<(String, Arc<CircuitBreaker>)>,
+        node_id: String,
         shutdown: CancellationToken,
     ) -> Self {
         let recorder = PrometheusBuilder::new()
@@ -74,6 +78,7 @@ impl Metrics {
             handle,
             open_breakers,
             breakers,
+            node_id,
         }
     }
 
@@ -82,6 +87,7 @@ impl Metrics {
         let counts = governance.registry().count_by_status().await?;
         let open = self.open_breakers.lock().map(|s| s.len()).unwrap_or(0);
         metrics::with_local_recorder(&*self.recorder, || {
+            metrics::gauge!("governance_node_info", "node" => self.node_id.clone()).set(1.0);
             for status in PipelineStatus::ALL {
                 let n = counts
                     .iter()

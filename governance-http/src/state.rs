@@ -36,6 +36,22 @@ pub struct HttpSettings {
     pub breakers: Vec<(String, Arc<CircuitBreaker>)>,
     /// Backend names shown by `/readyz` and the dashboard (e.g. `blackboard=memory`).
     pub backends: Vec<(String, String)>,
+    /// Id of this node, the `node` label of the `governance_node_info` gauge on `/metrics`
+    /// (default [`DEFAULT_NODE_ID`]). Set it with [`HttpSettings::with_node_id`].
+    pub node_id: String,
+}
+
+/// Node id reported on `/metrics` when none is configured.
+pub const DEFAULT_NODE_ID: &str = "standalone";
+
+impl HttpSettings {
+    /// These settings with `node_id` as the node's id (the `node` label of
+    /// `governance_node_info` on `/metrics`).
+    #[must_use]
+    pub fn with_node_id(mut self, node_id: impl Into<String>) -> Self {
+        self.node_id = node_id.into();
+        self
+    }
 }
 
 impl Default for HttpSettings {
@@ -48,6 +64,7 @@ impl Default for HttpSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             breakers: Vec::new(),
             backends: Vec::new(),
+            node_id: DEFAULT_NODE_ID.to_owned(),
         }
     }
 }
@@ -72,7 +89,12 @@ impl AppState {
     #[must_use]
     pub fn new(governance: Governance, settings: HttpSettings) -> Self {
         let shutdown = CancellationToken::new();
-        let metrics = Metrics::start(&governance, settings.breakers.clone(), shutdown.clone());
+        let metrics = Metrics::start(
+            &governance,
+            settings.breakers.clone(),
+            settings.node_id.clone(),
+            shutdown.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 governance,

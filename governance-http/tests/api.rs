@@ -438,9 +438,34 @@ async fn health_ready_and_metrics() {
         "governance_llm_latency_seconds_bucket",
         "governance_status_changes_total{status=\"COMPLETED\"} 1",
         "governance_circuit_breaker_open_pipelines 0",
+        "governance_node_info{node=\"standalone\"} 1",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_name_the_configured_node() {
+    let s = start_with(Opts {
+        settings: Some(HttpSettings::default().with_node_id("node-a")),
+        ..Opts::default()
+    })
+    .await;
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("governance_node_info{node=\"node-a\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("standalone"), "{text}");
     s.shutdown().await;
 }
 

@@ -19,6 +19,9 @@ use crate::backend::Shared;
 use crate::cluster::LeaseTable;
 use crate::error::{Effect, corrupt};
 
+/// The last `(seq, hash)` of a pipeline's ledger.
+type Tail = (i64, [u8; 32]);
+
 /// Most pipelines whose ledger tail is cached; past it the cache starts over.
 const MAX_TAILS: usize = 100_000;
 
@@ -89,7 +92,7 @@ impl LedgerEntry {
 pub struct RedisStore {
     shared: Arc<Shared>,
     leases: Option<Arc<LeaseTable>>,
-    tails: Arc<Mutex<HashMap<PipelineId, (i64, [u8; 32])>>>,
+    tails: Arc<Mutex<HashMap<PipelineId, Tail>>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -583,7 +586,7 @@ pub(crate) struct Relayed {
     pub events: Vec<Event>,
 }
 
-fn group<'a>(events: &'a [Event]) -> Vec<(&'a PipelineId, Vec<&'a Event>)> {
+fn group(events: &[Event]) -> Vec<(&PipelineId, Vec<&Event>)> {
     let mut out: Vec<(&PipelineId, Vec<&Event>)> = Vec::new();
     for e in events {
         match out.iter_mut().find(|(p, _)| *p == e.pipeline_id()) {
