@@ -450,10 +450,19 @@ impl Governance {
     /// already ended keeps its status). Returns the final status.
     ///
     /// # Errors
-    /// [`Error::NotFound`].
+    /// [`Error::NotFound`]; [`Error::Conflict`] when another process (cluster node) runs it.
     pub async fn stop(&self, id: &PipelineId) -> Result<PipelineStatus> {
         let Some(live) = self.engine.live.lock().get(id).cloned() else {
-            return self.get(id).await.map(|r| r.status);
+            let rec = self.get(id).await?;
+            if rec.status.is_terminal() {
+                return Ok(rec.status);
+            }
+            // it runs in another process (cluster mode): saying "stopped" here would be a lie
+            return Err(Error::Conflict(format!(
+                "pipeline {id} is not running in this process (node {}); send the stop to the \
+                 node that owns it",
+                self.engine.ownership.node_id()
+            )));
         };
         live.stop.cancel();
         if !live.is_driven() {
