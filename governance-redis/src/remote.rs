@@ -20,10 +20,15 @@
 //!    report (status changes, other agents' votes, a consensus the blackboard does not show).
 //!    Its position in the bus is kept in `gov:{P}:remote:<ROLE>`, so a node that takes the
 //!    pipeline over continues where the old owner stopped.
+//!    The work item carries `after`, the bus `seq` when it was queued: the worker ignores
+//!    control messages at or before it, and the owner ignores a `done` at or before it (both
+//!    belong to an earlier run of the role, e.g. before the server restarted).
 //! 4. **End**: the worker publishes topic `done` with `{"outcome":"done"|"idle"|"revoked"|
 //!    "failed","message":…}`, then `XACK`s and deletes the entry and its heartbeat. The owner
 //!    cancels remote work with a message from `ORCHESTRATOR` to `<ROLE>`, topic `cancel`, and
-//!    announces a changed quorum with topic `quorum` (content: the number).
+//!    announces a changed quorum with topic `quorum` (content: the number). A worker
+//!    restarted under the same name takes its own pending work back after the lease, like any
+//!    other worker.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -69,6 +74,10 @@ pub struct WorkItem {
     /// Why GAMMA was spawned (GAMMA only).
     #[serde(default)]
     pub gamma_reason: Option<GammaReason>,
+    /// The pipeline's last bus `seq` when the work was queued: control messages (`cancel`,
+    /// `quorum`) at or before it belong to an earlier run of the role and must be ignored.
+    #[serde(default)]
+    pub after: u64,
 }
 
 /// How a remote agent's run ended (topic `done`).
@@ -126,7 +135,10 @@ impl RemoteRole {
         })
     }
 
-    async fn enqueue(&self, ctx: &AgentContext) -> Result<()> {
+    /// Queues the role's work unless a worker plays it already; returns the bus `seq` from
+    /// which a `done` belongs to this run (`None`: a worker already plays it, any `done` after
+    /// the saved cursor counts).
+    async fn enqueue(&self, ctx: &AgentContext) -> Result<Option<u64>> {
         let id = ctx.pipeline_id();
         let heartbeat = pipeline_key(&self.shared, id, &format!("worker:{}", self.role));
         let playing: i64 = self
@@ -138,8 +150,17 @@ impl RemoteRole {
             )
             .await?;
         if playing != 0 {
-            return Ok(());
+            return Ok(None);
         }
+        let bus_seq: u64 = self
+            .shared
+            .query::<Option<u64>>(
+                redis::cmd("GET").arg(self.shared.keys(id).bus_seq()),
+                "bus seq",
+                Effect::Read,
+            )
+            .await?
+            .unwrap_or(0);
         let item = WorkItem {
             v: 1,
             pipeline_id: id.clone(),
@@ -149,6 +170,7 @@ impl RemoteRole {
             quorum: ctx.quorum(),
             model: ctx.model().to_owned(),
             gamma_reason: ctx.gamma_reason(),
+            after: bus_seq,
         };
         let json = serde_json::to_string(&item)
             .map_err(|e| Error::Internal(format!("cannot encode a work item: {e}")))?;
@@ -164,7 +186,7 @@ impl RemoteRole {
                 Effect::Idempotent,
             )
             .await?;
-        Ok(())
+        Ok(Some(bus_seq))
     }
 
     async fn tell(&self, id: &PipelineId, topic: &str, content: String) {
@@ -189,13 +211,19 @@ impl RemoteRole {
             )
             .await?
             .unwrap_or(0);
-        self.enqueue(ctx).await?;
+        let floor = self.enqueue(ctx).await?.unwrap_or(0);
         let mut quorum = ctx.quorum();
         let mut proposals: HashSet<String> = HashSet::new();
         let poll = ctx.config().agent_poll_interval;
+        let mut draining = false;
         loop {
             if ctx.is_cancelled() {
-                return Err(Error::Cancelled);
+                if draining {
+                    self.save_cursor(&cursor_key, after).await;
+                    return Err(Error::Cancelled);
+                }
+                // one last read: record what the worker reported just before the end
+                draining = true;
             }
             if ctx.quorum() != quorum {
                 quorum = ctx.quorum();
@@ -224,6 +252,8 @@ impl RemoteRole {
                             tracing::warn!(role = %self.role, error = %e, "ignoring a malformed remote event");
                         }
                     },
+                    // a `done` of an earlier run (before this run queued its work)
+                    "done" if m.seq <= floor => {}
                     "done" => {
                         self.save_cursor(&cursor_key, after).await;
                         ctx.sync_solution().await?;
@@ -253,9 +283,12 @@ impl RemoteRole {
                 self.save_cursor(&cursor_key, after).await;
                 ctx.sync_solution().await?;
             }
+            if draining {
+                continue;
+            }
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
-                () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
+                () = ctx.cancellation().cancelled() => {}
             }
         }
     }
@@ -411,7 +444,7 @@ impl Worker {
 
     /// Claims and plays work until `cancel`; the work it holds then is left pending, so other
     /// workers take it over after the lease (or this worker, restarted under the same name,
-    /// at once).
+    /// after the lease).
     ///
     /// # Errors
     /// Backend errors creating the consumer groups.
@@ -596,8 +629,9 @@ impl Worker {
                 (stream.to_owned(), entry.to_owned(), heartbeat.clone());
             let (ctx, role, id) = (ctx.clone(), item.role.clone(), id.clone());
             let agent_cancel = agent_cancel.clone();
+            let start = item.after;
             tokio::spawn(async move {
-                let mut after = 0;
+                let mut after = start;
                 loop {
                     let mut pipe = redis::pipe();
                     pipe.cmd("SET")
