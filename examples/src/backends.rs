@@ -293,14 +293,24 @@ pub async fn archive(
         .filter(|e| u64::try_from(e.seq).unwrap_or(0) > have)
         .map(|e| e.row(id.as_str()).to_event().map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<_>>()?;
-    for chunk in events.chunks(500) {
+    let checkpoint = store.latest(id).await?;
+    let record = store.get(id).await?;
+    // the last chunk goes in one transaction with the final checkpoint and the record, so an
+    // archive never shows a finished pipeline's full ledger without its record
+    let last = events.len().saturating_sub(500);
+    for chunk in events[..last].chunks(500) {
         archive.append(chunk).await?;
     }
-    if let Some(cp) = store.latest(id).await? {
-        archive.save(&cp).await?;
-    }
-    if let Some(rec) = store.get(id).await? {
-        archive.upsert(&rec).await?;
+    let stored = archive
+        .append_with_state(&events[last..], checkpoint.as_ref(), record.as_ref())
+        .await?;
+    if !stored {
+        if let Some(cp) = &checkpoint {
+            archive.save(cp).await?;
+        }
+        if let Some(rec) = &record {
+            archive.upsert(rec).await?;
+        }
     }
     Ok(())
 }

@@ -70,7 +70,10 @@ pub fn init(fmt: bool) -> anyhow::Result<Telemetry> {
     let fmt_layer = fmt.then(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        tracing_subscriber::Layer::with_filter(tracing_subscriber::fmt::layer(), filter)
+        tracing_subscriber::Layer::with_filter(
+            tracing_subscriber::fmt::layer().with_writer(std::io::stderr),
+            filter,
+        )
     });
     #[cfg(feature = "otlp")]
     {

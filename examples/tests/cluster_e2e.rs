@@ -147,40 +147,69 @@ fn redis_ping(port: u16) -> bool {
     BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("+PONG")
 }
 
-/// `GET` of many keys in one round trip (pipelined): `None` for a missing key.
-fn redis_get_many(port: u16, keys: &[String]) -> Vec<Option<String>> {
+/// Runs `commands` in one round trip (pipelined) and returns each reply: a bulk string or an
+/// integer (as text), `None` for a nil reply.
+fn redis_pipeline(port: u16, commands: &[Vec<String>]) -> Vec<Option<String>> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis-server");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = Vec::new();
-    for k in keys {
-        write!(req, "*2\r\n$3\r\nGET\r\n${}\r\n{k}\r\n", k.len()).unwrap();
+    for args in commands {
+        write!(req, "*{}\r\n", args.len()).unwrap();
+        for a in args {
+            write!(req, "${}\r\n{a}\r\n", a.len()).unwrap();
+        }
     }
-    s.write_all(&req).expect("send GETs");
+    s.write_all(&req).expect("send commands");
     let mut r = BufReader::new(s);
-    keys.iter()
-        .map(|k| {
+    commands
+        .iter()
+        .map(|args| {
             let mut line = String::new();
             r.read_line(&mut line).expect("reply line");
+            let line = line.trim_end();
+            if let Some(n) = line.strip_prefix(':') {
+                return Some(n.to_owned());
+            }
             let len: i64 = line
                 .strip_prefix('$')
-                .and_then(|n| n.trim_end().parse().ok())
-                .unwrap_or_else(|| panic!("GET {k}: unexpected reply {line:?}"));
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{args:?}: unexpected reply {line:?}"));
             let Ok(len) = usize::try_from(len) else {
-                return None; // $-1: no such key
+                return None; // $-1: nil
             };
             let mut buf = vec![0; len + 2];
             r.read_exact(&mut buf).expect("bulk string");
             buf.truncate(len);
-            Some(String::from_utf8(buf).expect("utf-8 value"))
+            Some(String::from_utf8(buf).expect("utf-8 reply"))
         })
+        .collect()
+}
+
+/// Keys of a pipeline in Redis (docs/wire-protocol.md): `gov:{P}:<name>`.
+fn key(id: &str, name: &str) -> String {
+    format!("gov:{{{id}}}:{name}")
+}
+
+/// Length of each pipeline's shared ledger (`LLEN gov:{P}:ledger`), in one round trip.
+fn ledger_lengths(port: u16, ids: &[String]) -> Vec<u64> {
+    let cmds: Vec<Vec<String>> = ids
+        .iter()
+        .map(|id| vec!["LLEN".to_owned(), key(id, "ledger")])
+        .collect();
+    redis_pipeline(port, &cmds)
+        .into_iter()
+        .map(|v| v.and_then(|n| n.parse().ok()).expect("LLEN is an integer"))
         .collect()
 }
 
 /// The node holding each pipeline's ownership lease (`gov:{P}:owner` = `<node>:<token>`, see
 /// docs/wire-protocol.md), `None` when no lease is held.
 fn lease_owners(port: u16, ids: &[String]) -> Vec<Option<String>> {
-    let keys: Vec<String> = ids.iter().map(|id| format!("gov:{{{id}}}:owner")).collect();
-    redis_get_many(port, &keys)
+    let cmds: Vec<Vec<String>> = ids
+        .iter()
+        .map(|id| vec!["GET".to_owned(), key(id, "owner")])
+        .collect();
+    redis_pipeline(port, &cmds)
         .into_iter()
         .map(|v| v.and_then(|v| v.rsplit_once(':').map(|(node, _)| node.to_owned())))
         .collect()
@@ -317,7 +346,13 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw)
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
@@ -408,8 +443,8 @@ fn longest_gap(events: &[Value]) -> Option<(f64, &Value, &Value)> {
         .map(|w| {
             let a = secs_of_day(w[0]["ts"].as_str().expect("ts"));
             let mut b = secs_of_day(w[1]["ts"].as_str().expect("ts"));
-            if b < a {
-                b += 86_400.0; // midnight
+            if a - b > 43_200.0 {
+                b += 86_400.0; // midnight (entries may also be a little out of time order)
             }
             (b - a, &w[0], &w[1])
         })
@@ -636,6 +671,11 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
         .cloned()
         .zip(lease_owners(redis.port, &all_ids))
         .collect();
+    let len_at_kill: BTreeMap<String, u64> = all_ids
+        .iter()
+        .cloned()
+        .zip(ledger_lengths(redis.port, &all_ids))
+        .collect();
     let owners_read = killed_at.elapsed();
     let after_kill = statuses(n2);
     let unfinished_at_kill: BTreeSet<String> = all
@@ -659,9 +699,9 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
         .count();
     eprintln!(
         "n1 killed {:?} after spawning ended ({running_before:?} was running on it right \
-         before; leases read {owners_read:?} after the kill); {} pipelines unfinished, {} of \
-         them leased by n1 (orphans: {:?}); leases moved between nodes before the kill: \
-         {moved_before_kill} from n1, {moved_to_n1} to n1",
+         before; leases and ledger lengths read {owners_read:?} after the kill); {} pipelines \
+         unfinished, {} of them leased by n1 (orphans: {:?}); leases moved between nodes \
+         before the kill: {moved_before_kill} from n1, {moved_to_n1} to n1",
         killed_at - spawn_ended,
         unfinished_at_kill.len(),
         orphans.len(),
@@ -673,44 +713,31 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
     );
 
     // -- measurement: kill → first new ledger entry of one of n1's orphaned pipelines ----------
-    let mut pending: BTreeMap<String, u64> = orphans
-        .keys()
-        .map(|id| {
-            let last = all_logs(n2, id)
-                .last()
-                .and_then(|e| e["seq"].as_u64())
-                .unwrap_or(0);
-            (id.clone(), last)
-        })
-        .collect();
-    let snapshot_took = killed_at.elapsed();
-    let orphan_count = pending.len();
-    let mut first_move: Option<Duration> = None;
-    let mut all_moved: Option<Duration> = None;
+    // (read straight from the shared ledger in Redis, every 5 ms: a pure measurement)
+    let orphan_ids: Vec<String> = orphans.keys().cloned().collect();
+    let at_kill: Vec<u64> = orphan_ids.iter().map(|id| len_at_kill[id]).collect();
+    let mut moved_at: Vec<Option<Duration>> = vec![None; orphan_ids.len()];
     let watch_until = killed_at + Duration::from_secs(60);
-    while !pending.is_empty() && Instant::now() < watch_until {
-        pending.retain(|id, last| {
-            let page = get(
-                n3,
-                &format!("/api/pipeline/logs?pipeline_id={id}&after={last}&limit=1"),
-            );
-            let moved = !page["events"].as_array().expect("events").is_empty();
-            if moved {
-                first_move.get_or_insert_with(|| killed_at.elapsed());
+    while moved_at.iter().any(Option::is_none) && Instant::now() < watch_until {
+        let now = ledger_lengths(redis.port, &orphan_ids);
+        let t = killed_at.elapsed();
+        for ((m, before), len) in moved_at.iter_mut().zip(&at_kill).zip(now) {
+            if m.is_none() && len > *before {
+                *m = Some(t);
             }
-            !moved
-        });
-        if pending.is_empty() {
-            all_moved = Some(killed_at.elapsed());
-        } else {
-            std::thread::sleep(Duration::from_millis(10));
         }
+        std::thread::sleep(Duration::from_millis(5));
     }
+    let mut times: Vec<Duration> = moved_at.iter().flatten().copied().collect();
+    times.sort();
     eprintln!(
-        "TAKEOVER (lease {LEASE_MS} ms): kill -> first new ledger entry of an orphaned n1 \
-         pipeline: {first_move:?}; -> all {orphan_count} orphans moved: {all_moved:?} \
-         (snapshot of their last seq took {snapshot_took:?}; {} never moved within 60 s)",
-        pending.len()
+        "TAKEOVER (lease {LEASE_MS} ms): kill -> first new ledger entry of one of n1's {} \
+         orphans: {:?}; median {:?}; last {:?} ({} did not move within 60 s)",
+        orphan_ids.len(),
+        times.first(),
+        times.get(times.len() / 2),
+        times.last(),
+        orphan_ids.len() - times.len()
     );
 
     // -- every pipeline terminal, seen through n2 and n3 ---------------------------------------
@@ -805,11 +832,28 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
         if from_n2.iter().any(|e| e["type"] == "gamma_spawned") {
             gammas += 1;
         }
-        audit_gaps.extend(
-            proposal_audit_gaps(&from_n2)
-                .into_iter()
-                .map(|gap| format!("{who}: {gap}")),
-        );
+        let gaps = proposal_audit_gaps(&from_n2);
+        if !gaps.is_empty() {
+            let decisions: Vec<String> = from_n2
+                .iter()
+                .filter(|e| {
+                    [
+                        "proposal_created",
+                        "vote_cast",
+                        "consensus_reached",
+                        "gamma_spawned",
+                    ]
+                    .iter()
+                    .any(|t| e["type"] == *t)
+                })
+                .map(brief)
+                .collect();
+            audit_gaps.push(format!(
+                "{who}: {}\n    its proposals and votes:\n    {}",
+                gaps.join("; "),
+                decisions.join("\n    ")
+            ));
+        }
         let consensus = from_n2
             .iter()
             .filter(|e| e["type"] == "consensus_reached")
@@ -867,15 +911,23 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
     for id in &slow_ids {
         print_logs_about(id);
     }
-    // Reported, not asserted (a bug of the library, see the report of this test): every
-    // proposal voted on should have its `proposal_created` and its author's endorsement.
-    if !audit_gaps.is_empty() {
+    // Every proposal voted on has its `proposal_created` in the ledger (a node that dies between
+    // writing a proposal and recording it is covered by its successor's reconciliation).
+    // The author's own endorsement is reported only: an author that died before endorsing
+    // endorses on restart only while the proposal is still open.
+    let (unrecorded, unendorsed): (Vec<&String>, Vec<&String>) = audit_gaps
+        .iter()
+        .partition(|g| g.contains("has no proposal_created"));
+    if !unendorsed.is_empty() {
         eprintln!(
-            "OBSERVED: {} proposal(s) with an incomplete audit trail:\n  {}",
-            audit_gaps.len(),
-            audit_gaps.join("\n  ")
+            "OBSERVED: {} proposal(s) without their author's vote: {unendorsed:?}",
+            unendorsed.len()
         );
     }
+    assert!(
+        unrecorded.is_empty(),
+        "votes or consensus on proposals the ledger never shows created: {unrecorded:?}"
+    );
     for name in ["n1", "n2", "n3"] {
         let text = ["log", "out"]
             .map(|ext| {
@@ -918,7 +970,25 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
         "pipelines in the shared ledger"
     );
 
-    // -- the archives: stop the survivors gracefully (they drain their archivers), verify -------
+    // -- the archives: every finished pipeline gets archived by some node, even those n1 finished
+    // but did not archive before it died (the survivors sweep `gov:unarchived`) --------------
+    let queue_deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = redis_pipeline(
+            redis.port,
+            &[vec!["ZCARD".to_owned(), "gov:unarchived".to_owned()]],
+        );
+        let left: u64 = left[0].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < queue_deadline,
+            "{left} finished pipeline(s) still unarchived after 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // stop the survivors gracefully (they drain their archivers), verify
     nodes[1].terminate();
     nodes[2].terminate();
     let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
@@ -1034,6 +1104,18 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
         sets[0].len(),
         sets[1].len(),
         sets[2].len(),
+    );
+    assert!(
+        never.is_empty(),
+        "finished pipelines in no node's archive: {never:?}"
+    );
+    let twice: Vec<&String> = sets[1]
+        .keys()
+        .filter(|k| sets[2].contains_key(*k))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "pipelines archived by both surviving nodes: {twice:?}"
     );
     assert!(
         problems.is_empty(),

@@ -596,7 +596,8 @@ impl Governance {
         let rec = match self.engine.registry.get(id).await {
             Ok(Some(rec)) if !rec.status.is_terminal() => rec,
             Ok(_) => {
-                self.engine.ownership.release(id, true).await;
+                // ended (or never written) meanwhile: not ours to finish or archive
+                self.engine.ownership.release(id, false).await;
                 return Ok(false);
             }
             Err(e) => {

@@ -188,17 +188,74 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     use std::sync::atomic::Ordering;
     let id = &live.shared.id;
     let snap = engine.blackboard.snapshot(id).await?;
-    if let Some(c) = &snap.consensus {
-        let mut recorded = false;
-        let mut after = 0;
-        loop {
-            let events = engine.ledger.read(id, after, 1000).await?;
-            let Some(last) = events.last() else { break };
-            after = last.seq;
-            recorded |= events
-                .iter()
-                .any(|e| matches!(e.kind, EventKind::ConsensusReached { .. }));
+    // what the ledger recorded of the blackboard
+    let mut proposals = std::collections::HashSet::new();
+    let mut votes = std::collections::HashSet::new();
+    let mut recorded = false;
+    let mut after = 0;
+    loop {
+        let events = engine.ledger.read(id, after, 1000).await?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for e in events {
+            match e.kind {
+                EventKind::ProposalCreated { proposal_id, .. } => {
+                    proposals.insert(proposal_id);
+                }
+                EventKind::VoteCast {
+                    proposal_id, voter, ..
+                } => {
+                    votes.insert((proposal_id, voter));
+                }
+                EventKind::ConsensusReached { .. } => recorded = true,
+                _ => {}
+            }
         }
+    }
+    // A shared blackboard (Redis) outlives the process that died; it may hold a proposal or
+    // a vote whose event that process never wrote (it died between the two). Record them, so
+    // the ledger stays a complete account of the blackboard.
+    let quorum = live.shared.quorum();
+    for p in &snap.proposals {
+        if !proposals.contains(&p.id) {
+            live.shared
+                .emitter
+                .emit(EventKind::ProposalCreated {
+                    pipeline_id: id.clone(),
+                    proposal_id: p.id.clone(),
+                    author: p.author.clone(),
+                    title: p.title.clone(),
+                    content: p.content.clone(),
+                })
+                .await?;
+        }
+        let (mut approvals, mut rejections) = (0u32, 0u32);
+        for v in &p.votes {
+            if v.approve {
+                approvals += 1;
+            } else {
+                rejections += 1;
+            }
+            if votes.contains(&(p.id.clone(), v.voter.clone())) {
+                continue;
+            }
+            live.shared
+                .emitter
+                .emit(EventKind::VoteCast {
+                    pipeline_id: id.clone(),
+                    proposal_id: p.id.clone(),
+                    voter: v.voter.clone(),
+                    approve: v.approve,
+                    approvals,
+                    rejections,
+                    score: v.score,
+                    rationale: v.rationale.clone(),
+                    quorum,
+                })
+                .await?;
+        }
+    }
+    if let Some(c) = &snap.consensus {
         if !recorded {
             live.shared
                 .emitter

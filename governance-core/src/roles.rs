@@ -45,13 +45,23 @@ struct Work {
 impl Work {
     async fn new(ctx: &AgentContext) -> Result<Self> {
         // a restarted agent continues its numbering instead of colliding with its own ids
-        let written = ctx
+        let own: Vec<Proposal> = ctx
             .blackboard()
             .proposals(ctx.pipeline_id())
             .await?
-            .iter()
+            .into_iter()
             .filter(|p| &p.author == ctx.agent_id())
-            .count();
+            .collect();
+        let written = own.len();
+        // an earlier run that died between writing a proposal and endorsing it: endorse now
+        // (one vote per voter, so a repeat changes nothing)
+        for p in own
+            .iter()
+            .filter(|p| p.status == ProposalStatus::Open && !voted(p, ctx.agent_id()))
+        {
+            ctx.vote(&p.id, true, 1.0, "author endorses its proposal")
+                .await?;
+        }
         Ok(Self {
             inbox: ctx.inbox().await?,
             written: u32::try_from(written).unwrap_or(u32::MAX),

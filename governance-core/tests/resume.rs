@@ -170,3 +170,99 @@ fn a_consensus_decided_but_not_yet_in_the_ledger_is_recorded_once_on_resume() {
         assert_eq!(count(&events, "gamma_spawned"), 0, "nobody got stuck");
     });
 }
+
+/// A ledger that never stores events of one type (the process "dies" right before).
+#[derive(Debug)]
+struct DiesBefore(Arc<MemoryStore>, &'static str);
+
+#[async_trait::async_trait]
+impl governance_core::LedgerStore for DiesBefore {
+    async fn append(&self, events: &[governance_core::Event]) -> governance_core::Result<()> {
+        if events.iter().any(|e| e.kind.type_name() == self.1) {
+            std::future::pending::<()>().await;
+        }
+        self.0.append(events).await
+    }
+    async fn read(
+        &self,
+        p: &governance_core::PipelineId,
+        after: u64,
+        limit: usize,
+    ) -> governance_core::Result<Vec<governance_core::Event>> {
+        self.0.read(p, after, limit).await
+    }
+    async fn last_seq(&self, p: &governance_core::PipelineId) -> governance_core::Result<u64> {
+        self.0.last_seq(p).await
+    }
+}
+
+/// With a blackboard that outlives the process (Redis), a proposal can be on the blackboard
+/// while its `proposal_created` event and its author's endorsement never happened. The engine
+/// that resumes records the proposal, the author endorses it on restart, and the pipeline goes
+/// on without waiting for a STUCK mediator.
+#[test]
+fn a_proposal_written_but_not_recorded_is_recorded_and_endorsed_on_resume() {
+    use governance_core::Blackboard as _;
+    let store = Arc::new(MemoryStore::default());
+    let blackboard = Arc::new(MemoryBlackboard::default());
+    let id = {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let gov = Governance::builder()
+                .config(fast_config())
+                .blackboard(blackboard.clone())
+                .ledger(Arc::new(DiesBefore(store.clone(), "proposal_created")))
+                .checkpoints(store.clone())
+                .registry(store.clone())
+                .build()
+                .unwrap();
+            let id = gov
+                .spawn(SpawnRequest::new("Design a caching strategy"))
+                .await
+                .unwrap();
+            while blackboard.proposals(&id).await.unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            id
+        })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let orphan = blackboard.proposals(&id).await.unwrap()[0].clone();
+        assert!(orphan.votes.is_empty(), "the author died before endorsing");
+        let gov = Governance::builder()
+            .config(fast_config())
+            .blackboard(blackboard.clone())
+            .stores(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);
+        let rec = tokio::time::timeout(Duration::from_secs(20), gov.wait(&id, false))
+            .await
+            .expect("finishes without waiting for STUCK")
+            .unwrap();
+        assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
+        let events = gov.events(&id, 0, 10_000).await.unwrap();
+        assert_gap_free(&events);
+        let created = events
+            .iter()
+            .filter(|e| matches!(&e.kind, governance_core::EventKind::ProposalCreated { proposal_id, .. } if *proposal_id == orphan.id))
+            .count();
+        assert_eq!(created, 1, "the orphaned proposal is recorded exactly once");
+        assert!(
+            events.iter().any(|e| matches!(&e.kind,
+                governance_core::EventKind::VoteCast { proposal_id, voter, .. }
+                    if *proposal_id == orphan.id && *voter == orphan.author)),
+            "its author endorsed it after the restart"
+        );
+        assert_eq!(count(&events, "gamma_spawned"), 0, "nobody got stuck");
+    });
+}

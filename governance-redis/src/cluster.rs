@@ -298,14 +298,39 @@ impl Ownership for RedisLeases {
     }
 
     async fn take_over(&self, id: &PipelineId) -> Result<bool> {
-        Ok(self.acquire(id).await?.is_some())
+        let Some(token) = self.acquire(id).await? else {
+            return Ok(false);
+        };
+        // its owner may have finished it and let go just now: then there is nothing to take
+        // over (and it is the finisher's to archive, not ours)
+        match governance_core::PipelineRegistry::get(&self.store, id).await {
+            Ok(Some(rec)) if rec.status.is_terminal() => {
+                // its owner died after finishing it but before queueing it for archiving
+                if self.store.archived_by(id).await?.is_none() {
+                    self.store.mark_unarchived(id).await?;
+                }
+                self.drop_lease(id, token).await;
+                self.store.mark_inactive(id).await?;
+                Ok(false)
+            }
+            Ok(_) => Ok(true),
+            Err(e) => {
+                self.drop_lease(id, token).await;
+                Err(e)
+            }
+        }
     }
 
     async fn release(&self, id: &PipelineId, terminal: bool) {
-        let Some(token) = self.table.held.lock().remove(id) else {
+        let Some(token) = self.table.held.lock().get(id).copied() else {
             return;
         };
         if terminal {
+            // queue it for archiving before it leaves the active index, so a crash in between
+            // leaves it findable by some node
+            if let Err(e) = self.store.mark_unarchived(id).await {
+                tracing::warn!(pipeline_id = %id, error = %e, "could not queue the pipeline for archiving");
+            }
             if let Err(e) = self.store.mark_inactive(id).await {
                 tracing::warn!(pipeline_id = %id, error = %e, "could not update the active index");
             }
@@ -313,6 +338,14 @@ impl Ownership for RedisLeases {
                 let _ = tx.send(id.clone());
             }
         }
+        self.drop_lease(id, token).await;
+    }
+}
+
+impl RedisLeases {
+    /// Forgets the lease here and deletes it in Redis (it expires by itself if that fails).
+    async fn drop_lease(&self, id: &PipelineId, token: u64) {
+        self.table.forget(id);
         let k = self.shared.keys(id);
         if let Err(e) = self
             .shared

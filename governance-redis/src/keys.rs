@@ -100,6 +100,16 @@ impl PipelineKeys {
     pub fn owner(&self) -> String {
         self.key("owner")
     }
+    /// STRING with a TTL: the node archiving the finished pipeline now.
+    #[must_use]
+    pub fn archiving(&self) -> String {
+        self.key("archiving")
+    }
+    /// STRING: the node that archived the finished pipeline.
+    #[must_use]
+    pub fn archived(&self) -> String {
+        self.key("archived")
+    }
     /// STRING: the fencing token, incremented at every change of owner.
     #[must_use]
     pub fn fence(&self) -> String {

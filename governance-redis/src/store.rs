@@ -355,6 +355,7 @@ impl RedisStore {
     /// Keeps the global indexes in step with a record.
     async fn index(&self, record: &PipelineRecord) -> Result<()> {
         let mut pipe = redis::pipe();
+        pipe.atomic();
         let created = record.created_at.timestamp_millis();
         pipe.cmd("ZADD")
             .arg(self.global("pipelines"))
@@ -363,6 +364,15 @@ impl RedisStore {
             .arg(record.id.as_str())
             .ignore();
         if record.status.is_terminal() {
+            if self.leases.is_some() {
+                // cluster mode: queue it for archiving before it leaves the active index
+                pipe.cmd("ZADD")
+                    .arg(self.global("unarchived"))
+                    .arg("NX")
+                    .arg(chrono::Utc::now().timestamp_millis())
+                    .arg(record.id.as_str())
+                    .ignore();
+            }
             pipe.cmd("ZREM")
                 .arg(self.global("active"))
                 .arg(record.id.as_str())
@@ -404,6 +414,116 @@ impl RedisStore {
                     .arg(id.as_str()),
                 "registry index",
                 Effect::Idempotent,
+            )
+            .await
+    }
+
+    /// Queues a finished pipeline for archiving (`gov:unarchived`, scored by time).
+    pub(crate) async fn mark_unarchived(&self, id: &PipelineId) -> Result<()> {
+        self.shared
+            .query::<()>(
+                redis::cmd("ZADD")
+                    .arg(self.global("unarchived"))
+                    .arg("NX")
+                    .arg(chrono::Utc::now().timestamp_millis())
+                    .arg(id.as_str()),
+                "archive queue",
+                Effect::Idempotent,
+            )
+            .await
+    }
+
+    /// Finished pipelines not yet archived by any node, queued longer ago than `age`
+    /// (the node that finished one archives it at once; these are the ones it did not get to,
+    /// e.g. because it died).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn unarchived(&self, age: std::time::Duration) -> Result<Vec<PipelineId>> {
+        let before = chrono::Utc::now().timestamp_millis()
+            - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let ids: Vec<String> = self
+            .shared
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.global("unarchived"))
+                    .arg("-inf")
+                    .arg(before)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(500),
+                "archive queue",
+                Effect::Read,
+            )
+            .await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|i| PipelineId::new(i).ok())
+            .collect())
+    }
+
+    /// Claims the archiving of `id` for `node` for `ttl` (`gov:{P}:archiving`, SET NX): `true`
+    /// when this node may archive it now.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn claim_archive(
+        &self,
+        id: &PipelineId,
+        node: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let set: Option<String> = self
+            .shared
+            .query(
+                redis::cmd("SET")
+                    .arg(self.shared.keys(id).archiving())
+                    .arg(node)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)),
+                "archive claim",
+                Effect::Read,
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Marks `id` archived by `node` (`gov:{P}:archived`) and takes it off the archive queue.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn archived(&self, id: &PipelineId, node: &str) -> Result<()> {
+        self.shared
+            .query::<()>(
+                redis::cmd("SET")
+                    .arg(self.shared.keys(id).archived())
+                    .arg(node),
+                "archive mark",
+                Effect::Idempotent,
+            )
+            .await?;
+        self.shared
+            .query::<()>(
+                redis::cmd("ZREM")
+                    .arg(self.global("unarchived"))
+                    .arg(id.as_str()),
+                "archive queue",
+                Effect::Idempotent,
+            )
+            .await
+    }
+
+    /// The node that archived `id`, if one did.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn archived_by(&self, id: &PipelineId) -> Result<Option<String>> {
+        self.shared
+            .query(
+                redis::cmd("GET").arg(self.shared.keys(id).archived()),
+                "archive mark",
+                Effect::Read,
             )
             .await
     }

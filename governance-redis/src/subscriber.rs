@@ -261,7 +261,8 @@ async fn run(s: Settings, mut commands: mpsc::UnboundedReceiver<Command>) {
                                 Some(msg) => dispatch(&s, &channels, &msg),
                             },
                             _ = ping.tick() => {
-                                let alive = tokio::time::timeout(s.response_timeout, sink.ping::<String>()).await;
+                                // in subscribed mode PING answers an array: any reply means alive
+                                let alive = tokio::time::timeout(s.response_timeout, sink.ping::<redis::Value>()).await;
                                 if !matches!(alive, Ok(Ok(_))) { break }
                             }
                         }
