@@ -227,10 +227,17 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &'static str, redis_url: &str, dir: &Path) -> Self {
+    fn start(name: &'static str, redis_url: &str, dir: &Path, remote_roles: bool) -> Self {
         let db = dir.join(format!("{name}.db"));
         let log = File::create(dir.join(format!("{name}.log"))).expect("node log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_governance"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_governance"));
+        if remote_roles {
+            // the agents run in `governance worker` processes
+            cmd.env("GOVERNANCE_REMOTE_ROLES", "ALPHA,BETA,GAMMA");
+        } else {
+            cmd.env_remove("GOVERNANCE_REMOTE_ROLES");
+        }
+        let mut child = cmd
             .arg("serve")
             .env("PORT", "0")
             .env("GOVERNANCE_CLUSTER", "true")
@@ -307,6 +314,50 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A `governance worker` process playing ALPHA, BETA and GAMMA.
+struct WorkerProcess {
+    name: &'static str,
+    child: Child,
+}
+
+impl WorkerProcess {
+    fn start(name: &'static str, redis_url: &str, dir: &Path) -> Self {
+        let log = File::create(dir.join(format!("{name}.log"))).expect("worker log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_governance"))
+            .args(["worker", "--roles", "ALPHA,BETA,GAMMA"])
+            .env("REDIS_URL", redis_url)
+            .env("GOVERNANCE_NODE_ID", name)
+            .env("GOVERNANCE_LEASE_MS", LEASE_MS.to_string())
+            .env("GOVERNANCE_LOCAL_LATENCY_MS", LATENCY_MS.to_string())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("GOVERNANCE_LLM_MODE")
+            .env_remove("OPENROUTER_API_KEY")
+            .env_remove("VAULT_ADDR")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("governance worker starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("worker start-up line");
+        assert!(
+            line.contains("governance worker"),
+            "worker {name} printed {line:?}"
+        );
+        Self { name, child }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -572,18 +623,42 @@ fn read_archive(db: &Path, ids: &BTreeSet<String>) -> Archive {
 
 #[test]
 fn three_nodes_one_killed_every_pipeline_finishes() {
+    cluster_run(false);
+}
+
+/// The issue's setting: 3 nodes and 2 workers on one redis-server; one node and one worker
+/// are killed with SIGKILL mid-run.
+#[test]
+fn three_nodes_two_workers_one_node_and_one_worker_killed() {
+    cluster_run(true);
+}
+
+fn cluster_run(with_workers: bool) {
     let started = Instant::now();
     let deadline = started + DEADLINE;
     let dir = tempfile::tempdir().expect("temp dir");
     let redis = Redis::start();
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
         .into_iter()
-        .map(|n| Node::start(n, &redis.url(), dir.path()))
+        .map(|n| Node::start(n, &redis.url(), dir.path(), with_workers))
         .collect();
+    let mut workers: Vec<WorkerProcess> = if with_workers {
+        ["w1", "w2"]
+            .into_iter()
+            .map(|w| WorkerProcess::start(w, &redis.url(), dir.path()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let _logs = LogsOnPanic(
         nodes
             .iter()
             .flat_map(|n| ["log", "out"].map(|ext| dir.path().join(format!("{}.{ext}", n.name))))
+            .chain(
+                workers
+                    .iter()
+                    .map(|w| dir.path().join(format!("{}.log", w.name))),
+            )
             .collect(),
     );
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
@@ -660,8 +735,13 @@ fn three_nodes_one_killed_every_pipeline_finishes() {
          test would prove nothing about takeover (raise LATENCY_MS); owners {owners:?}"
     );
 
-    // -- kill -9 n1 ------------------------------------------------------------------------------
+    // -- kill -9 n1 (and w1) ---------------------------------------------------------------------
     nodes[0].child.kill().expect("SIGKILL n1");
+    if let Some(w) = workers.first_mut() {
+        w.child.kill().expect("SIGKILL w1");
+        w.child.wait().expect("reap w1");
+        eprintln!("{} killed too", w.name);
+    }
     nodes[0].child.wait().expect("reap n1");
     let killed_at = Instant::now();
     // who held which lease when n1 died (read at once: the dead node's leases expire in LEASE_MS)

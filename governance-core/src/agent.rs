@@ -796,10 +796,34 @@ impl AgentContext {
         let me = &c.agent_id;
         match &kind {
             EventKind::AgentMessage { from, .. } if from == me => {}
-            EventKind::ProposalCreated { author, .. } if author == me => {
+            EventKind::ProposalCreated {
+                author,
+                proposal_id,
+                ..
+            } if author == me => {
+                if !c
+                    .shared
+                    .recorded
+                    .lock()
+                    .proposals
+                    .insert(proposal_id.clone())
+                {
+                    return Ok(()); // replayed after a takeover: already in the ledger
+                }
                 c.shared.proposals_changed.store(true, Ordering::Release);
             }
-            EventKind::VoteCast { voter, .. } if voter == me => {
+            EventKind::VoteCast {
+                voter, proposal_id, ..
+            } if voter == me => {
+                if !c
+                    .shared
+                    .recorded
+                    .lock()
+                    .votes
+                    .insert((proposal_id.clone(), voter.clone()))
+                {
+                    return Ok(());
+                }
                 c.shared.proposals_changed.store(true, Ordering::Release);
             }
             EventKind::LlmCall {
@@ -824,6 +848,9 @@ impl AgentContext {
             EventKind::Error {
                 agent_id: Some(a), ..
             } if a == me => {}
+            EventKind::ConsensusReached { .. } if c.shared.consensus.load(Ordering::Acquire) => {
+                return Ok(()); // already recorded (a report replayed after a takeover)
+            }
             EventKind::ConsensusReached { proposal_id, .. } => {
                 let decided = c.blackboard.snapshot(&c.shared.id).await?.consensus;
                 if decided.as_ref().map(|d| &d.proposal_id) != Some(proposal_id) {
@@ -843,6 +870,73 @@ impl AgentContext {
         c.shared.emitter.emit(kind).await?;
         c.shared.progressed();
         Ok(())
+    }
+
+    /// Records this agent's proposals and votes that are on the blackboard but whose reports
+    /// never arrived (a remote agent that died between writing and reporting), so the ledger
+    /// stays a complete account of what the agent did. Returns how many were recorded.
+    ///
+    /// # Errors
+    /// Blackboard or ledger failures.
+    pub async fn reconcile_remote(&self) -> Result<usize> {
+        let c = &self.inner;
+        let me = &c.agent_id;
+        let snap = c.blackboard.snapshot(&c.shared.id).await?;
+        let quorum = c.shared.quorum();
+        let mut n = 0;
+        for p in &snap.proposals {
+            if &p.author == me && c.shared.recorded.lock().proposals.insert(p.id.clone()) {
+                c.shared
+                    .emitter
+                    .emit(EventKind::ProposalCreated {
+                        pipeline_id: c.shared.id.clone(),
+                        proposal_id: p.id.clone(),
+                        author: me.clone(),
+                        title: p.title.clone(),
+                        content: p.content.clone(),
+                    })
+                    .await?;
+                n += 1;
+            }
+            let (mut approvals, mut rejections) = (0u32, 0u32);
+            for v in &p.votes {
+                if v.approve {
+                    approvals += 1;
+                } else {
+                    rejections += 1;
+                }
+                if &v.voter != me
+                    || !c
+                        .shared
+                        .recorded
+                        .lock()
+                        .votes
+                        .insert((p.id.clone(), v.voter.clone()))
+                {
+                    continue;
+                }
+                c.shared
+                    .emitter
+                    .emit(EventKind::VoteCast {
+                        pipeline_id: c.shared.id.clone(),
+                        proposal_id: p.id.clone(),
+                        voter: me.clone(),
+                        approve: v.approve,
+                        approvals,
+                        rejections,
+                        score: v.score,
+                        rationale: v.rationale.clone(),
+                        quorum,
+                    })
+                    .await?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            c.shared.proposals_changed.store(true, Ordering::Release);
+            c.shared.progressed();
+        }
+        Ok(n)
     }
 
     /// Re-reads the blackboard and marks a solution as written when there is one (after a

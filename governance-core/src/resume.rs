@@ -212,6 +212,18 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
             }
         }
     }
+    {
+        let mut r = live.shared.recorded.lock();
+        r.proposals.extend(proposals.iter().cloned());
+        r.votes.extend(votes.iter().cloned());
+        r.proposals
+            .extend(snap.proposals.iter().map(|p| p.id.clone()));
+        r.votes.extend(
+            snap.proposals
+                .iter()
+                .flat_map(|p| p.votes.iter().map(|v| (p.id.clone(), v.voter.clone()))),
+        );
+    }
     // A shared blackboard (Redis) outlives the process that died; it may hold a proposal or
     // a vote whose event that process never wrote (it died between the two). Record them, so
     // the ledger stays a complete account of the blackboard.

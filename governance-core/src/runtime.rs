@@ -31,6 +31,17 @@ pub(crate) struct Shared {
     pub proposals_changed: AtomicBool,
     pub agents: Mutex<Vec<AgentRecord>>,
     pub usage: Mutex<UsageTotals>,
+    /// Proposals and votes whose events are in the ledger, as far as a remote agent's reports
+    /// are concerned (filled on resume from the ledger, then by `record_remote`), so a report
+    /// replayed after a takeover is not recorded twice.
+    pub recorded: Mutex<Recorded>,
+}
+
+/// See [`Shared::recorded`].
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    pub proposals: std::collections::HashSet<crate::ids::ProposalId>,
+    pub votes: std::collections::HashSet<(crate::ids::ProposalId, crate::ids::AgentId)>,
 }
 
 impl Shared {
@@ -56,6 +67,7 @@ impl Shared {
             proposals_changed: AtomicBool::new(false),
             agents: Mutex::new(Vec::new()),
             usage: Mutex::new(UsageTotals::default()),
+            recorded: Mutex::new(Recorded::default()),
         }
     }
 

@@ -220,6 +220,9 @@ impl RemoteRole {
             if ctx.is_cancelled() {
                 if draining {
                     self.save_cursor(&cursor_key, after).await;
+                    if let Err(e) = ctx.reconcile_remote().await {
+                        tracing::warn!(role = %self.role, error = %e, "could not reconcile the remote agent's work");
+                    }
                     return Err(Error::Cancelled);
                 }
                 // one last read: record what the worker reported just before the end
@@ -256,6 +259,7 @@ impl RemoteRole {
                     "done" if m.seq <= floor => {}
                     "done" => {
                         self.save_cursor(&cursor_key, after).await;
+                        ctx.reconcile_remote().await?;
                         ctx.sync_solution().await?;
                         let done: Done = serde_json::from_str(&m.content).unwrap_or(Done {
                             outcome: "failed".into(),
