@@ -434,13 +434,32 @@ impl Governance {
     /// [`Error::NotFound`]; [`Error::InvalidTransition`] when it is not at REPORT (or already
     /// continuing); [`Error::InvalidInput`] for an unknown mode.
     pub async fn continue_pipeline(&self, id: &PipelineId, req: ContinueRequest) -> Result<()> {
-        let live = self.live(id).await?;
         if let Some(t) = req.timeout {
             validate_timeout(t)?;
         }
         if let Some(m) = &req.mode {
             self.engine.llm(m)?;
         }
+        let live = match self.live(id).await {
+            Ok(live) => live,
+            // resting at REPORT on another node (cluster mode): ask its owner
+            Err(Error::InvalidTransition {
+                from: PipelineStatus::Report,
+                ..
+            }) if self
+                .engine
+                .ownership
+                .forward(id, &crate::ownership::Command::Continue(req.clone()))
+                .await? =>
+            {
+                let rec = self
+                    .wait_elsewhere(id, |s| s != PipelineStatus::Report)
+                    .await?;
+                tracing::debug!(pipeline_id = %id, status = %rec.status, "continued by its owner");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         live.prepare_continue(&req).await?;
         crate::pipeline::start(&self.engine, live, Stage::Orchestrating);
         Ok(())
@@ -450,17 +469,29 @@ impl Governance {
     /// already ended keeps its status). Returns the final status.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::Conflict`] when another process (cluster node) runs it.
+    /// [`Error::NotFound`]; [`Error::Conflict`] when another process runs it and the
+    /// [`Ownership`](crate::Ownership) cannot forward the stop to it; [`Error::Timeout`] when
+    /// the owner did not stop it within a minute of the forwarded request.
     pub async fn stop(&self, id: &PipelineId) -> Result<PipelineStatus> {
         let Some(live) = self.engine.live.lock().get(id).cloned() else {
             let rec = self.get(id).await?;
             if rec.status.is_terminal() {
                 return Ok(rec.status);
             }
-            // it runs in another process (cluster mode): saying "stopped" here would be a lie
+            // it runs in another process (cluster mode): ask its owner, wait for the end
+            if self
+                .engine
+                .ownership
+                .forward(id, &crate::ownership::Command::Stop)
+                .await?
+            {
+                return self
+                    .wait_elsewhere(id, |s| s.is_terminal())
+                    .await
+                    .map(|r| r.status);
+            }
             return Err(Error::Conflict(format!(
-                "pipeline {id} is not running in this process (node {}); send the stop to the \
-                 node that owns it",
+                "pipeline {id} is not running in this process (node {})",
                 self.engine.ownership.node_id()
             )));
         };
@@ -577,6 +608,30 @@ impl Governance {
     /// Backend errors listing the pipelines.
     pub async fn resume_incomplete(&self) -> Result<Vec<PipelineId>> {
         crate::resume::resume_incomplete(&self.engine).await
+    }
+
+    /// Polls the registry until `done(status)` holds for a pipeline another engine runs
+    /// (a command was forwarded to it), for at most a minute.
+    async fn wait_elsewhere(
+        &self,
+        id: &PipelineId,
+        done: impl Fn(PipelineStatus) -> bool,
+    ) -> Result<PipelineRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let rec = self.get(id).await?;
+            if done(rec.status) {
+                return Ok(rec);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "the request was handed to the node owning pipeline {id}, which has not \
+                     carried it out within 60 s (status {})",
+                    rec.status
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Takes over a pipeline whose owning node is gone (its lease expired) and drives it on

@@ -61,7 +61,7 @@ pub use llm::{
 pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
-pub use ownership::{Ownership, SingleNode};
+pub use ownership::{Command, Ownership, SingleNode};
 pub use recording::{
     ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
     ReplayKey, ReplayLlm, ReplayStats,

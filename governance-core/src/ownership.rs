@@ -9,9 +9,23 @@
 //! instead of overwriting the new owner's state.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::governance::ContinueRequest;
 use crate::ids::PipelineId;
+
+/// A request for the engine that owns a pipeline, made on an engine that does not run it
+/// (see [`Ownership::forward`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Command {
+    /// Emergency stop.
+    Stop,
+    /// Continue from REPORT into orchestration.
+    Continue(ContinueRequest),
+}
 
 /// Ownership of pipelines by this engine.
 ///
@@ -39,6 +53,12 @@ pub trait Ownership: Send + Sync + std::fmt::Debug {
 
     /// Gives the pipeline up (`terminal`: it ended; otherwise it was suspended).
     async fn release(&self, id: &PipelineId, terminal: bool);
+
+    /// Hands `command` to whichever engine owns `id` (this one does not run it). `Ok(false)`
+    /// when there is no other engine to hand it to (the default).
+    async fn forward(&self, _id: &PipelineId, _command: &Command) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// One engine owns everything it runs (no other engine shares its stores). The default.

@@ -21,6 +21,11 @@
 //!   a WebSocket client that reconnects with `since=<seq>` gets what it missed from the shared
 //!   ledger.
 //!
+//! - **Commands**: `stop` and `continue` sent to a node that does not run the pipeline are
+//!   stored in `gov:{P}:command` (JSON [`Command`]) and announced on `gov:commands`; the owner
+//!   takes the key (`GETDEL`) when woken, or at its next renewal, and carries the command out.
+//!   The asking node waits (at most a minute) until the registry shows the result.
+//!
 //! Blackboard writes are not fenced: they are idempotent (proposal ids, one vote per voter,
 //! consensus decided once by a script), so an old owner's late agent write cannot create a
 //! second consensus or count a vote twice.
@@ -31,7 +36,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use governance_core::{Error, Event, Governance, Ownership, PipelineId, Result};
+use governance_core::{Command, Error, Event, Governance, Ownership, PipelineId, Result};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -242,10 +247,12 @@ impl RedisLeases {
     /// for pipelines to take over every `lease / 2`, and relays other nodes' events into
     /// `governance`'s live feed. Spawn it once per node.
     pub async fn run(self, governance: Governance, cancel: CancellationToken) {
+        let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<PipelineId>();
         let relay = tokio::spawn(relay_events(
             self.shared.clone(),
             self.table.node.clone(),
             governance.clone(),
+            wake_tx,
             cancel.clone(),
         ));
         let mut renew = tokio::time::interval(self.lease / 3);
@@ -259,6 +266,17 @@ impl RedisLeases {
                     if let Err(e) = self.renew_all().await {
                         tracing::warn!(error = %e, "lease renewal failed");
                     }
+                    // commands whose wake-up was missed (pub/sub is at-most-once)
+                    if let Err(e) = self.run_commands(&governance, self.owned()).await {
+                        tracing::warn!(error = %e, "reading forwarded commands failed");
+                    }
+                }
+                Some(id) = wake.recv() => {
+                    if self.table.token(&id).is_some()
+                        && let Err(e) = self.run_commands(&governance, vec![id]).await
+                    {
+                        tracing::warn!(error = %e, "reading forwarded commands failed");
+                    }
                 }
                 _ = scan.tick() => {
                     if let Err(e) = self.scan(&governance).await {
@@ -268,6 +286,44 @@ impl RedisLeases {
             }
         }
         relay.abort();
+    }
+
+    /// Carries out the commands other nodes forwarded for these pipelines (this node owns
+    /// them): each command key is taken (`GETDEL`) and run once.
+    async fn run_commands(&self, governance: &Governance, ids: Vec<PipelineId>) -> Result<()> {
+        for chunk in ids.chunks(200) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("GETDEL").arg(self.shared.keys(id).command());
+            }
+            let found: Vec<Option<String>> = self
+                .shared
+                .query(&pipe, "command take", Effect::Read)
+                .await?;
+            for (id, json) in chunk.iter().zip(found) {
+                let Some(json) = json else { continue };
+                let command: Command = match serde_json::from_str(&json) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(pipeline_id = %id, error = %e, "ignoring a malformed command");
+                        continue;
+                    }
+                };
+                tracing::info!(pipeline_id = %id, ?command, "carrying out a forwarded command");
+                let (gov, id) = (governance.clone(), id.clone());
+                tokio::spawn(async move {
+                    let r = match command {
+                        Command::Stop => gov.stop(&id).await.map(|_| ()),
+                        Command::Continue(req) => gov.continue_pipeline(&id, req).await,
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(pipeline_id = %id, error = %e, "a forwarded command failed");
+                    }
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Releases every lease this node holds (after a graceful shutdown suspended its
@@ -321,6 +377,27 @@ impl Ownership for RedisLeases {
         }
     }
 
+    async fn forward(&self, id: &PipelineId, command: &Command) -> Result<bool> {
+        let json = serde_json::to_string(command)
+            .map_err(|e| Error::Internal(format!("cannot encode a command: {e}")))?;
+        let mut pipe = redis::pipe();
+        // kept an hour at most: a command for a pipeline that ended meanwhile is never read
+        pipe.cmd("SET")
+            .arg(self.shared.keys(id).command())
+            .arg(json)
+            .arg("EX")
+            .arg(3600)
+            .ignore();
+        pipe.cmd("PUBLISH")
+            .arg(commands_channel(&self.shared.config.key_prefix))
+            .arg(id.as_str())
+            .ignore();
+        self.shared
+            .query::<()>(&pipe, "command forward", Effect::Idempotent)
+            .await?;
+        Ok(true)
+    }
+
     async fn release(&self, id: &PipelineId, terminal: bool) {
         let Some(token) = self.table.held.lock().get(id).copied() else {
             return;
@@ -364,13 +441,19 @@ impl RedisLeases {
 }
 
 /// Subscribes to `gov:events` (reconnecting with backoff) and relays other nodes' events.
+fn commands_channel(prefix: &str) -> String {
+    format!("{prefix}:commands")
+}
+
 async fn relay_events(
     shared: Arc<Shared>,
     node: String,
     governance: Governance,
+    wake: tokio::sync::mpsc::UnboundedSender<PipelineId>,
     cancel: CancellationToken,
 ) {
     let channel = RedisStore::events_channel(&shared.config.key_prefix);
+    let commands = commands_channel(&shared.config.key_prefix);
     let mut delay = Duration::from_millis(100);
     while !cancel.is_cancelled() {
         let mut pubsub = match shared.client.get_async_pubsub().await {
@@ -382,7 +465,7 @@ async fn relay_events(
                 continue;
             }
         };
-        if pubsub.subscribe(&channel).await.is_err() {
+        if pubsub.subscribe(&[&channel, &commands]).await.is_err() {
             tokio::time::sleep(delay).await;
             continue;
         }
@@ -397,6 +480,12 @@ async fn relay_events(
             let Ok(payload) = msg.get_payload::<String>() else {
                 continue;
             };
+            if msg.get_channel_name() == commands {
+                if let Ok(id) = PipelineId::new(&payload) {
+                    let _ = wake.send(id);
+                }
+                continue;
+            }
             match serde_json::from_str::<Relayed>(&payload) {
                 Ok(r) if r.node != node => {
                     for e in r.events {

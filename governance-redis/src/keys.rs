@@ -105,6 +105,12 @@ impl PipelineKeys {
     pub fn archiving(&self) -> String {
         self.key("archiving")
     }
+    /// STRING: a [`Command`](governance_core::Command) JSON for the owner (stop, continue)
+    /// from a node that does not run the pipeline.
+    #[must_use]
+    pub fn command(&self) -> String {
+        self.key("command")
+    }
     /// STRING: the node that archived the finished pipeline.
     #[must_use]
     pub fn archived(&self) -> String {

@@ -180,3 +180,45 @@ impl GetRecord for RedisStore {
             .unwrap()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_and_stop_sent_to_another_node_are_carried_out_by_the_owner() {
+    let server = RedisServer::start();
+    let lease = Duration::from_millis(900);
+    // slow enough that the orchestration is still running when the stop arrives
+    let (gov_a, leases_a, _) = node(&server, "node-a", lease, Duration::from_millis(500)).await;
+    let (gov_b, leases_b, _) = node(&server, "node-b", lease, Duration::from_millis(500)).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let ra = tokio::spawn(leases_a.clone().run(gov_a.clone(), cancel.clone()));
+    let rb = tokio::spawn(leases_b.clone().run(gov_b.clone(), cancel.clone()));
+    let mut req = SpawnRequest::new("rest at the report, then continue elsewhere");
+    req.auto_continue = Some(false);
+    let id = gov_a.spawn(req).await.unwrap();
+    assert_eq!(
+        gov_a.wait(&id, true).await.unwrap().status,
+        PipelineStatus::Report
+    );
+    assert_eq!(gov_b.live_count(), 0, "node B does not run it");
+
+    gov_b
+        .continue_pipeline(&id, governance_core::ContinueRequest::default())
+        .await
+        .expect("B hands the continue to A");
+    let rec = gov_b.get(&id).await.unwrap();
+    assert_ne!(rec.status, PipelineStatus::Report, "A continued it");
+    assert_eq!(leases_a.owned(), vec![id.clone()], "A still owns it");
+
+    let status = gov_b.stop(&id).await.expect("B hands the stop to A");
+    assert_eq!(status, PipelineStatus::Stopped);
+    let events = gov_a.events(&id, 0, 10_000).await.unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::StatusChanged {
+            status: PipelineStatus::Stopped,
+            ..
+        }
+    )));
+    cancel.cancel();
+    ra.await.unwrap();
+    rb.await.unwrap();
+}
