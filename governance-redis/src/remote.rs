@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use governance_core::{
     Agent, AgentContext, AgentId, AgentOutcome, Config, DetachedContext, Error, Event, EventKind,
     GammaReason, LedgerStore, LlmClient, Message, MessageBus, PipelineId, Report, Result,
@@ -92,6 +93,10 @@ pub struct Done {
 
 fn work_stream(prefix: &str, role: &str) -> String {
     format!("{prefix}:work:{role}")
+}
+
+fn work_channel(prefix: &str) -> String {
+    format!("{prefix}:work")
 }
 
 fn pipeline_key(shared: &Shared, id: &PipelineId, name: &str) -> String {
@@ -186,6 +191,17 @@ impl RemoteRole {
                 Effect::Idempotent,
             )
             .await?;
+        // wake idle workers now rather than at their next poll (best effort)
+        let _ = self
+            .shared
+            .query::<()>(
+                redis::cmd("PUBLISH")
+                    .arg(work_channel(&self.shared.config.key_prefix))
+                    .arg(&self.role),
+                "work notify",
+                Effect::Idempotent,
+            )
+            .await;
         Ok(Some(bus_seq))
     }
 
@@ -215,6 +231,8 @@ impl RemoteRole {
         let mut quorum = ctx.quorum();
         let mut proposals: HashSet<String> = HashSet::new();
         let poll = ctx.config().agent_poll_interval;
+        // woken by the bus's live feed (at-most-once); the poll is the fallback
+        let mut live = ctx.bus().subscribe(&id).await.ok();
         let mut draining = false;
         loop {
             if ctx.is_cancelled() {
@@ -290,9 +308,19 @@ impl RemoteRole {
             if draining {
                 continue;
             }
-            tokio::select! {
-                () = tokio::time::sleep(poll) => {}
-                () = ctx.cancellation().cancelled() => {}
+            if moved {
+                continue; // there may be more
+            }
+            match live.as_mut() {
+                Some(feed) => tokio::select! {
+                    m = feed.next() => if m.is_none() { live = None },
+                    () = tokio::time::sleep(poll) => {}
+                    () = ctx.cancellation().cancelled() => {}
+                },
+                None => tokio::select! {
+                    () = tokio::time::sleep(poll) => {}
+                    () = ctx.cancellation().cancelled() => {}
+                },
             }
         }
     }
@@ -458,6 +486,12 @@ impl Worker {
         let running: Arc<parking_lot::Mutex<HashSet<String>>> = Arc::default();
         let mut tasks = tokio::task::JoinSet::new();
         let mut last_reclaim = tokio::time::Instant::now() - this.lease;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let listener = AbortOnDrop(tokio::spawn(listen(
+            this.shared.clone(),
+            wake.clone(),
+            cancel.clone(),
+        )));
         while !cancel.is_cancelled() {
             let mut items = Vec::new();
             for role in this.roles.keys() {
@@ -479,6 +513,7 @@ impl Worker {
             if last_reclaim.elapsed() >= this.lease / 2 {
                 last_reclaim = tokio::time::Instant::now();
             }
+            let items_claimed = !items.is_empty();
             for (stream, entry, json) in items {
                 // entry ids are per stream: two roles' streams can hold the same id
                 let key = format!("{stream} {entry}");
@@ -492,11 +527,15 @@ impl Worker {
                 });
             }
             while tasks.try_join_next().is_some() {}
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                () = tokio::time::sleep(this.config.agent_poll_interval.min(Duration::from_millis(100))) => {}
+            if !items_claimed {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(this.config.agent_poll_interval) => {}
+                }
             }
         }
+        drop(listener);
         tasks.shutdown().await;
         Ok(())
     }
@@ -729,6 +768,37 @@ impl Worker {
             )
             .await;
         self.finish_entry(stream, entry).await;
+    }
+}
+
+/// Listens on `gov:work` and wakes the worker's claim loop (reconnecting with backoff).
+async fn listen(shared: Arc<Shared>, wake: Arc<tokio::sync::Notify>, cancel: CancellationToken) {
+    let channel = work_channel(&shared.config.key_prefix);
+    let mut delay = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        let mut pubsub = match shared.client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+                continue;
+            }
+        };
+        if pubsub.subscribe(&channel).await.is_err() {
+            tokio::time::sleep(delay).await;
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        let mut stream = pubsub.on_message();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                m = stream.next() => match m {
+                    Some(_) => wake.notify_one(),
+                    None => break,
+                },
+            }
+        }
     }
 }
 
