@@ -65,7 +65,8 @@ pub fn document() -> Value {
             "summary": "Continue a pipeline resting at REPORT into orchestration", "operationId": "continue",
             "requestBody": {"required": true, "content": {"application/json": {"schema": obj("ContinueRequest")}}},
             "responses": {"202": ok("orchestrating", &obj("Status")), "400": err("invalid body, id or mode"),
-                          "404": err("unknown pipeline"), "409": err("not at REPORT"), "415": err("not JSON")}}))},
+                          "404": err("unknown pipeline"), "409": err("not at REPORT"), "415": err("not JSON"),
+                          "504": err("cluster mode: handed to the owning node, not continued within 60 s")}}))},
         "/api/pipeline/logs": {"get": secured(json!({
             "summary": "The pipeline's audit ledger, paged by seq", "operationId": "logs",
             "parameters": [id_param("query"), q("after", "integer", "events with seq > after (default 0)"),
@@ -80,7 +81,9 @@ pub fn document() -> Value {
             "responses": {"200": ok("status", &obj("Orchestration")), "400": err("invalid id"), "404": err("unknown pipeline")}}))},
         "/api/pipeline/{id}/stop": {"post": secured(json!({
             "summary": "Emergency stop; answers the final status", "operationId": "stop", "parameters": [id_param("path")],
-            "responses": {"200": ok("stopped (or already ended)", &obj("Status")), "400": err("invalid id"), "404": err("unknown pipeline")}}))},
+            "responses": {"200": ok("stopped (or already ended)", &obj("Status")), "400": err("invalid id"), "404": err("unknown pipeline"),
+                          "409": err("another process runs it and it cannot be reached"),
+                          "504": err("cluster mode: handed to the owning node, not stopped within 60 s")}}))},
         "/api/pipelines": {"get": secured(json!({
             "summary": "Pipelines, newest first", "operationId": "list",
             "parameters": [q("status", "string", "comma-separated statuses, e.g. RUNNING,REPORT"),
