@@ -59,6 +59,30 @@ pub struct Cluster {
     pub finished: tokio::sync::mpsc::UnboundedReceiver<governance_core::PipelineId>,
 }
 
+/// Registers the roles of `GOVERNANCE_REMOTE_ROLES` as [`RemoteRole`]s on `redis`: `ALPHA`,
+/// `BETA`, `GAMMA` replace the local agents, other names join as extra roles whose votes do
+/// not count. Returns the builder and the roles registered.
+///
+/// # Errors
+/// An invalid role name.
+pub fn with_remote_roles(
+    mut builder: governance_core::GovernanceBuilder,
+    redis: &RedisBackend,
+) -> anyhow::Result<(governance_core::GovernanceBuilder, Vec<String>)> {
+    let roles = remote_roles()?;
+    for role in &roles {
+        let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
+        let agent = Arc::new(RemoteRole::new(redis, role, votes)?);
+        builder = match role.as_str() {
+            "ALPHA" => builder.alpha(agent),
+            "BETA" => builder.beta(agent),
+            "GAMMA" => builder.gamma(agent),
+            _ => builder.role(agent),
+        };
+    }
+    Ok((builder, roles))
+}
+
 /// The local LLM from `GOVERNANCE_LOCAL_SEED` and `GOVERNANCE_LOCAL_LATENCY_MS`.
 ///
 /// # Errors
@@ -166,15 +190,9 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         summary.push(("blackboard".to_owned(), format!("redis:{redacted}")));
         summary.push(("bus".to_owned(), format!("redis:{redacted}")));
-        for role in remote_roles()? {
-            let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
-            let agent = Arc::new(RemoteRole::new(&redis, &role, votes)?);
-            builder = match role.as_str() {
-                "ALPHA" => builder.alpha(agent),
-                "BETA" => builder.beta(agent),
-                "GAMMA" => builder.gamma(agent),
-                _ => builder.role(agent),
-            };
+        let roles;
+        (builder, roles) = with_remote_roles(builder, &redis)?;
+        for role in roles {
             summary.push((format!("role:{role}"), "remote (workers)".to_owned()));
         }
         if clustered {

@@ -231,16 +231,7 @@ async fn engine(
         let (redis, redacted) = crate::backends::connect_redis(url, &secrets).await?;
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         // roles played by `governance worker` processes, as `serve` does
-        for role in crate::backends::remote_roles()? {
-            let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
-            let agent = Arc::new(governance_redis::RemoteRole::new(&redis, &role, votes)?);
-            builder = match role.as_str() {
-                "ALPHA" => builder.alpha(agent),
-                "BETA" => builder.beta(agent),
-                "GAMMA" => builder.gamma(agent),
-                _ => builder.role(agent),
-            };
-        }
+        (builder, _) = crate::backends::with_remote_roles(builder, &redis)?;
         format!("redis:{redacted}")
     } else {
         "memory".to_owned()

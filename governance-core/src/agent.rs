@@ -880,58 +880,8 @@ impl AgentContext {
     /// Blackboard or ledger failures.
     pub async fn reconcile_remote(&self) -> Result<usize> {
         let c = &self.inner;
-        let me = &c.agent_id;
         let snap = c.blackboard.snapshot(&c.shared.id).await?;
-        let quorum = c.shared.quorum();
-        let mut n = 0;
-        for p in &snap.proposals {
-            if &p.author == me && c.shared.recorded.lock().proposals.insert(p.id.clone()) {
-                c.shared
-                    .emitter
-                    .emit(EventKind::ProposalCreated {
-                        pipeline_id: c.shared.id.clone(),
-                        proposal_id: p.id.clone(),
-                        author: me.clone(),
-                        title: p.title.clone(),
-                        content: p.content.clone(),
-                    })
-                    .await?;
-                n += 1;
-            }
-            let (mut approvals, mut rejections) = (0u32, 0u32);
-            for v in &p.votes {
-                if v.approve {
-                    approvals += 1;
-                } else {
-                    rejections += 1;
-                }
-                if &v.voter != me
-                    || !c
-                        .shared
-                        .recorded
-                        .lock()
-                        .votes
-                        .insert((p.id.clone(), v.voter.clone()))
-                {
-                    continue;
-                }
-                c.shared
-                    .emitter
-                    .emit(EventKind::VoteCast {
-                        pipeline_id: c.shared.id.clone(),
-                        proposal_id: p.id.clone(),
-                        voter: me.clone(),
-                        approve: v.approve,
-                        approvals,
-                        rejections,
-                        score: v.score,
-                        rationale: v.rationale.clone(),
-                        quorum,
-                    })
-                    .await?;
-                n += 1;
-            }
-        }
+        let n = c.shared.record_unrecorded(&snap, Some(&c.agent_id)).await?;
         if n > 0 {
             c.shared.proposals_changed.store(true, Ordering::Release);
             c.shared.progressed();

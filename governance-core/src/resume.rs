@@ -214,59 +214,13 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     }
     {
         let mut r = live.shared.recorded.lock();
-        r.proposals.extend(proposals.iter().cloned());
-        r.votes.extend(votes.iter().cloned());
-        r.proposals
-            .extend(snap.proposals.iter().map(|p| p.id.clone()));
-        r.votes.extend(
-            snap.proposals
-                .iter()
-                .flat_map(|p| p.votes.iter().map(|v| (p.id.clone(), v.voter.clone()))),
-        );
+        r.proposals.extend(proposals);
+        r.votes.extend(votes);
     }
     // A shared blackboard (Redis) outlives the process that died; it may hold a proposal or
     // a vote whose event that process never wrote (it died between the two). Record them, so
     // the ledger stays a complete account of the blackboard.
-    let quorum = live.shared.quorum();
-    for p in &snap.proposals {
-        if !proposals.contains(&p.id) {
-            live.shared
-                .emitter
-                .emit(EventKind::ProposalCreated {
-                    pipeline_id: id.clone(),
-                    proposal_id: p.id.clone(),
-                    author: p.author.clone(),
-                    title: p.title.clone(),
-                    content: p.content.clone(),
-                })
-                .await?;
-        }
-        let (mut approvals, mut rejections) = (0u32, 0u32);
-        for v in &p.votes {
-            if v.approve {
-                approvals += 1;
-            } else {
-                rejections += 1;
-            }
-            if votes.contains(&(p.id.clone(), v.voter.clone())) {
-                continue;
-            }
-            live.shared
-                .emitter
-                .emit(EventKind::VoteCast {
-                    pipeline_id: id.clone(),
-                    proposal_id: p.id.clone(),
-                    voter: v.voter.clone(),
-                    approve: v.approve,
-                    approvals,
-                    rejections,
-                    score: v.score,
-                    rationale: v.rationale.clone(),
-                    quorum,
-                })
-                .await?;
-        }
-    }
+    live.shared.record_unrecorded(&snap, None).await?;
     if let Some(c) = &snap.consensus {
         if !recorded {
             live.shared

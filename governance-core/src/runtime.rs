@@ -97,6 +97,67 @@ impl Shared {
         }
     }
 
+    /// Emits `proposal_created` / `vote_cast` for the proposals and votes on the blackboard
+    /// (`snap`) that [`Shared::recorded`] does not list yet (of agent `only`, or of everyone),
+    /// in blackboard order; vote counts are those after each vote. Returns how many it emitted.
+    pub async fn record_unrecorded(
+        &self,
+        snap: &crate::blackboard::BlackboardSnapshot,
+        only: Option<&crate::ids::AgentId>,
+    ) -> crate::error::Result<usize> {
+        use crate::event::EventKind;
+        let quorum = self.quorum();
+        let mut n = 0;
+        for p in &snap.proposals {
+            if only.is_none_or(|a| a == &p.author)
+                && self.recorded.lock().proposals.insert(p.id.clone())
+            {
+                self.emitter
+                    .emit(EventKind::ProposalCreated {
+                        pipeline_id: self.id.clone(),
+                        proposal_id: p.id.clone(),
+                        author: p.author.clone(),
+                        title: p.title.clone(),
+                        content: p.content.clone(),
+                    })
+                    .await?;
+                n += 1;
+            }
+            let (mut approvals, mut rejections) = (0u32, 0u32);
+            for v in &p.votes {
+                if v.approve {
+                    approvals += 1;
+                } else {
+                    rejections += 1;
+                }
+                if only.is_some_and(|a| a != &v.voter)
+                    || !self
+                        .recorded
+                        .lock()
+                        .votes
+                        .insert((p.id.clone(), v.voter.clone()))
+                {
+                    continue;
+                }
+                self.emitter
+                    .emit(EventKind::VoteCast {
+                        pipeline_id: self.id.clone(),
+                        proposal_id: p.id.clone(),
+                        voter: v.voter.clone(),
+                        approve: v.approve,
+                        approvals,
+                        rejections,
+                        score: v.score,
+                        rationale: v.rationale.clone(),
+                        quorum,
+                    })
+                    .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     pub fn agent_state(&self, agent_id: &str) -> Option<AgentState> {
         self.agents
             .lock()

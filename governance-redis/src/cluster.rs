@@ -452,21 +452,57 @@ async fn relay_events(
     wake: tokio::sync::mpsc::UnboundedSender<PipelineId>,
     cancel: CancellationToken,
 ) {
-    let channel = RedisStore::events_channel(&shared.config.key_prefix);
+    let events = RedisStore::events_channel(&shared.config.key_prefix);
     let commands = commands_channel(&shared.config.key_prefix);
+    let channels = vec![events, commands.clone()];
+    on_messages(&shared, &channels, &cancel, |channel, payload| {
+        if channel == commands {
+            if let Ok(id) = PipelineId::new(&payload) {
+                let _ = wake.send(id);
+            }
+            return;
+        }
+        match serde_json::from_str::<Relayed>(&payload) {
+            Ok(r) if r.node != node => {
+                for e in r.events {
+                    governance.relay(Arc::new(e));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "ignoring a malformed relayed event batch"),
+        }
+    })
+    .await;
+}
+
+/// Calls `f(channel, payload)` for every message published on `channels` until `cancel`,
+/// on a dedicated pub/sub connection that reconnects with backoff. At-most-once: what is
+/// published while it reconnects is missed.
+pub(crate) async fn on_messages(
+    shared: &Shared,
+    channels: &[String],
+    cancel: &CancellationToken,
+    mut f: impl FnMut(&str, String),
+) {
     let mut delay = Duration::from_millis(100);
     while !cancel.is_cancelled() {
         let mut pubsub = match shared.client.get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
-                tracing::debug!(error = %shared.err(&e, "event relay connect", Effect::Read), "retrying");
-                tokio::time::sleep(delay).await;
+                tracing::debug!(error = %shared.err(&e, "pub/sub connect", Effect::Read), "retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
                 delay = (delay * 2).min(Duration::from_secs(3));
                 continue;
             }
         };
-        if pubsub.subscribe(&[&channel, &commands]).await.is_err() {
-            tokio::time::sleep(delay).await;
+        if pubsub.subscribe(channels).await.is_err() {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
             continue;
         }
         delay = Duration::from_millis(100);
@@ -477,26 +513,11 @@ async fn relay_events(
                 m = stream.next() => m,
             };
             let Some(msg) = msg else { break };
-            let Ok(payload) = msg.get_payload::<String>() else {
-                continue;
-            };
-            if msg.get_channel_name() == commands {
-                if let Ok(id) = PipelineId::new(&payload) {
-                    let _ = wake.send(id);
-                }
-                continue;
-            }
-            match serde_json::from_str::<Relayed>(&payload) {
-                Ok(r) if r.node != node => {
-                    for e in r.events {
-                        governance.relay(Arc::new(e));
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "ignoring a malformed relayed event batch"),
+            if let Ok(payload) = msg.get_payload::<String>() {
+                f(msg.get_channel_name(), payload);
             }
         }
-        tracing::debug!("event relay connection lost; reconnecting");
+        tracing::debug!(?channels, "pub/sub connection lost; reconnecting");
     }
 }
 

@@ -771,35 +771,10 @@ impl Worker {
     }
 }
 
-/// Listens on `gov:work` and wakes the worker's claim loop (reconnecting with backoff).
+/// Listens on `gov:work` and wakes the worker's claim loop.
 async fn listen(shared: Arc<Shared>, wake: Arc<tokio::sync::Notify>, cancel: CancellationToken) {
-    let channel = work_channel(&shared.config.key_prefix);
-    let mut delay = Duration::from_millis(100);
-    while !cancel.is_cancelled() {
-        let mut pubsub = match shared.client.get_async_pubsub().await {
-            Ok(p) => p,
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(3));
-                continue;
-            }
-        };
-        if pubsub.subscribe(&channel).await.is_err() {
-            tokio::time::sleep(delay).await;
-            continue;
-        }
-        delay = Duration::from_millis(100);
-        let mut stream = pubsub.on_message();
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                m = stream.next() => match m {
-                    Some(_) => wake.notify_one(),
-                    None => break,
-                },
-            }
-        }
-    }
+    let channels = [work_channel(&shared.config.key_prefix)];
+    crate::cluster::on_messages(&shared, &channels, &cancel, |_, _| wake.notify_one()).await;
 }
 
 /// A task that dies with its owner (a worker's heartbeat must stop when its work is dropped).

@@ -390,47 +390,32 @@ impl RedisStore {
             .await
     }
 
+    /// Adds `id` to the global sorted set `name` (scored now; kept if present) or removes it.
+    async fn index_set(&self, name: &str, id: &PipelineId, add: bool) -> Result<()> {
+        let mut cmd = redis::cmd(if add { "ZADD" } else { "ZREM" });
+        cmd.arg(self.global(name));
+        if add {
+            cmd.arg("NX").arg(chrono::Utc::now().timestamp_millis());
+        }
+        cmd.arg(id.as_str());
+        self.shared
+            .query::<()>(&cmd, "registry index", Effect::Idempotent)
+            .await
+    }
+
     /// Marks a pipeline as one to watch (it may have no record yet).
     pub(crate) async fn mark_active(&self, id: &PipelineId) -> Result<()> {
-        self.shared
-            .query::<()>(
-                redis::cmd("ZADD")
-                    .arg(self.global("active"))
-                    .arg("NX")
-                    .arg(chrono::Utc::now().timestamp_millis())
-                    .arg(id.as_str()),
-                "registry index",
-                Effect::Idempotent,
-            )
-            .await
+        self.index_set("active", id, true).await
     }
 
     /// Removes a pipeline from the set of pipelines to watch.
     pub(crate) async fn mark_inactive(&self, id: &PipelineId) -> Result<()> {
-        self.shared
-            .query::<()>(
-                redis::cmd("ZREM")
-                    .arg(self.global("active"))
-                    .arg(id.as_str()),
-                "registry index",
-                Effect::Idempotent,
-            )
-            .await
+        self.index_set("active", id, false).await
     }
 
     /// Queues a finished pipeline for archiving (`gov:unarchived`, scored by time).
     pub(crate) async fn mark_unarchived(&self, id: &PipelineId) -> Result<()> {
-        self.shared
-            .query::<()>(
-                redis::cmd("ZADD")
-                    .arg(self.global("unarchived"))
-                    .arg("NX")
-                    .arg(chrono::Utc::now().timestamp_millis())
-                    .arg(id.as_str()),
-                "archive queue",
-                Effect::Idempotent,
-            )
-            .await
+        self.index_set("unarchived", id, true).await
     }
 
     /// Finished pipelines not yet archived by any node, queued longer ago than `age`
@@ -503,15 +488,7 @@ impl RedisStore {
                 Effect::Idempotent,
             )
             .await?;
-        self.shared
-            .query::<()>(
-                redis::cmd("ZREM")
-                    .arg(self.global("unarchived"))
-                    .arg(id.as_str()),
-                "archive queue",
-                Effect::Idempotent,
-            )
-            .await
+        self.index_set("unarchived", id, false).await
     }
 
     /// The node that archived `id`, if one did.
