@@ -199,6 +199,8 @@ async fn continue_and_stop_sent_to_another_node_are_carried_out_by_the_owner() {
         PipelineStatus::Report
     );
     assert_eq!(gov_b.live_count(), 0, "node B does not run it");
+    // B's live feed carries A's events (relayed through Redis)
+    let mut feed_b = gov_b.subscribe();
 
     gov_b
         .continue_pipeline(&id, governance_core::ContinueRequest::default())
@@ -210,6 +212,30 @@ async fn continue_and_stop_sent_to_another_node_are_carried_out_by_the_owner() {
 
     let status = gov_b.stop(&id).await.expect("B hands the stop to A");
     assert_eq!(status, PipelineStatus::Stopped);
+    let mut seen = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), feed_b.recv())
+            .await
+            .expect("B's live feed goes on")
+            .expect("B's live feed is open");
+        if e.pipeline_id() != &id {
+            continue;
+        }
+        seen.push(e.seq);
+        if matches!(
+            e.kind,
+            EventKind::StatusChanged {
+                status: PipelineStatus::Stopped,
+                ..
+            }
+        ) {
+            break;
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "relayed events arrive in seq order: {seen:?}"
+    );
     let events = gov_a.events(&id, 0, 10_000).await.unwrap();
     assert!(events.iter().any(|e| matches!(
         e.kind,
