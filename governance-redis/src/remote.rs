@@ -229,7 +229,6 @@ impl RemoteRole {
             .unwrap_or(0);
         let floor = self.enqueue(ctx).await?.unwrap_or(0);
         let mut quorum = ctx.quorum();
-        let mut proposals: HashSet<String> = HashSet::new();
         let poll = ctx.config().agent_poll_interval;
         // woken by the bus's live feed (at-most-once); the poll is the fallback
         let mut live = ctx.bus().subscribe(&id).await.ok();
@@ -259,8 +258,6 @@ impl RemoteRole {
                 }
                 match m.topic.as_str() {
                     "event" => match serde_json::from_str::<EventKind>(&m.content) {
-                        Ok(EventKind::ProposalCreated { proposal_id, .. })
-                            if !proposals.insert(proposal_id.to_string()) => {}
                         Ok(kind) => {
                             if let Err(e) = ctx.record_remote(kind).await {
                                 if e.kind() != governance_core::ErrorKind::InvalidInput {
@@ -268,6 +265,9 @@ impl RemoteRole {
                                 }
                                 tracing::warn!(role = %self.role, error = %e, "refused a remote event");
                             }
+                            // recorded: a node taking over goes on after it (a report is
+                            // recorded twice only if this node dies between the two writes)
+                            self.save_cursor(&cursor_key, after).await;
                         }
                         Err(e) => {
                             tracing::warn!(role = %self.role, error = %e, "ignoring a malformed remote event");
@@ -675,27 +675,46 @@ impl Worker {
             let start = item.after;
             tokio::spawn(async move {
                 let mut after = start;
+                // control messages wake it through the bus's live feed; heartbeats tick
+                let mut live = ctx.bus().subscribe(&id).await.ok();
+                let mut beat = tokio::time::interval(lease / 3);
+                beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("SET")
-                        .arg(&heartbeat)
-                        .arg(&name)
-                        .arg("PX")
-                        .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
-                        .ignore();
-                    pipe.cmd("XCLAIM")
-                        .arg(&stream)
-                        .arg(WORKER_GROUP)
-                        .arg(&name)
-                        .arg(0)
-                        .arg(&entry)
-                        .arg("JUSTID")
-                        .ignore();
-                    if let Err(e) = shared
-                        .query::<()>(&pipe, "worker heartbeat", Effect::Idempotent)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "worker heartbeat failed");
+                    tokio::select! {
+                        () = agent_cancel.cancelled() => return,
+                        _ = beat.tick() => {
+                            let mut pipe = redis::pipe();
+                            pipe.cmd("SET")
+                                .arg(&heartbeat)
+                                .arg(&name)
+                                .arg("PX")
+                                .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+                                .ignore();
+                            pipe.cmd("XCLAIM")
+                                .arg(&stream)
+                                .arg(WORKER_GROUP)
+                                .arg(&name)
+                                .arg(0)
+                                .arg(&entry)
+                                .arg("JUSTID")
+                                .ignore();
+                            if let Err(e) = shared
+                                .query::<()>(&pipe, "worker heartbeat", Effect::Idempotent)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "worker heartbeat failed");
+                            }
+                        }
+                        m = async {
+                            match live.as_mut() {
+                                Some(feed) => feed.next().await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            if m.is_none() {
+                                live = None;
+                            }
+                        }
                     }
                     if let Ok(msgs) = ctx.bus().read(&id, after, 256).await {
                         for m in msgs {
@@ -713,10 +732,6 @@ impl Worker {
                                 _ => {}
                             }
                         }
-                    }
-                    tokio::select! {
-                        () = agent_cancel.cancelled() => return,
-                        () = tokio::time::sleep(lease / 3) => {}
                     }
                 }
             })
