@@ -22,8 +22,9 @@ enum LedgerCommand {
         /// archive).
         #[arg(long, env = "GOVERNANCE_DB", required_unless_present = "redis")]
         db: Option<PathBuf>,
-        /// Verify the shared ledger of a cluster in Redis instead (`redis://...`).
-        #[arg(long, conflicts_with = "db")]
+        /// Verify the shared ledger of a cluster in Redis instead (`redis://...`); wins over
+        /// `--db` / `GOVERNANCE_DB`.
+        #[arg(long)]
         redis: Option<String>,
     },
 }
