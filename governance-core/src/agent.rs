@@ -691,6 +691,10 @@ pub struct DetachedContext {
     pub quorum: u32,
     /// Cancels the agent.
     pub cancel: CancellationToken,
+    /// Tokens this agent had already used in the pipeline (counted against its budget).
+    pub agent_tokens_used: u64,
+    /// Tokens and USD the whole pipeline had already used (counted against its budget).
+    pub pipeline_used: (u64, f64),
 }
 
 impl DetachedContext {
@@ -723,6 +727,8 @@ impl DetachedContext {
             events,
             quorum: 2,
             cancel: CancellationToken::new(),
+            agent_tokens_used: 0,
+            pipeline_used: (0, 0.0),
         }
     }
 }
@@ -744,10 +750,12 @@ impl AgentContext {
         );
         *shared.report.lock() = p.report.map(Arc::new);
         shared.quorum.store(p.quorum.max(1), Ordering::Release);
+        shared.budget.preload(p.pipeline_used.0, p.pipeline_used.1);
         let error_budget = Arc::new(crate::error_budget::CountingErrorBudget::new(
             p.config.error_budget,
         ));
-        Self::new(ContextParts {
+        let agent_tokens_used = p.agent_tokens_used;
+        let ctx = Self::new(ContextParts {
             agent_id: p.agent_id,
             role: p.role,
             shared: Arc::new(shared),
@@ -759,7 +767,31 @@ impl AgentContext {
             error_budget,
             cancel: p.cancel,
             gamma_reason: p.gamma_reason,
-        })
+        });
+        ctx.inner.budget.preload(agent_tokens_used);
+        ctx
+    }
+
+    /// Why this agent may make no more LLM calls (its own or the pipeline's token or cost
+    /// budget is used up), if that is so.
+    #[must_use]
+    pub fn budget_exhausted(&self) -> Option<String> {
+        let b = &self.inner.budget;
+        let max = b.pipeline().config().max_tokens_per_agent;
+        if b.tokens_used() >= max {
+            return Some(format!(
+                "agent used {} tokens of max_tokens_per_agent {max}",
+                b.tokens_used()
+            ));
+        }
+        b.pipeline().exhausted()
+    }
+
+    /// Tokens and USD the whole pipeline used so far (as this engine knows it).
+    #[must_use]
+    pub fn pipeline_used(&self) -> (u64, f64) {
+        let b = self.inner.budget.pipeline();
+        (b.tokens_used(), b.cost_usd())
     }
 
     /// The model this agent asks.
@@ -834,16 +866,21 @@ impl AgentContext {
                 error,
                 ..
             } if agent_id == me => {
-                let mut u = c.shared.usage.lock();
+                let usage = crate::llm::Usage {
+                    prompt_tokens: *prompt_tokens,
+                    completion_tokens: *completion_tokens,
+                    cost_usd: *cost_usd,
+                };
                 if error.is_none() {
-                    u.add(&crate::llm::Usage {
-                        prompt_tokens: *prompt_tokens,
-                        completion_tokens: *completion_tokens,
-                        cost_usd: *cost_usd,
-                    });
+                    c.shared.usage.lock().add(&usage);
+                    // the remote call counts against this agent's and the pipeline's budgets
+                    c.budget.charge(&usage);
                 } else {
-                    u.calls += 1;
+                    c.shared.usage.lock().calls += 1;
                 }
+                let tokens = c.budget.tokens_used();
+                c.shared
+                    .update_agent(me.as_str(), |a| a.tokens_used = tokens);
             }
             EventKind::Error {
                 agent_id: Some(a), ..

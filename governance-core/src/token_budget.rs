@@ -52,6 +52,32 @@ impl PipelineBudget {
         &self.config
     }
 
+    /// Counts usage that happened elsewhere (before a remote agent's work was handed to this
+    /// process) as already spent.
+    pub fn preload(&self, tokens: u64, cost_usd: f64) {
+        self.tokens.lock().used += tokens;
+        *self.cost_usd.lock() += cost_usd.max(0.0);
+    }
+
+    /// Whether the pipeline has used up its token or cost budget.
+    #[must_use]
+    pub fn exhausted(&self) -> Option<String> {
+        let used = self.tokens_used();
+        if used >= self.config.max_tokens_per_pipeline {
+            return Some(format!(
+                "pipeline used {used} tokens of max_tokens_per_pipeline {}",
+                self.config.max_tokens_per_pipeline
+            ));
+        }
+        match self.config.max_cost_per_pipeline_usd {
+            Some(max) if self.cost_usd() >= max => Some(format!(
+                "pipeline spent ${:.4} of max_cost_per_pipeline_usd ${max:.4}",
+                self.cost_usd()
+            )),
+            _ => None,
+        }
+    }
+
     /// A budget for one agent of this pipeline.
     #[must_use]
     pub fn agent(self: &Arc<Self>) -> AgentBudget {
@@ -117,6 +143,29 @@ impl AgentBudget {
         mine.reserved += tokens;
         all.reserved += tokens;
         Ok(Reservation { tokens })
+    }
+
+    /// Charges a call made elsewhere (by this agent's remote half) to the agent and the
+    /// pipeline, without a reservation.
+    pub fn charge(&self, usage: &Usage) {
+        let used = u64::from(usage.total_tokens());
+        self.tokens.lock().used += used;
+        self.pipeline.tokens.lock().used += used;
+        if let Some(c) = usage.cost_usd {
+            *self.pipeline.cost_usd.lock() += c;
+        }
+    }
+
+    /// Counts tokens this agent used elsewhere (before its work was handed to this process)
+    /// as already spent by the agent (the pipeline's share is [`PipelineBudget::preload`]).
+    pub fn preload(&self, tokens: u64) {
+        self.tokens.lock().used += tokens;
+    }
+
+    /// The pipeline budget this agent budget is part of.
+    #[must_use]
+    pub fn pipeline(&self) -> &Arc<PipelineBudget> {
+        &self.pipeline
     }
 
     /// Releases a reservation and charges what the call actually used (`None` if it failed

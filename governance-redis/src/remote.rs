@@ -23,6 +23,9 @@
 //!    The work item carries `after`, the bus `seq` when it was queued: the worker ignores
 //!    control messages at or before it, and the owner ignores a `done` at or before it (both
 //!    belong to an earlier run of the role, e.g. before the server restarted).
+//!    It also carries the tokens (and USD) the role and the pipeline had used, which the
+//!    worker counts against its budgets; the owner charges every reported `llm_call` to its
+//!    own view of the budgets and stops a role (`cancel`) once they are used up.
 //! 4. **End**: the worker publishes topic `done` with `{"outcome":"done"|"idle"|"revoked"|
 //!    "failed","message":…}`, then `XACK`s and deletes the entry and its heartbeat. The owner
 //!    cancels remote work with a message from `ORCHESTRATOR` to `<ROLE>`, topic `cancel`, and
@@ -79,6 +82,15 @@ pub struct WorkItem {
     /// `quorum`) at or before it belong to an earlier run of the role and must be ignored.
     #[serde(default)]
     pub after: u64,
+    /// Tokens this role had already used in the pipeline when the work was queued.
+    #[serde(default)]
+    pub agent_tokens_used: u64,
+    /// Tokens the whole pipeline had used when the work was queued.
+    #[serde(default)]
+    pub pipeline_tokens_used: u64,
+    /// USD the whole pipeline had spent when the work was queued.
+    #[serde(default)]
+    pub pipeline_cost_usd: f64,
 }
 
 /// How a remote agent's run ended (topic `done`).
@@ -176,6 +188,9 @@ impl RemoteRole {
             model: ctx.model().to_owned(),
             gamma_reason: ctx.gamma_reason(),
             after: bus_seq,
+            agent_tokens_used: ctx.tokens_used(),
+            pipeline_tokens_used: ctx.pipeline_used().0,
+            pipeline_cost_usd: ctx.pipeline_used().1,
         };
         let json = serde_json::to_string(&item)
             .map_err(|e| Error::Internal(format!("cannot encode a work item: {e}")))?;
@@ -268,6 +283,11 @@ impl RemoteRole {
                             // recorded: a node taking over goes on after it (a report is
                             // recorded twice only if this node dies between the two writes)
                             self.save_cursor(&cursor_key, after).await;
+                            // the worker only knew the usage as of queueing: the owner, which
+                            // sees every agent's calls, stops a role past the budget
+                            if let Some(why) = ctx.budget_exhausted() {
+                                return Err(Error::BudgetExceeded(why));
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(role = %self.role, error = %e, "ignoring a malformed remote event");
@@ -352,7 +372,14 @@ impl Agent for RemoteRole {
 
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
         let r = self.follow(&ctx).await;
-        if matches!(r, Err(Error::Cancelled)) {
+        if let Err(Error::BudgetExceeded(why)) = &r {
+            // record what the worker already wrote, then stop it
+            if let Err(e) = ctx.reconcile_remote().await {
+                tracing::warn!(role = %self.role, error = %e, "could not reconcile the remote agent's work");
+            }
+            tracing::info!(role = %self.role, %why, "remote role stopped by the budget");
+        }
+        if matches!(r, Err(Error::Cancelled | Error::BudgetExceeded(_))) {
             self.tell(ctx.pipeline_id(), "cancel", String::new()).await;
         }
         r
@@ -664,6 +691,8 @@ impl Worker {
         parts.model = item.model.clone();
         parts.gamma_reason = item.gamma_reason;
         parts.cancel = agent_cancel.clone();
+        parts.agent_tokens_used = item.agent_tokens_used;
+        parts.pipeline_used = (item.pipeline_tokens_used, item.pipeline_cost_usd);
         let ctx = AgentContext::detached(parts);
         // heartbeat + control messages until the agent returns
         let watch = AbortOnDrop({

@@ -236,3 +236,73 @@ async fn forged_remote_reports_are_refused() {
     );
     assert_eq!(gov.stop(&id).await.unwrap(), PipelineStatus::Stopped);
 }
+
+/// The pipeline's token budget holds across processes: the owner charges every `llm_call` a
+/// remote agent reports to its own view of the budget and stops the role once it is used up
+/// (the worker only knew the usage as of the moment its work was queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
+    use governance_core::Message;
+    let server = RedisServer::start();
+    let b = backend(&server).await;
+    let mut cfg = config();
+    cfg.budgets.max_tokens_per_pipeline = 2_000;
+    let gov = Governance::builder()
+        .config(cfg)
+        .blackboard(b.blackboard())
+        .bus(b.bus())
+        .stores(Arc::new(MemoryStore::default()))
+        .alpha(Arc::new(RemoteRole::new(&b, "ALPHA", true).unwrap()))
+        .beta(Arc::new(RemoteRole::new(&b, "BETA", true).unwrap()))
+        .gamma(Arc::new(RemoteRole::new(&b, "GAMMA", true).unwrap()))
+        .build()
+        .unwrap();
+    let mut live = gov.subscribe();
+    let id = gov
+        .spawn(SpawnRequest::new("nobody plays ALPHA here but us"))
+        .await
+        .unwrap();
+    loop {
+        let e = live.recv().await.unwrap();
+        if e.pipeline_id() == &id
+            && matches!(&e.kind, EventKind::AgentSpawned { agent_id, .. } if agent_id.as_str() == "ALPHA")
+        {
+            break;
+        }
+    }
+    // we are ALPHA's worker: three expensive calls, reported as they happen
+    let bus = b.bus();
+    let alpha: governance_core::AgentId = "ALPHA".parse().unwrap();
+    let pid = id.to_string();
+    for _ in 0..3 {
+        let call = serde_json::json!({"type": "llm_call", "data": {"pipeline_id": pid,
+            "agent_id": "ALPHA", "model": "m", "prompt_tokens": 600, "completion_tokens": 300,
+            "latency_ms": 1}});
+        bus.publish(
+            &id,
+            Message::new(alpha.clone(), "ORCHESTRATOR", "event", call.to_string()),
+        )
+        .await
+        .unwrap();
+    }
+    // the owner fails ALPHA on the budget and tells its worker to stop
+    loop {
+        let e = live.recv().await.unwrap();
+        if matches!(&e.kind, EventKind::Error { agent_id: Some(a), message, .. }
+            if a.as_str() == "ALPHA" && message.contains("max_tokens_per_pipeline"))
+        {
+            break;
+        }
+    }
+    let msgs = bus.read(&id, 0, 1_000).await.unwrap();
+    assert!(
+        msgs.iter()
+            .any(|m| m.from.as_str() == "ORCHESTRATOR" && m.to == "ALPHA" && m.topic == "cancel"),
+        "the worker is told to stop"
+    );
+    let rec = gov.get(&id).await.unwrap();
+    let alpha_rec = rec.agents.iter().find(|a| a.agent_id == "ALPHA").unwrap();
+    assert_eq!(alpha_rec.state, governance_core::AgentState::Failed);
+    assert!(alpha_rec.tokens_used >= 2_700, "{alpha_rec:?}");
+    let _ = gov.stop(&id).await;
+}
