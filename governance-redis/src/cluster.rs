@@ -369,7 +369,13 @@ impl Ownership for RedisLeases {
                 self.store.mark_inactive(id).await?;
                 Ok(false)
             }
-            Ok(_) => Ok(true),
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => {
+                // claimed by a node that died before writing anything: nothing to resume
+                self.drop_lease(id, token).await;
+                self.store.mark_inactive(id).await?;
+                Ok(false)
+            }
             Err(e) => {
                 self.drop_lease(id, token).await;
                 Err(e)

@@ -111,6 +111,11 @@ fn work_channel(prefix: &str) -> String {
     format!("{prefix}:work")
 }
 
+/// `gov:{P}:ended:<ROLE>`: set when the owner stops following the role (TTL one day).
+fn ended_key(shared: &Shared, id: &PipelineId, role: &str) -> String {
+    pipeline_key(shared, id, &format!("ended:{role}"))
+}
+
 fn pipeline_key(shared: &Shared, id: &PipelineId, name: &str) -> String {
     format!("{}:{{{}}}:{name}", shared.config.key_prefix, id.as_str())
 }
@@ -242,6 +247,15 @@ impl RemoteRole {
             )
             .await?
             .unwrap_or(0);
+        // (re)started: workers may play the role again
+        let _: () = self
+            .shared
+            .query(
+                redis::cmd("DEL").arg(ended_key(&self.shared, &id, &self.role)),
+                "remote ended",
+                Effect::Idempotent,
+            )
+            .await?;
         let floor = self.enqueue(ctx).await?.unwrap_or(0);
         let mut quorum = ctx.quorum();
         let poll = ctx.config().agent_poll_interval;
@@ -381,6 +395,23 @@ impl Agent for RemoteRole {
         }
         if matches!(r, Err(Error::Cancelled | Error::BudgetExceeded(_))) {
             self.tell(ctx.pipeline_id(), "cancel", String::new()).await;
+        }
+        // whatever the reason, the owner no longer follows this role: a worker that takes
+        // the work over later (its first worker died) drops it instead of playing on
+        if let Err(e) = self
+            .shared
+            .query::<()>(
+                redis::cmd("SET")
+                    .arg(ended_key(&self.shared, ctx.pipeline_id(), &self.role))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(86_400),
+                "remote ended",
+                Effect::Idempotent,
+            )
+            .await
+        {
+            tracing::warn!(role = %self.role, error = %e, "could not mark the remote role ended");
         }
         r
     }
@@ -630,6 +661,18 @@ impl Worker {
             .collect())
     }
 
+    /// Whether the owner stopped following `role` in `id` (its work is stale).
+    async fn ended(&self, id: &PipelineId, role: &str) -> bool {
+        self.shared
+            .query::<i64>(
+                redis::cmd("EXISTS").arg(ended_key(&self.shared, id, role)),
+                "remote ended",
+                Effect::Read,
+            )
+            .await
+            .is_ok_and(|n| n == 1)
+    }
+
     async fn finish_entry(&self, stream: &str, entry: &str) {
         let mut pipe = redis::pipe();
         pipe.cmd("XACK")
@@ -666,6 +709,11 @@ impl Worker {
             return;
         };
         let id = item.pipeline_id.clone();
+        if self.ended(&id, &item.role).await {
+            // the pipeline went on without this work (e.g. it ended while its worker was dead)
+            self.finish_entry(stream, entry).await;
+            return;
+        }
         let span = tracing::info_span!("agent", pipeline_id = %id, agent_id = %agent_id, worker = %self.name);
         let _enter = span.enter();
         drop(_enter);
@@ -702,6 +750,7 @@ impl Worker {
             let (ctx, role, id) = (ctx.clone(), item.role.clone(), id.clone());
             let agent_cancel = agent_cancel.clone();
             let start = item.after;
+            let ended = ended_key(&self.shared, &id, &item.role);
             tokio::spawn(async move {
                 let mut after = start;
                 // control messages wake it through the bus's live feed; heartbeats tick
@@ -727,11 +776,17 @@ impl Worker {
                                 .arg(&entry)
                                 .arg("JUSTID")
                                 .ignore();
-                            if let Err(e) = shared
-                                .query::<()>(&pipe, "worker heartbeat", Effect::Idempotent)
+                            pipe.cmd("EXISTS").arg(&ended);
+                            match shared
+                                .query::<(i64,)>(&pipe, "worker heartbeat", Effect::Idempotent)
                                 .await
                             {
-                                tracing::warn!(error = %e, "worker heartbeat failed");
+                                Ok((1,)) => {
+                                    tracing::info!("the owner no longer follows this role; stopping");
+                                    agent_cancel.cancel();
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(error = %e, "worker heartbeat failed"),
                             }
                         }
                         m = async {

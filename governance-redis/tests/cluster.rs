@@ -56,6 +56,30 @@ async fn node(
     (gov, leases, store)
 }
 
+fn running_record(id: &PipelineId) -> governance_core::PipelineRecord {
+    let now = chrono::Utc::now();
+    governance_core::PipelineRecord {
+        id: id.clone(),
+        objective: "fencing".into(),
+        status: PipelineStatus::Running,
+        history: vec![(PipelineStatus::Running, now)],
+        auto_continue: true,
+        mode: "local".into(),
+        model: "local/scripted".into(),
+        timeout_secs: 120,
+        created_at: now,
+        updated_at: now,
+        orchestration_started_at: None,
+        report: None,
+        agents: Vec::new(),
+        gamma: None,
+        usage: governance_core::UsageTotals::default(),
+        results: None,
+        failure: None,
+        last_seq: 0,
+    }
+}
+
 fn event(id: &PipelineId, seq: u64) -> Event {
     Event {
         seq,
@@ -84,6 +108,9 @@ async fn an_old_owner_cannot_write_after_its_lease_was_taken_over() {
         !leases_b.take_over(&id).await.unwrap(),
         "a held lease cannot be taken"
     );
+    governance_core::PipelineRegistry::upsert(&store_a, &running_record(&id))
+        .await
+        .unwrap();
     store_a.append(&[event(&id, 1)]).await.unwrap();
 
     // node A "pauses": it stops renewing; its lease expires and B takes the pipeline over
@@ -247,4 +274,22 @@ async fn continue_and_stop_sent_to_another_node_are_carried_out_by_the_owner() {
     cancel.cancel();
     ra.await.unwrap();
     rb.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_claimed_by_a_node_that_died_before_writing_is_dropped_from_the_index() {
+    let server = RedisServer::start();
+    let lease = Duration::from_millis(300);
+    let (leases_a, store) = backend(&server).await.cluster("node-a", lease).unwrap();
+    let (leases_b, _) = backend(&server).await.cluster("node-b", lease).unwrap();
+    let id = PipelineId::generate();
+    leases_a.claim_new(&id).await.unwrap();
+    assert_eq!(store.active_ids().await.unwrap(), vec![id.clone()]);
+    // A dies before its first write; once the lease is gone there is nothing to resume
+    tokio::time::sleep(lease * 3).await;
+    assert!(!leases_b.take_over(&id).await.unwrap());
+    assert!(
+        store.active_ids().await.unwrap().is_empty(),
+        "no node keeps scanning it"
+    );
 }

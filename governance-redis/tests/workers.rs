@@ -306,3 +306,87 @@ async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
     assert!(alpha_rec.tokens_used >= 2_700, "{alpha_rec:?}");
     let _ = gov.stop(&id).await;
 }
+
+/// Work whose pipeline went on without it (it was stopped while the worker holding the work
+/// was dead) is dropped by the worker that takes it over, not played on a finished pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_work_of_a_dead_worker_is_dropped_not_played() {
+    let server = RedisServer::start();
+    let b = backend(&server).await;
+    let gov = owner(&b);
+    let mut live = gov.subscribe();
+    let lease = Duration::from_millis(900);
+    let w1 = tokio::spawn(
+        worker(
+            &backend(&server).await,
+            "w1",
+            Duration::from_millis(300),
+            lease,
+        )
+        .run(CancellationToken::new()),
+    );
+    let id = gov
+        .spawn(SpawnRequest::new("stopped while its worker is dead"))
+        .await
+        .unwrap();
+    loop {
+        let e = live.recv().await.unwrap();
+        if matches!(&e.kind, EventKind::LlmCall { agent_id, .. } if agent_id.as_str() == "ALPHA") {
+            break;
+        }
+    }
+    w1.abort();
+    let _ = w1.await;
+    assert_eq!(gov.stop(&id).await.unwrap(), PipelineStatus::Stopped);
+    let last = gov.events(&id, 0, 10_000).await.unwrap().len();
+    // w2 reclaims w1's work after the lease and must drop it
+    let cancel = CancellationToken::new();
+    let w2 = tokio::spawn(
+        worker(&backend(&server).await, "w2", Duration::ZERO, lease).run(cancel.clone()),
+    );
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut left = 0;
+        for role in ["ALPHA", "BETA"] {
+            let n: u64 = redis::cmd("XLEN")
+                .arg(format!("gov:work:{role}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            left += n;
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} stale work item(s) still queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let heartbeats: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("gov:{{{id}}}:worker:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        heartbeats.is_empty(),
+        "nobody plays a role of a stopped pipeline: {heartbeats:?}"
+    );
+    // nobody played on it: its blackboard and bus (cleared when it ended) stay empty
+    let snap = b.blackboard().snapshot(&id).await.unwrap();
+    assert!(
+        snap.proposals.is_empty() && snap.consensus.is_none(),
+        "stale work was played on the stopped pipeline: {snap:?}"
+    );
+    assert!(b.bus().read(&id, 0, 100).await.unwrap().is_empty());
+    assert_eq!(
+        gov.events(&id, 0, 10_000).await.unwrap().len(),
+        last,
+        "nothing is recorded after the stop"
+    );
+    cancel.cancel();
+    w2.await.unwrap().unwrap();
+}
