@@ -328,7 +328,11 @@ class Session:
         pipe = c.r.pipeline(transaction=False)
         pipe.set(self.heartbeat, c.name, px=c.lease_ms)
         pipe.xclaim(c.stream, WORKER_GROUP, c.name, 0, [self.entry_id], justid=True)
-        retry("refreshing the heartbeat", pipe.execute)
+        # the owner no longer follows this role (the pipeline went on without this work)
+        pipe.exists(self.p.key(f"ended:{c.role}"))
+        replies = retry("refreshing the heartbeat", pipe.execute)
+        if replies[-1]:
+            self.cancelled = True
         self.read_bus()
         self.next_beat = time.monotonic() + c.lease_ms / 3000.0
 
