@@ -69,38 +69,19 @@ pub(crate) async fn resume_one(
         .retain(|a| a.agent_id == "REPORTER" && a.state != crate::store::AgentState::Running);
     let live = Live::restore(engine, record.clone(), last_seq);
     engine.live.lock().insert(id.clone(), live.clone());
-    if let Err(e) = rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
-        finish(
-            engine,
-            &live,
-            Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
-        )
-        .await?;
-        engine.live.lock().remove(&id);
-        engine.ownership.release(&id, true).await;
-        return Ok(false);
-    }
-    if engine.llm(&record.mode).is_err() {
-        finish(
-            engine,
-            &live,
-            Outcome::OrchestrationFailed(format!(
-                "cannot resume: LLM mode {:?} is not available",
-                record.mode
-            )),
-        )
-        .await?;
-        engine.live.lock().remove(&id);
-        engine.ownership.release(&id, true).await;
-        return Ok(false);
-    }
-    if let Err(e) = sync_flags(engine, &live).await {
-        finish(
-            engine,
-            &live,
-            Outcome::OrchestrationFailed(format!("cannot resume: {e}")),
-        )
-        .await?;
+    let unresumable = match rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
+        Err(e) => Some(format!("cannot resume: {e}")),
+        Ok(()) if engine.llm(&record.mode).is_err() => Some(format!(
+            "cannot resume: LLM mode {:?} is not available",
+            record.mode
+        )),
+        Ok(()) => sync_flags(engine, &live)
+            .await
+            .err()
+            .map(|e| format!("cannot resume: {e}")),
+    };
+    if let Some(reason) = unresumable {
+        finish(engine, &live, Outcome::OrchestrationFailed(reason)).await?;
         engine.live.lock().remove(&id);
         engine.ownership.release(&id, true).await;
         return Ok(false);

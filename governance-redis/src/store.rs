@@ -324,16 +324,8 @@ impl RedisStore {
             return Ok(());
         };
         let start = seq_i64(first.seq) - 1;
-        let stored: Vec<String> = self
-            .shared
-            .query(
-                redis::cmd("LRANGE")
-                    .arg(self.shared.keys(pipeline).ledger())
-                    .arg(start)
-                    .arg(start + events.len() as i64 - 1),
-                "ledger read",
-                Effect::Read,
-            )
+        let stored = self
+            .ledger_raw(pipeline, start, start + events.len() as i64 - 1)
             .await?;
         if stored.len() == events.len() {
             let same = stored.iter().zip(events).all(|(json, e)| {
@@ -505,22 +497,72 @@ impl RedisStore {
             .await
     }
 
-    /// Ids of the pipelines that are not terminal (per the index), oldest first.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn active_ids(&self) -> Result<Vec<PipelineId>> {
-        let ids: Vec<String> = self
-            .shared
+    /// The raw ledger entries of `pipeline` at list indexes `start..=stop` (`-1`: the end).
+    async fn ledger_raw(
+        &self,
+        pipeline: &PipelineId,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<String>> {
+        self.shared
             .query(
-                redis::cmd("ZRANGE")
-                    .arg(self.global("active"))
+                redis::cmd("LRANGE")
+                    .arg(self.shared.keys(pipeline).ledger())
+                    .arg(start)
+                    .arg(stop),
+                "ledger read",
+                Effect::Read,
+            )
+            .await
+    }
+
+    /// Every member of the global sorted set `name`, by score (`newest_first`: descending).
+    async fn index_members(&self, name: &str, newest_first: bool) -> Result<Vec<String>> {
+        self.shared
+            .query(
+                redis::cmd(if newest_first { "ZREVRANGE" } else { "ZRANGE" })
+                    .arg(self.global(name))
                     .arg(0)
                     .arg(-1),
                 "registry index",
                 Effect::Read,
             )
-            .await?;
+            .await
+    }
+
+    /// Calls `f` with every pipeline record, newest first, reading them in batches, until it
+    /// returns `false`.
+    async fn scan_records(&self, mut f: impl FnMut(PipelineRecord) -> bool) -> Result<()> {
+        let ids = self.index_members("pipelines", true).await?;
+        for chunk in ids.chunks(200) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                let Ok(pid) = PipelineId::new(id.clone()) else {
+                    continue;
+                };
+                pipe.cmd("GET").arg(self.shared.keys(&pid).record());
+            }
+            let raw: Vec<Option<String>> = self
+                .shared
+                .query(&pipe, "registry read", Effect::Read)
+                .await?;
+            for json in raw.into_iter().flatten() {
+                let rec: PipelineRecord =
+                    serde_json::from_str(&json).map_err(|e| corrupt("pipeline record", e))?;
+                if !f(rec) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of the pipelines that are not terminal (per the index), oldest first.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn active_ids(&self) -> Result<Vec<PipelineId>> {
+        let ids = self.index_members("active", false).await?;
         Ok(ids
             .into_iter()
             .filter_map(|i| PipelineId::new(i).ok())
@@ -532,17 +574,7 @@ impl RedisStore {
     /// # Errors
     /// Backend errors; a corrupt entry.
     pub async fn entries(&self, pipeline: &PipelineId) -> Result<Vec<LedgerEntry>> {
-        let raw: Vec<String> = self
-            .shared
-            .query(
-                redis::cmd("LRANGE")
-                    .arg(self.shared.keys(pipeline).ledger())
-                    .arg(0)
-                    .arg(-1),
-                "ledger read",
-                Effect::Read,
-            )
-            .await?;
+        let raw = self.ledger_raw(pipeline, 0, -1).await?;
         raw.iter()
             .map(|j| serde_json::from_str(j).map_err(|e| corrupt("ledger entry", e)))
             .collect()
@@ -554,17 +586,7 @@ impl RedisStore {
     /// # Errors
     /// Backend errors.
     pub async fn verify(&self) -> Result<VerifyOutcome> {
-        let ids: Vec<String> = self
-            .shared
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(self.global("pipelines"))
-                    .arg(0)
-                    .arg(-1),
-                "registry index",
-                Effect::Read,
-            )
-            .await?;
+        let ids = self.index_members("pipelines", false).await?;
         let mut out = VerifyOutcome::default();
         for id in ids {
             let Ok(pid) = PipelineId::new(id.clone()) else {
@@ -573,17 +595,7 @@ impl RedisStore {
                 continue;
             };
             out.pipelines += 1;
-            let raw: Vec<String> = self
-                .shared
-                .query(
-                    redis::cmd("LRANGE")
-                        .arg(self.shared.keys(&pid).ledger())
-                        .arg(0)
-                        .arg(-1),
-                    "ledger read",
-                    Effect::Read,
-                )
-                .await?;
+            let raw = self.ledger_raw(&pid, 0, -1).await?;
             let mut prev = GENESIS;
             for (i, json) in raw.iter().enumerate() {
                 out.entries += 1;
@@ -708,16 +720,8 @@ impl LedgerStore for RedisStore {
             return Ok(Vec::new());
         }
         let start = seq_i64(after);
-        let raw: Vec<String> = self
-            .shared
-            .query(
-                redis::cmd("LRANGE")
-                    .arg(self.shared.keys(pipeline).ledger())
-                    .arg(start)
-                    .arg(start.saturating_add(limit as i64 - 1)),
-                "ledger read",
-                Effect::Read,
-            )
+        let raw = self
+            .ledger_raw(pipeline, start, start.saturating_add(limit as i64 - 1))
             .await?;
         raw.iter()
             .map(|j| {
@@ -832,70 +836,31 @@ impl PipelineRegistry for RedisStore {
     }
 
     async fn list(&self, filter: &PipelineFilter) -> Result<Vec<PipelineRecord>> {
-        let ids: Vec<String> = self
-            .shared
-            .query(
-                redis::cmd("ZREVRANGE")
-                    .arg(self.global("pipelines"))
-                    .arg(0)
-                    .arg(-1),
-                "registry index",
-                Effect::Read,
-            )
-            .await?;
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let mut out = Vec::new();
         let mut skipped = 0;
-        for chunk in ids.chunks(200) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                let Ok(pid) = PipelineId::new(id.clone()) else {
-                    continue;
-                };
-                pipe.cmd("GET").arg(self.shared.keys(&pid).record());
-            }
-            let raw: Vec<Option<String>> = self
-                .shared
-                .query(&pipe, "registry read", Effect::Read)
-                .await?;
-            for json in raw.into_iter().flatten() {
-                let rec: PipelineRecord =
-                    serde_json::from_str(&json).map_err(|e| corrupt("pipeline record", e))?;
-                if !matches(filter, &rec) {
-                    continue;
-                }
+        self.scan_records(|rec| {
+            if matches(filter, &rec) {
                 if skipped < filter.offset {
                     skipped += 1;
-                    continue;
-                }
-                out.push(rec);
-                if out.len() >= limit {
-                    return Ok(out);
+                } else {
+                    out.push(rec);
                 }
             }
-        }
+            out.len() < limit
+        })
+        .await?;
         Ok(out)
     }
 
     async fn count_by_status(&self) -> Result<Vec<(PipelineStatus, u64)>> {
+        // one pass over the records (paging through `list` would re-read them per page)
         let mut counts: HashMap<PipelineStatus, u64> = HashMap::new();
-        let mut offset = 0;
-        loop {
-            let page = self
-                .list(&PipelineFilter {
-                    limit: 1000,
-                    offset,
-                    ..PipelineFilter::default()
-                })
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            offset += page.len();
-            for r in page {
-                *counts.entry(r.status).or_default() += 1;
-            }
-        }
+        self.scan_records(|rec| {
+            *counts.entry(rec.status).or_default() += 1;
+            true
+        })
+        .await?;
         let mut v: Vec<_> = counts.into_iter().collect();
         v.sort_by_key(|(s, _)| s.as_str());
         Ok(v)
