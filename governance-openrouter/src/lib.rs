@@ -51,6 +51,7 @@ mod client;
 mod config;
 pub mod failure;
 mod mode;
+mod secret_source;
 mod secrets;
 mod streaming;
 mod vault;

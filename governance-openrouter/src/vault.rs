@@ -7,7 +7,7 @@ use governance_core::{Error, Result};
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::secrets::SecretSource;
+use crate::secret_source::SecretSource;
 use crate::wire::truncate;
 
 /// Where Vault is and how to log in. `Debug` never shows the token.

@@ -3,18 +3,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::blackboard::{
-    Blackboard, BlackboardSnapshot, Handoff, Proposal, ProposalStatus, Solution, Vote, VoteOutcome,
-};
+use crate::blackboard::{Blackboard, BlackboardSnapshot, ProposalStatus, Solution};
 use crate::error::ErrorKind;
-use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
+use crate::ids::{AgentId, HandoffId};
 
+use super::blackboard_fixtures::{Bb, cast, handoff, pid, proposal, vote};
 use super::blackboard_races::{
     concurrent_claims, concurrent_distinct_voters, concurrent_same_voter, raced_proposals,
 };
 use super::{agent, fresh, now_ms};
-
-pub(super) type Bb = Arc<dyn Blackboard>;
 
 /// Runs every check of the [`Blackboard`] contract against `bb`; panics naming the failed check.
 ///
@@ -43,55 +40,6 @@ pub async fn blackboard_suite(bb: Arc<dyn Blackboard>) {
     concurrent_claims(&bb).await;
     snapshot_restore_clear(&bb).await;
     pipelines_are_isolated(&bb).await;
-}
-
-pub(super) fn proposal(id: &str, author: &str, title: &str) -> Proposal {
-    let mut p = Proposal::new(
-        ProposalId::new(id).expect("testkit: proposal id literal"),
-        agent(author),
-        title,
-        format!("content of {id}"),
-    );
-    p.created_at = now_ms();
-    p
-}
-
-pub(super) fn vote(voter: &str, approve: bool) -> Vote {
-    Vote {
-        voter: agent(voter),
-        approve,
-        score: if approve { 0.75 } else { 0.25 },
-        rationale: format!("{voter} says {approve}"),
-    }
-}
-
-pub(super) fn handoff(id: &str, from: &str) -> Handoff {
-    Handoff {
-        id: HandoffId::new(id).expect("testkit: handoff id literal"),
-        from: agent(from),
-        role: "research".into(),
-        reason: "max_total_errors".into(),
-        pending: vec!["finish proposal p1".into(), "answer BETA".into()],
-        claimed_by: None,
-        created_at: now_ms(),
-    }
-}
-
-pub(super) fn pid(id: &str) -> ProposalId {
-    ProposalId::new(id).expect("testkit: proposal id literal")
-}
-
-pub(super) async fn cast(
-    bb: &Bb,
-    p: &PipelineId,
-    prop: &str,
-    v: Vote,
-    quorum: u32,
-    check: &str,
-) -> VoteOutcome {
-    bb.vote(p, &pid(prop), v, quorum)
-        .await
-        .unwrap_or_else(|e| panic!("[blackboard::{check}] vote on {prop} failed: {e}"))
 }
 
 async fn empty_pipeline(bb: &Bb) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::blackboard::ProposalStatus;
 
-use super::blackboard::{Bb, cast, handoff, pid, proposal, vote};
+use super::blackboard_fixtures::{Bb, cast, handoff, pid, proposal, vote};
 use super::{agent, fresh, join_all};
 
 pub(super) async fn concurrent_distinct_voters(bb: &Bb) {

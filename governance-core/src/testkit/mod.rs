@@ -22,6 +22,7 @@
 //! ```
 
 mod blackboard;
+mod blackboard_fixtures;
 mod blackboard_races;
 mod bus;
 mod checkpoint;
