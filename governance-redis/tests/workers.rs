@@ -67,11 +67,8 @@ struct CallLog {
 
 impl CallLog {
     fn asked(&self, pipeline: &str, agent: &str) -> bool {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(p, a)| p == pipeline && a == agent)
+        let calls = self.calls.lock().unwrap();
+        calls.iter().any(|(p, a)| p == pipeline && a == agent)
     }
 }
 
