@@ -134,31 +134,10 @@ async fn conflicting_proposals_spawn_gamma_to_arbitrate() {
 #[tokio::test(start_paused = true)]
 async fn no_progress_for_the_stuck_threshold_spawns_gamma() {
     let h = harness(fast_config(), faults(vec![beta_stalls()]));
-    let (rec, events) = h.run("Design a caching strategy").await;
+    let (rec, _events) = h.run("Design a caching strategy").await;
     assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
     assert_eq!(rec.gamma.expect("gamma").reason, GammaReason::Stuck);
-    let stuck_at = events
-        .iter()
-        .find(|e| e.kind.type_name() == "gamma_spawned")
-        .expect("gamma event")
-        .ts;
-    let last_progress = events
-        .iter()
-        .rev()
-        .find(|e| {
-            e.seq
-                < events
-                    .iter()
-                    .find(|e| e.kind.type_name() == "gamma_spawned")
-                    .map_or(0, |g| g.seq)
-                && e.kind.type_name() != "checkpoint_created"
-        })
-        .expect("progress")
-        .ts;
-    assert!(
-        stuck_at >= last_progress,
-        "GAMMA came after the last progress"
-    );
+    // when GAMMA comes (exactly at the threshold) is pinned in rule_pins.rs
     // BETA never answered; GAMMA approved and built the solution
     let beta = rec
         .agents

@@ -198,24 +198,54 @@ async fn a_refused_key_ends_orchestration_error_and_leaks_nowhere() {
     assert!(serde_json::to_string(&events).unwrap().contains("401"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limit_with_retry_after_is_waited_out_and_the_pipeline_completes() {
-    // real clock: wiremock answers over a real socket, which a paused clock would race
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
+/// Answers the first request 429 with `Retry-After`, then like [`mount_answers`], and notes
+/// the instant each request arrived.
+struct RateLimitedOnce {
+    retry_after_secs: u64,
+    arrived: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl wiremock::Respond for RateLimitedOnce {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let first = {
+            let mut arrived = self.arrived.lock().unwrap();
+            arrived.push(std::time::Instant::now());
+            arrived.len() == 1
+        };
+        if first {
+            return ResponseTemplate::new(429)
+                .insert_header("Retry-After", self.retry_after_secs.to_string())
                 .set_body_json(
                     serde_json::json!({"error": {"code": 429, "message": "Rate limit exceeded"}}),
-                ),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
+                );
+        }
+        let prompt = String::from_utf8_lossy(&request.body);
+        match answers()
+            .into_iter()
+            .find(|(line, _)| prompt.contains(line))
+        {
+            Some((_, content)) => ResponseTemplate::new(200).set_body_json(body(&content, 0.0021)),
+            None => ResponseTemplate::new(404),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_with_retry_after_is_waited_out_and_the_pipeline_completes() {
+    // real clock: wiremock answers over a real socket, which a paused clock would race. The
+    // wait is checked from below only (the retry must not come early), which no load can break.
+    // Retry-After (2 s) is well above the backoff used without it (250 ms ± 25 %).
+    let retry_after = Duration::from_secs(2);
+    let server = MockServer::start().await;
+    let arrived = Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(RateLimitedOnce {
+            retry_after_secs: retry_after.as_secs(),
+            arrived: Arc::clone(&arrived),
+        })
         .mount(&server)
         .await;
-    mount_answers(&server, 0.0021).await;
     let gov = engine(&server, TokenBudgetConfig::default());
     let (rec, events) = run(&gov).await;
 
@@ -225,6 +255,15 @@ async fn a_rate_limit_with_retry_after_is_waited_out_and_the_pipeline_completes(
     assert!(calls[1..].iter().all(|(_, e)| e.is_none()), "{calls:?}");
     assert_eq!(requests(&server).await, calls.len());
     assert_eq!(rec.usage.calls, calls.len() as u64);
+    // the 429 was the report's call (the only call at that stage); its retry came only after
+    // Retry-After had passed
+    let arrived = arrived.lock().unwrap().clone();
+    assert!(arrived.len() >= 2, "{arrived:?}");
+    let waited = arrived[1].duration_since(arrived[0]);
+    assert!(
+        waited >= retry_after,
+        "the retry came {waited:?} after the 429, before Retry-After ({retry_after:?}) passed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,10 +93,30 @@ fn event(id: &PipelineId, seq: u64) -> Event {
     }
 }
 
+/// Lets the lease of `id` run out now (as if its owner stopped renewing it for a whole lease)
+/// and waits until Redis no longer has it.
+async fn expire_lease(server: &RedisServer, id: &PipelineId) {
+    let owner = governance_redis::PipelineKeys::new("gov", id).owner();
+    assert_eq!(
+        server.raw(&["PEXPIRE", &owner, "1"]).unwrap(),
+        ":1",
+        "{id} has a lease"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.raw(&["EXISTS", &owner]).unwrap() != ":0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_owner_cannot_write_after_its_lease_was_taken_over() {
     let server = RedisServer::start();
-    let lease = Duration::from_millis(400);
+    // a lease no scheduling delay can outlast: it ends only when the test expires it
+    let lease = Duration::from_secs(60);
     let a = backend(&server).await;
     let (leases_a, store_a) = a.cluster("node-a", lease).unwrap();
     let b = backend(&server).await;
@@ -114,7 +134,7 @@ async fn an_old_owner_cannot_write_after_its_lease_was_taken_over() {
     store_a.append(&[event(&id, 1)]).await.unwrap();
 
     // node A "pauses": it stops renewing; its lease expires and B takes the pipeline over
-    tokio::time::sleep(lease * 3).await;
+    expire_lease(&server, &id).await;
     assert!(leases_b.take_over(&id).await.unwrap(), "B takes over");
     store_b.append(&[event(&id, 2)]).await.unwrap();
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{RedisServer, backend};
 use governance_core::roles::{Alpha, Beta, Gamma};
 use governance_core::{
-    Agent, Config, EventKind, Governance, LocalLlm, LocalLlmConfig, MemoryStore, PipelineId,
-    PipelineStatus, SpawnRequest,
+    Agent, Config, EventKind, Governance, LlmClient, LlmRequest, LlmResponse, LocalLlm,
+    LocalLlmConfig, MemoryStore, PipelineId, PipelineStatus, SpawnRequest,
 };
 use governance_redis::{RedisBackend, RemoteRole, Worker};
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,83 @@ fn worker(b: &RedisBackend, name: &str, latency: Duration, lease: Duration) -> W
         lease,
     )
     .expect("worker builds")
+}
+
+/// A worker like [`worker`] with its own LLM client.
+fn worker_with(b: &RedisBackend, name: &str, llm: Arc<dyn LlmClient>, lease: Duration) -> Worker {
+    let roles: Vec<Arc<dyn Agent>> = vec![Arc::new(Alpha), Arc::new(Beta), Arc::new(Gamma)];
+    Worker::new(b, name, roles, llm, config(), lease).expect("worker builds")
+}
+
+/// The local LLM, noting which pipeline and agent each call was for.
+#[derive(Debug, Clone, Default)]
+struct CallLog {
+    llm: LocalLlm,
+    calls: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl CallLog {
+    fn asked(&self, pipeline: &str, agent: &str) -> bool {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().any(|(p, a)| p == pipeline && a == agent)
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmClient for CallLog {
+    fn name(&self) -> &str {
+        self.llm.name()
+    }
+    fn default_model(&self) -> &str {
+        self.llm.default_model()
+    }
+    async fn complete(&self, r: &LlmRequest) -> governance_core::Result<LlmResponse> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((r.meta.pipeline_id.to_string(), r.meta.agent_id.to_string()));
+        self.llm.complete(r).await
+    }
+}
+
+/// The work entries pending for `consumer` in the role streams: (stream, entry id, pipeline,
+/// role).
+async fn pending_work(
+    conn: &mut redis::aio::MultiplexedConnection,
+    consumer: &str,
+) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for role in ["ALPHA", "BETA", "GAMMA"] {
+        let stream = format!("gov:work:{role}");
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(governance_redis::remote::WORKER_GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1000)
+            .arg(consumer)
+            .query_async(conn)
+            .await
+            .unwrap_or_default();
+        for (entry, _, _, _) in pending {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&entry)
+                .arg(&entry)
+                .query_async(conn)
+                .await
+                .unwrap();
+            let json: String = reply.ids[0].get("w").expect("a work item");
+            let item: governance_redis::WorkItem = serde_json::from_str(&json).unwrap();
+            out.push((
+                stream.clone(),
+                entry,
+                item.pipeline_id.to_string(),
+                item.role,
+            ));
+        }
+    }
+    out
 }
 
 async fn check_finished(gov: &Governance, id: &PipelineId) {
@@ -146,14 +223,43 @@ async fn a_dead_workers_roles_are_taken_over_after_its_lease() {
     }
     w1.abort(); // dies without acknowledging or saying goodbye
     let _ = w1.await;
-    let running = ids.len();
-    assert!(running > 0);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let held = pending_work(&mut conn, "w1").await;
+    assert!(!held.is_empty(), "w1 died holding work");
+    let w2_llm = CallLog::default();
     let w2 = tokio::spawn(
-        worker(&backend(&server).await, "w2", Duration::ZERO, lease).run(cancel.clone()),
+        worker_with(
+            &backend(&server).await,
+            "w2",
+            Arc::new(w2_llm.clone()),
+            lease,
+        )
+        .run(cancel.clone()),
     );
     for id in &ids {
         check_finished(&gov, id).await;
     }
+    // w2 took w1's work over. Only a worker finishes (acknowledges and deletes) a work entry,
+    // and an entry pending for a dead consumer reaches another one only by XAUTOCLAIM after
+    // the lease: every entry w1 held was finished after it died, so w2 claimed it. Where the
+    // pipeline still needed the role, w2 played it (asked its LLM as that role); where the
+    // pipeline had gone on without it, w2 dropped it.
+    for (stream, entry, _, _) in &held {
+        let left: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(entry)
+            .arg(entry)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(left.ids.is_empty(), "{stream} {entry} was never finished");
+    }
+    assert!(
+        held.iter().any(|(_, _, p, role)| w2_llm.asked(p, role)),
+        "w2 played none of the roles w1 held: {held:?}"
+    );
+    assert!(pending_work(&mut conn, "w1").await.is_empty());
     cancel.cancel();
     w2.await.unwrap().unwrap();
 }
