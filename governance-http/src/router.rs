@@ -21,8 +21,9 @@ use crate::state::AppState;
 /// The API router. Mount it as is, or nest it in a larger service.
 ///
 /// REST routes get the request timeout; `/ws` and `/api/events` do not (they end when
-/// [`AppState::shutdown_token`] is cancelled). `/api/*` and `/ws` need the API token when one
-/// is configured; `/`, `/docs`, `/openapi.json`, `/healthz`, `/readyz` and `/metrics` do not.
+/// [`AppState::shutdown_token`] is cancelled). `/api/*`, `/ws` and `/metrics` need the API
+/// token when one is configured (`/metrics` not when [`crate::HttpSettings::metrics_public`]);
+/// `/`, `/docs`, `/openapi.json`, `/healthz` and `/readyz` do not.
 pub fn router(state: AppState) -> Router {
     let timeout = TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
@@ -44,17 +45,27 @@ pub fn router(state: AppState) -> Router {
     let live = Router::new()
         .route("/ws", get(streams::ws))
         .route("/api/events", get(streams::sse));
+    let metrics = Router::new()
+        .route("/metrics", get(ops::metrics))
+        .layer(timeout);
+    let (api, public_metrics) = if state.settings().metrics_public {
+        (api, Some(metrics))
+    } else {
+        (api.merge(metrics), None)
+    };
     let protected = api
         .merge(live)
         .route_layer(from_fn_with_state(state.clone(), require_token));
-    let public = Router::new()
+    let mut public = Router::new()
         .route("/", get(ops::dashboard))
         .route("/docs", get(ops::docs))
         .route("/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .layer(timeout);
+    if let Some(metrics) = public_metrics {
+        public = public.merge(metrics);
+    }
     let body_limit = state.settings().body_limit;
     protected
         .merge(public)
