@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::{from_fn, from_fn_with_state, map_response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -17,6 +17,7 @@ use crate::auth::require_token;
 use crate::error::json_error_bodies;
 use crate::routes::{ops, pipelines, streams};
 use crate::state::AppState;
+use crate::track::{mark_route, track_http};
 
 /// The API router. Mount it as is, or nest it in a larger service.
 ///
@@ -67,14 +68,18 @@ pub fn router(state: AppState) -> Router {
         public = public.merge(metrics);
     }
     let body_limit = state.settings().body_limit;
+    let track = from_fn_with_state(state.clone(), track_http);
     protected
         .merge(public)
+        .route_layer(from_fn(mark_route))
         .fallback(ops::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::new())
         // outside the panic catcher, so a caught panic's 500 is JSON too
         .layer(map_response(json_error_bodies))
+        // outside both: counts every request with the status the client gets
+        .layer(track)
         .layer(
             // the path only: `?token=` must never reach a log
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
