@@ -62,7 +62,7 @@ fn env_bool(name: &str) -> anyhow::Result<bool> {
 
 /// Runs the server until SIGTERM / Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let telemetry = crate::telemetry::init(true)?;
+    let telemetry = crate::telemetry::init(crate::telemetry::SERVER_LOG_FILTER)?;
     let token = std::env::var("GOVERNANCE_API_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
