@@ -64,7 +64,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 Arc::new(CircuitBreaker::new(config.breaker)),
             ))
         }
-        _ => Arc::new(crate::backends::local_llm()?),
+        _ => Arc::new(crate::backends::local_llm(0)?),
     };
     let lease = Duration::from_millis(
         std::env::var("GOVERNANCE_LEASE_MS")
