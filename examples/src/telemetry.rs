@@ -1,7 +1,7 @@
 //! Tracing subscriber of the `governance` binary, and the optional OpenTelemetry export.
 //!
 //! Every subcommand logs to stderr through `tracing_subscriber::fmt`: filter `RUST_LOG`
-//! (default [`SERVER_LOG_FILTER`] for `serve` and `worker`, [`CLI_LOG_FILTER`] for the others),
+//! (default [`SERVER_LOG_FILTER`] for `serve`, [`CLI_LOG_FILTER`] for the others),
 //! format `GOVERNANCE_LOG_FORMAT` (`text`, the default, or `json`: one object per line), ANSI
 //! colours only when stderr is a terminal. Each pipeline status change is one `info` line
 //! `pipeline status changed` with `pipeline_id`, `status`, `previous` and `reason`.
@@ -87,11 +87,11 @@ impl LogFormat {
     }
 }
 
-/// Default log filter of `serve` and `worker` (when `RUST_LOG` is unset): warnings, and the
-/// `governance*` crates' `info` lines (status changes, resumes, takeovers).
+/// Default log filter of `serve` (when `RUST_LOG` is unset): warnings, and the `governance*`
+/// crates' `info` lines (status changes, resumes, takeovers).
 pub const SERVER_LOG_FILTER: &str = "warn,governance=info";
-/// Default log filter of the one-shot commands (`run`, `bench`, `ledger`, `replay`), whose
-/// output is on stdout: warnings only.
+/// Default log filter of the other commands (`run`, `bench`, `ledger`, `replay`, whose output
+/// is on stdout, and `worker`, which would log every work item): warnings only.
 pub const CLI_LOG_FILTER: &str = "warn";
 
 type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;

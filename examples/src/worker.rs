@@ -33,7 +33,7 @@ pub struct WorkerArgs {
 /// # Errors
 /// Missing `REDIS_URL`, an unknown role, invalid settings, Redis unreachable.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let telemetry = crate::telemetry::init(crate::telemetry::SERVER_LOG_FILTER)?;
+    let telemetry = crate::telemetry::init(crate::telemetry::CLI_LOG_FILTER)?;
     let url = std::env::var("REDIS_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
