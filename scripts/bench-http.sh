@@ -22,7 +22,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 "$TARGET/release/examples/bare_axum" 127.0.0.1:3100 >/dev/null & PIDS+=($!)
-(cd "$WORK" && GOVERNANCE_DB=${GOVERNANCE_DB:-memory} PORT=3101 "$TARGET/release/governance" serve) >/dev/null & PIDS+=($!)
+(cd "$WORK" && GOVERNANCE_DB=${GOVERNANCE_DB:-memory} GOVERNANCE_LOCAL_LATENCY_MS=${GOVERNANCE_LOCAL_LATENCY_MS:-0} RUST_LOG=${RUST_LOG:-warn} PORT=3101 "$TARGET/release/governance" serve) >/dev/null & PIDS+=($!)
 for port in 3100 3101; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
 done

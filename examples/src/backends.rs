@@ -8,7 +8,7 @@
 //! | `GOVERNANCE_LEASE_MS` | pipeline ownership lease in cluster mode, and workers' work lease (default 5000) |
 //! | `GOVERNANCE_REMOTE_ROLES` | comma-separated roles played by worker processes (`governance worker`) instead of this process: `ALPHA`, `BETA`, `GAMMA` replace the local agents, any other name joins as an extra role whose votes do not count; needs `REDIS_URL` |
 //! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
-//! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency and seed |
+//! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency (default [`SERVE_LOCAL_LATENCY_MS`], so a person can watch) and seed |
 //! | the seed's variables | [`Config::from_env`] |
 //!
 //! With a SQLite database every LLM exchange is recorded in it (for `governance replay`).
@@ -83,14 +83,21 @@ pub fn with_remote_roles(
     Ok((builder, roles))
 }
 
-/// The local LLM from `GOVERNANCE_LOCAL_SEED` and `GOVERNANCE_LOCAL_LATENCY_MS`.
+/// Latency of each local-LLM call in `governance serve` when `GOVERNANCE_LOCAL_LATENCY_MS` is
+/// unset: enough for a person to watch a pipeline move on the dashboard or an event stream
+/// (a pipeline then takes a few seconds instead of milliseconds). `run`, `bench` and `worker`
+/// default to 0.
+pub const SERVE_LOCAL_LATENCY_MS: u64 = 300;
+
+/// The local LLM from `GOVERNANCE_LOCAL_SEED` and `GOVERNANCE_LOCAL_LATENCY_MS` (default
+/// `default_latency_ms`).
 ///
 /// # Errors
 /// A variable that is not a whole number.
-pub fn local_llm() -> anyhow::Result<LocalLlm> {
+pub fn local_llm(default_latency_ms: u64) -> anyhow::Result<LocalLlm> {
     Ok(LocalLlm::new(LocalLlmConfig {
         seed: env_u64("GOVERNANCE_LOCAL_SEED", 0)?,
-        latency: Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", 0)?),
+        latency: Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", default_latency_ms)?),
         ..LocalLlmConfig::default()
     }))
 }
@@ -230,7 +237,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         summary.push(("bus".to_owned(), "memory".to_owned()));
     }
 
-    let local = local_llm()?;
+    let local = local_llm(SERVE_LOCAL_LATENCY_MS)?;
     // recording wraps the outermost client, so every attempt the agents make is replayable
     let record = |client: Arc<dyn LlmClient>| -> Arc<dyn LlmClient> {
         match &recorder {

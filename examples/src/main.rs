@@ -54,18 +54,38 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Bench(args) => bench::bench(args).await,
+            // `run`, `serve` and `worker` install their logging themselves (they flush OTLP)
+            Command::Bench(args) => {
+                let _logs = telemetry::init(telemetry::CLI_LOG_FILTER)?;
+                bench::bench(args).await
+            }
             Command::Serve(args) => serve::serve(args).await,
-            Command::Ledger(args) => ledger::ledger(args).await,
-            Command::Replay(args) => replay::replay(args).await,
+            Command::Ledger(args) => {
+                let _logs = telemetry::init(telemetry::CLI_LOG_FILTER)?;
+                ledger::ledger(args).await
+            }
+            Command::Replay(args) => {
+                let _logs = telemetry::init(telemetry::CLI_LOG_FILTER)?;
+                replay::replay(args).await
+            }
             Command::Worker(args) => worker::worker(args).await,
         }
     });
     match result {
         Ok(code) => code,
+        // stdout closed by its reader (`governance run --json | head -1`): not an error
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,5 +1,6 @@
 //! `governance run`: one pipeline in-process, events printed as they happen.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub struct RunArgs {
 
 /// Runs one pipeline; exit code 0 only when it ends COMPLETED.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let telemetry = crate::telemetry::init(false)?;
+    let telemetry = crate::telemetry::init(crate::telemetry::CLI_LOG_FILTER)?;
     let config = Config::from_env().context("reading configuration")?;
     let llm = LocalLlm::new(LocalLlmConfig {
         seed: args.seed,
@@ -54,11 +55,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..SpawnRequest::default()
         })
         .await?;
+    // written with explicit errors, not println!: a closed stdout (`| head -1`) is an
+    // io::ErrorKind::BrokenPipe that ends the command with exit 0 (see main), not a panic
+    let mut out = std::io::stdout();
     let mut printed = 0u64;
     let final_status = loop {
         match events.recv().await {
             Ok(ev) if ev.pipeline_id() == &id => {
-                print_event(&ev, args.json)?;
+                print_event(&mut out, &ev, args.json)?;
                 printed = ev.seq;
                 if matches!(ev.kind, EventKind::CheckpointCreated { is_final: true, .. }) {
                     break gov.get(&id).await?.status;
@@ -68,7 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // fill the gap from the ledger
                 for ev in gov.events(&id, printed, 10_000).await? {
-                    print_event(&ev, args.json)?;
+                    print_event(&mut out, &ev, args.json)?;
                     printed = ev.seq;
                 }
             }
@@ -78,7 +82,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.json {
-        println!("pipeline {id} ended {final_status}");
+        writeln!(out, "pipeline {id} ended {final_status}")?;
     }
     if telemetry.is_exporting() {
         // let the driver task end so its `pipeline` span closes before the flush
@@ -92,9 +96,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_event(ev: &Event, json: bool) -> anyhow::Result<()> {
+fn print_event(out: &mut impl Write, ev: &Event, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(ev)?);
+        writeln!(out, "{}", serde_json::to_string(ev)?)?;
         return Ok(());
     }
     let line = match &ev.kind {
@@ -187,6 +191,11 @@ fn print_event(ev: &Event, json: bool) -> anyhow::Result<()> {
         }
         other => other.type_name().to_owned(),
     };
-    println!("[{:>3}] {} {line}", ev.seq, ev.ts.format("%H:%M:%S%.3f"));
+    writeln!(
+        out,
+        "[{:>3}] {} {line}",
+        ev.seq,
+        ev.ts.format("%H:%M:%S%.3f")
+    )?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `governance serve`: the HTTP API, live events and the dashboard.
 //!
 //! Reads `BIND` (default `127.0.0.1`), `PORT` (default `3000`), `GOVERNANCE_API_TOKEN`,
-//! `GOVERNANCE_ALLOW_INSECURE`, `GOVERNANCE_ALLOWED_ORIGINS` (comma-separated extra WebSocket
+//! `GOVERNANCE_METRICS_PUBLIC` (`/metrics` without the token), `GOVERNANCE_ALLOW_INSECURE`,
+//! `GOVERNANCE_ALLOWED_ORIGINS` (comma-separated extra WebSocket
 //! origins), `GOVERNANCE_NODE_ID` (the `node` label of `governance_node_info` on `/metrics`;
 //! default `<hostname>-<pid>`, see [`crate::telemetry::node_id`]) and everything
 //! [`crate::backends::from_env`] reads. Stops gracefully on SIGTERM
@@ -51,18 +52,22 @@ pub(crate) async fn shutdown_signal() {
     eprintln!("governance serve: shutting down");
 }
 
+/// A boolean variable: unset or blank is `false`; an invalid value is an error naming it.
+fn env_bool(name: &str) -> anyhow::Result<bool> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(governance_core::config::parse_bool(name, &v)?),
+        _ => Ok(false),
+    }
+}
+
 /// Runs the server until SIGTERM / Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let telemetry = crate::telemetry::init(true)?;
+    let telemetry = crate::telemetry::init(crate::telemetry::SERVER_LOG_FILTER)?;
     let token = std::env::var("GOVERNANCE_API_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let allow_insecure = match std::env::var("GOVERNANCE_ALLOW_INSECURE") {
-        Ok(v) if !v.trim().is_empty() => {
-            governance_core::config::parse_bool("GOVERNANCE_ALLOW_INSECURE", &v)?
-        }
-        _ => false,
-    };
+    let allow_insecure = env_bool("GOVERNANCE_ALLOW_INSECURE")?;
+    let metrics_public = env_bool("GOVERNANCE_METRICS_PUBLIC")?;
     let addr = SocketAddr::new(args.bind, args.port);
     governance_http::check_bind(addr, token.is_some(), allow_insecure)
         .map_err(anyhow::Error::msg)?;
@@ -94,16 +99,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .collect()
         })
         .unwrap_or_default();
-    let auth = if token.is_some() {
-        "bearer token required"
-    } else {
-        "no token (loopback only)"
+    let auth = match (token.is_some(), metrics_public) {
+        (true, false) => "bearer token required",
+        (true, true) => "bearer token required (/metrics public)",
+        (false, _) => "no token (loopback only)",
     };
     let settings = HttpSettings {
         api_token: token.map(Into::into),
         allowed_origins,
         breakers: backends.breakers,
         backends: backends.summary.clone(),
+        metrics_public,
         ..HttpSettings::default()
     }
     .with_node_id(crate::telemetry::node_id());

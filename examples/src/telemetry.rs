@@ -1,9 +1,13 @@
 //! Tracing subscriber of the `governance` binary, and the optional OpenTelemetry export.
 //!
+//! Every subcommand logs to stderr through `tracing_subscriber::fmt`: filter `RUST_LOG`
+//! (default [`SERVER_LOG_FILTER`] for `serve`, [`CLI_LOG_FILTER`] for the others),
+//! format `GOVERNANCE_LOG_FORMAT` (`text`, the default, or `json`: one object per line), ANSI
+//! colours only when stderr is a terminal. Each pipeline status change is one `info` line
+//! `pipeline status changed` with `pipeline_id`, `status`, `previous` and `reason`.
+//!
 //! Without the `otlp` cargo feature, or with it but without `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), nothing is exported: `serve` logs to stderr
-//! through `tracing_subscriber::fmt` (filter `RUST_LOG`, default `warn`) and `run` installs no
-//! subscriber at all.
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), nothing is exported.
 //!
 //! With the feature and the variable, the `pipeline` and `agent` spans of `governance-core`
 //! (each carrying `pipeline_id`) and everything else the `governance*` crates record at
@@ -57,24 +61,75 @@ pub struct Telemetry {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
-/// Installs the global tracing subscriber: a `fmt` layer on stderr when `fmt` is true (the
-/// `serve` behaviour), plus the OTLP layer when the feature is on and an endpoint is set.
-/// Does nothing when a global subscriber is already installed.
+/// The log line format on stderr (`GOVERNANCE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (default); colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, event fields at the top level, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// `GOVERNANCE_LOG_FORMAT`: `text` (default when unset or blank) or `json`.
+    ///
+    /// # Errors
+    /// Any other value, naming the variable.
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("GOVERNANCE_LOG_FORMAT") {
+            Ok(v) if !v.trim().is_empty() => match v.trim().to_ascii_lowercase().as_str() {
+                "text" => Ok(Self::Text),
+                "json" => Ok(Self::Json),
+                _ => anyhow::bail!("GOVERNANCE_LOG_FORMAT={v:?} is not one of text, json"),
+            },
+            _ => Ok(Self::Text),
+        }
+    }
+}
+
+/// Default log filter of `serve` (when `RUST_LOG` is unset): warnings, and the `governance*`
+/// crates' `info` lines (status changes, resumes, takeovers).
+pub const SERVER_LOG_FILTER: &str = "warn,governance=info";
+/// Default log filter of the other commands (`run`, `bench`, `ledger`, `replay`, whose output
+/// is on stdout, and `worker`, which would log every work item): warnings only.
+pub const CLI_LOG_FILTER: &str = "warn";
+
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The log layer on stderr: `RUST_LOG` (else `default_filter`), in `format`, without ANSI
+/// colours unless stderr is a terminal (and `NO_COLOR` is unset).
+fn log_layer(default_filter: &str, format: LogFormat) -> BoxedLayer {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(ansi).with_filter(filter).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// Installs the global tracing subscriber of a command: logs on stderr (`RUST_LOG`, default
+/// `default_filter`; `GOVERNANCE_LOG_FORMAT` text or json; see [`log_layer`]), plus the OTLP
+/// layer when the feature is on and an endpoint is set. Does nothing when a global subscriber
+/// is already installed.
 ///
 /// # Errors
-/// The OTLP exporter cannot be built (e.g. an invalid endpoint URL).
-pub fn init(fmt: bool) -> anyhow::Result<Telemetry> {
+/// An invalid `GOVERNANCE_LOG_FORMAT`; the OTLP exporter cannot be built (e.g. an invalid
+/// endpoint URL).
+pub fn init(default_filter: &str) -> anyhow::Result<Telemetry> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    let fmt_layer = fmt.then(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        tracing_subscriber::Layer::with_filter(
-            tracing_subscriber::fmt::layer().with_writer(std::io::stderr),
-            filter,
-        )
-    });
+    let fmt_layer = log_layer(default_filter, LogFormat::from_env()?);
     #[cfg(feature = "otlp")]
     {
         if endpoint_configured() {
@@ -89,9 +144,7 @@ pub fn init(fmt: bool) -> anyhow::Result<Telemetry> {
             });
         }
     }
-    if fmt_layer.is_some() {
-        let _ = tracing_subscriber::registry().with(fmt_layer).try_init();
-    }
+    let _ = tracing_subscriber::registry().with(fmt_layer).try_init();
     Ok(Telemetry::default())
 }
 

@@ -33,7 +33,7 @@ pub struct WorkerArgs {
 /// # Errors
 /// Missing `REDIS_URL`, an unknown role, invalid settings, Redis unreachable.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let telemetry = crate::telemetry::init(true)?;
+    let telemetry = crate::telemetry::init(crate::telemetry::CLI_LOG_FILTER)?;
     let url = std::env::var("REDIS_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -64,7 +64,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 Arc::new(CircuitBreaker::new(config.breaker)),
             ))
         }
-        _ => Arc::new(crate::backends::local_llm()?),
+        _ => Arc::new(crate::backends::local_llm(0)?),
     };
     let lease = Duration::from_millis(
         std::env::var("GOVERNANCE_LEASE_MS")

@@ -96,7 +96,10 @@ impl Default for TokenBudgetConfig {
 pub struct Config {
     /// `AUTO_ORCHESTRATE`: continue from REPORT into orchestration automatically (default true).
     pub auto_orchestrate: bool,
-    /// `OPENROUTER_MODEL`: default model (default `anthropic/claude-sonnet-4`).
+    /// `OPENROUTER_MODEL`: default model of the OpenRouter client (default
+    /// `anthropic/claude-sonnet-4`). A pipeline spawned without a model uses the default model of
+    /// its mode's client (`local/deterministic` for the local LLM); this one only for contexts
+    /// without a client at hand (detached agents).
     pub model: String,
     /// `ORCHESTRATION_TIMEOUT`: seconds (default 120).
     pub orchestration_timeout: Duration,

@@ -1,4 +1,5 @@
-//! Per-pipeline event emission: assigns the gap-free `seq`, appends to the ledger, then fans out.
+//! Per-pipeline event emission: assigns the gap-free `seq`, appends to the ledger, then fans out
+//! (and logs each status change at `info`, with `pipeline_id`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +67,7 @@ impl EventEmitter {
         *next += 1;
         self.last.store(*next, Ordering::Release);
         let seq = event.seq;
+        log_status(&event);
         // no receivers is fine: the ledger is the record, the hub is live fan-out
         let _ = self.hub.send(Arc::new(event));
         Ok(seq)
@@ -103,8 +105,29 @@ impl EventEmitter {
         *next = last;
         self.last.store(last, Ordering::Release);
         for event in events {
+            log_status(&event);
             let _ = self.hub.send(Arc::new(event));
         }
         Ok(stored)
+    }
+}
+
+/// One `info` line per recorded status change, with the pipeline's id as a field.
+fn log_status(event: &Event) {
+    if let EventKind::StatusChanged {
+        pipeline_id,
+        status,
+        previous,
+        reason,
+    } = &event.kind
+    {
+        tracing::info!(
+            pipeline_id = %pipeline_id,
+            status = %status,
+            previous = previous.map(tracing::field::display),
+            reason = reason.as_deref(),
+            seq = event.seq,
+            "pipeline status changed"
+        );
     }
 }

@@ -43,7 +43,8 @@ pub struct SpawnRequest {
     /// LLM mode (`local`, `openrouter`; default: the engine's default mode).
     #[serde(default)]
     pub mode: Option<String>,
-    /// Model (default: `OPENROUTER_MODEL`).
+    /// Model (default: the default model of the mode's client: `local/deterministic` for the
+    /// local LLM, `OPENROUTER_MODEL` for OpenRouter).
     #[serde(default)]
     pub model: Option<String>,
     /// Orchestration timeout (default: `ORCHESTRATION_TIMEOUT`).
@@ -68,7 +69,7 @@ pub struct ContinueRequest {
     /// LLM mode for the orchestration.
     #[serde(default)]
     pub mode: Option<String>,
-    /// Model.
+    /// Model (default: the pipeline's model; with a `mode`, that mode's client's default model).
     #[serde(default)]
     pub model: Option<String>,
     /// Orchestration timeout.
@@ -433,12 +434,16 @@ impl Governance {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::InvalidTransition`] when it is not at REPORT (or already
     /// continuing); [`Error::InvalidInput`] for an unknown mode.
-    pub async fn continue_pipeline(&self, id: &PipelineId, req: ContinueRequest) -> Result<()> {
+    pub async fn continue_pipeline(&self, id: &PipelineId, mut req: ContinueRequest) -> Result<()> {
         if let Some(t) = req.timeout {
             validate_timeout(t)?;
         }
         if let Some(m) = &req.mode {
-            self.engine.llm(m)?;
+            let llm = self.engine.llm(m)?;
+            // a new mode without a model: that mode's client's default model
+            if req.model.is_none() {
+                req.model = Some(llm.default_model().to_owned());
+            }
         }
         let live = match self.live(id).await {
             Ok(live) => live,

@@ -123,6 +123,13 @@ impl Live {
         mode: String,
     ) -> Result<Arc<Self>> {
         let now = Utc::now();
+        // the model that will answer: the mode's client's default unless one is asked for
+        let model = req.model.clone().unwrap_or_else(|| {
+            engine.llm(&mode).map_or_else(
+                |_| engine.config.model.clone(),
+                |llm| llm.default_model().to_owned(),
+            )
+        });
         let record = PipelineRecord {
             id: PipelineId::generate(),
             objective: objective.to_owned(),
@@ -130,10 +137,7 @@ impl Live {
             history: vec![(PipelineStatus::Spawned, now)],
             auto_continue: req.auto_continue.unwrap_or(engine.config.auto_orchestrate),
             mode,
-            model: req
-                .model
-                .clone()
-                .unwrap_or_else(|| engine.config.model.clone()),
+            model,
             timeout_secs: req
                 .timeout
                 .unwrap_or(engine.config.orchestration_timeout)

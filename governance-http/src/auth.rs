@@ -1,7 +1,7 @@
 //! Bearer-token authentication and the WebSocket `Origin` check.
 //!
-//! With [`crate::HttpSettings::api_token`] set, every `/api/*` request and `/ws` need
-//! `Authorization: Bearer <token>`. Browsers cannot set headers on `WebSocket` or
+//! With [`crate::HttpSettings::api_token`] set, every `/api/*` request, `/ws` and `/metrics`
+//! (unless [`crate::HttpSettings::metrics_public`]) need `Authorization: Bearer <token>`. Browsers cannot set headers on `WebSocket` or
 //! `EventSource`, so `/ws` and `/api/events` also accept `?token=<token>`; the token then
 //! appears in the URL, which this server never logs (the trace layer records the path only).
 //! Tokens are compared in constant time (SHA-256 of both sides, then `subtle`).

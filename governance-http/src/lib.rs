@@ -37,6 +37,7 @@ pub mod openapi;
 mod router;
 mod routes;
 mod state;
+mod track;
 
 pub use auth::check_bind;
 pub use error::ApiError;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::{from_fn, from_fn_with_state, map_response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -17,12 +17,14 @@ use crate::auth::require_token;
 use crate::error::json_error_bodies;
 use crate::routes::{ops, pipelines, streams};
 use crate::state::AppState;
+use crate::track::{mark_route, track_http};
 
 /// The API router. Mount it as is, or nest it in a larger service.
 ///
 /// REST routes get the request timeout; `/ws` and `/api/events` do not (they end when
-/// [`AppState::shutdown_token`] is cancelled). `/api/*` and `/ws` need the API token when one
-/// is configured; `/`, `/docs`, `/openapi.json`, `/healthz`, `/readyz` and `/metrics` do not.
+/// [`AppState::shutdown_token`] is cancelled). `/api/*`, `/ws` and `/metrics` need the API
+/// token when one is configured (`/metrics` not when [`crate::HttpSettings::metrics_public`]);
+/// `/`, `/docs`, `/openapi.json`, `/healthz` and `/readyz` do not.
 pub fn router(state: AppState) -> Router {
     let timeout = TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
@@ -44,26 +46,40 @@ pub fn router(state: AppState) -> Router {
     let live = Router::new()
         .route("/ws", get(streams::ws))
         .route("/api/events", get(streams::sse));
+    let metrics = Router::new()
+        .route("/metrics", get(ops::metrics))
+        .layer(timeout);
+    let (api, public_metrics) = if state.settings().metrics_public {
+        (api, Some(metrics))
+    } else {
+        (api.merge(metrics), None)
+    };
     let protected = api
         .merge(live)
         .route_layer(from_fn_with_state(state.clone(), require_token));
-    let public = Router::new()
+    let mut public = Router::new()
         .route("/", get(ops::dashboard))
         .route("/docs", get(ops::docs))
         .route("/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .layer(timeout);
+    if let Some(metrics) = public_metrics {
+        public = public.merge(metrics);
+    }
     let body_limit = state.settings().body_limit;
+    let track = from_fn_with_state(state.clone(), track_http);
     protected
         .merge(public)
+        .route_layer(from_fn(mark_route))
         .fallback(ops::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::new())
         // outside the panic catcher, so a caught panic's 500 is JSON too
         .layer(map_response(json_error_bodies))
+        // outside both: counts every request with the status the client gets
+        .layer(track)
         .layer(
             // the path only: `?token=` must never reach a log
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -20,8 +20,9 @@ pub const MAX_PAGE: usize = 1000;
 /// struct update syntax.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// When set, `/api/*`, `/ws` and `/api/events` require `Authorization: Bearer <token>` (or
-    /// `?token=<token>` on the two streaming endpoints, for browsers).
+    /// When set, `/api/*`, `/ws`, `/api/events` and `/metrics` (unless
+    /// [`Self::metrics_public`]) require `Authorization: Bearer <token>` (or `?token=<token>`
+    /// on the two streaming endpoints, for browsers).
     pub api_token: Option<SecretString>,
     /// Extra WebSocket `Origin`s allowed besides the server's own host
     /// (e.g. `https://ops.example.com`).
@@ -39,6 +40,10 @@ pub struct HttpSettings {
     /// Id of this node, the `node` label of the `governance_node_info` gauge on `/metrics`
     /// (default [`DEFAULT_NODE_ID`]). Set it with [`HttpSettings::with_node_id`].
     pub node_id: String,
+    /// Whether `/metrics` is readable without the API token (default `false`: when
+    /// [`Self::api_token`] is set, `/metrics` needs it like `/api/*`). Set it for a Prometheus
+    /// that scrapes without credentials on a trusted network.
+    pub metrics_public: bool,
 }
 
 /// Node id reported on `/metrics` when none is configured.
@@ -65,6 +70,7 @@ impl Default for HttpSettings {
             breakers: Vec::new(),
             backends: Vec::new(),
             node_id: DEFAULT_NODE_ID.to_owned(),
+            metrics_public: false,
         }
     }
 }
