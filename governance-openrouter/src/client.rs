@@ -2,17 +2,15 @@
 
 use std::time::Instant;
 
-use async_trait::async_trait;
-use governance_core::llm::DeltaSink;
-use governance_core::{Error, LlmClient, LlmRequest, LlmResponse, Result};
+use governance_core::{Error, LlmRequest, LlmResponse, Result};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
 use crate::config::OpenRouterConfig;
 use crate::failure;
-use crate::wire::{self, ChatRequest, ChatResponse};
+use crate::wire::ChatRequest;
 
-/// An [`LlmClient`] for OpenRouter's chat completions (OpenAI-compatible).
+/// An [`LlmClient`](governance_core::LlmClient) for OpenRouter's chat completions (OpenAI-compatible).
 ///
 /// # Contract
 /// - **One attempt per call.** Retries (honouring [`Error::retry_after`]), the circuit
@@ -122,7 +120,7 @@ impl OpenRouterClient {
     }
 
     /// Sends a request and reads the whole body within the request timeout.
-    async fn send_and_read(
+    pub(crate) async fn send_and_read(
         &self,
         request: &LlmRequest,
     ) -> Result<(reqwest::StatusCode, HeaderMap, Vec<u8>)> {
@@ -141,87 +139,6 @@ impl OpenRouterClient {
                 self.config.request_timeout
             ))),
         }
-    }
-}
-
-/// Turns a parsed 2xx body into a response or the error it carries.
-pub(crate) fn into_response(
-    parsed: ChatResponse,
-    request: &LlmRequest,
-    requested_model: &str,
-    started: Instant,
-) -> Result<LlmResponse> {
-    if let Some(e) = &parsed.error {
-        return Err(failure::from_error_object(e));
-    }
-    let Some(choice) = parsed.choices.into_iter().next() else {
-        return Err(Error::MalformedOutput(
-            "OpenRouter answered with no choices".to_owned(),
-        ));
-    };
-    if choice.finish_reason.as_deref() == Some("error") {
-        let e = choice.error.unwrap_or_default();
-        return Err(failure::from_error_object(&e));
-    }
-    let content = choice.message.and_then(|m| m.content).unwrap_or_default();
-    let finish_reason = wire::finish_reason(choice.finish_reason.as_deref());
-    if content.trim().is_empty() {
-        return Err(Error::MalformedOutput(format!(
-            "the model returned empty content (finish_reason {finish_reason:?})"
-        )));
-    }
-    let usage = wire::usage(parsed.usage, request, &content);
-    Ok(LlmResponse {
-        model: parsed.model.unwrap_or_else(|| requested_model.to_owned()),
-        usage,
-        finish_reason,
-        latency: started.elapsed(),
-        content,
-    })
-}
-
-#[async_trait]
-impl LlmClient for OpenRouterClient {
-    fn name(&self) -> &str {
-        "openrouter"
-    }
-
-    fn default_model(&self) -> &str {
-        &self.config.model
-    }
-
-    #[tracing::instrument(name = "openrouter.complete", skip_all, fields(
-        pipeline_id = %request.meta.pipeline_id,
-        agent_id = %request.meta.agent_id,
-        model = request.model.as_deref().unwrap_or(&self.config.model),
-    ))]
-    async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse> {
-        let model = request.model.as_deref().unwrap_or(&self.config.model);
-        let started = Instant::now();
-        let result = async {
-            let (status, headers, body) = self.send_and_read(request).await?;
-            if !status.is_success() {
-                return Err(failure::from_response_body(
-                    status.as_u16(),
-                    &body,
-                    failure::retry_after(&headers),
-                ));
-            }
-            let parsed: ChatResponse =
-                serde_json::from_slice(&body).map_err(|e| failure::bad_body(&e))?;
-            into_response(parsed, request, model, started)
-        }
-        .await;
-        log_outcome(&result, started);
-        result
-    }
-
-    async fn complete_streaming(
-        &self,
-        request: &LlmRequest,
-        on_delta: DeltaSink<'_>,
-    ) -> Result<LlmResponse> {
-        crate::streaming::complete_streaming(self, request, on_delta).await
     }
 }
 

@@ -48,6 +48,7 @@
 //! ```
 
 mod client;
+mod completion;
 mod config;
 pub mod failure;
 mod mode;
