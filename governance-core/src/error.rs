@@ -151,6 +151,11 @@ pub enum Error {
         /// Time until the breaker lets a trial call through.
         retry_after: Duration,
     },
+    /// The LLM provider is down for this pipeline: its circuit breaker opened and stayed open
+    /// through the allowed half-open trials ([`crate::Config::breaker_trials`]). Not retryable:
+    /// the pipeline ends FAILED with this message as its `failure`.
+    #[error("{0}")]
+    ProviderDown(String),
     /// The model's answer could not be parsed.
     #[error("malformed model output: {0}")]
     MalformedOutput(String),
@@ -199,7 +204,7 @@ impl Error {
             Self::Llm(_) => ErrorKind::Llm,
             Self::Unauthorized(_) => ErrorKind::Unauthorized,
             Self::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
-            Self::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            Self::CircuitOpen { .. } | Self::ProviderDown(_) => ErrorKind::CircuitOpen,
             Self::MalformedOutput(_) => ErrorKind::MalformedOutput,
             Self::ProcedureViolation(_) => ErrorKind::ProcedureViolation,
             Self::Revoked(_) => ErrorKind::Revoked,
@@ -227,6 +232,26 @@ impl Error {
         match self {
             Self::Llm(f) => f.retry_after,
             Self::CircuitOpen { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Why a pipeline must end when one of its LLM calls failed with this error, or `None`:
+    /// the provider cannot serve the pipeline at all, so neither retrying nor handing the work
+    /// to another agent can help. That is [`Error::ProviderDown`] (the breaker gave up) and an
+    /// HTTP 402 (the account is out of credits).
+    #[must_use]
+    pub fn provider_outage(&self) -> Option<String> {
+        match self {
+            Self::ProviderDown(m) => Some(m.clone()),
+            Self::Llm(f) if f.status == Some(402) => Some(if f.message.contains("out of credits") {
+                format!("the LLM provider refused the call (HTTP 402): {}", f.message)
+            } else {
+                format!(
+                    "the LLM provider refused the call (HTTP 402): out of credits: {}",
+                    f.message
+                )
+            }),
             _ => None,
         }
     }

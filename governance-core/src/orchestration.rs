@@ -327,6 +327,13 @@ async fn agent_exited(
                 "LLM provider refused the credentials ({id}): {m}"
             ))));
         }
+        // the provider cannot serve this pipeline (breaker gave up, out of credits): the other
+        // agents are blocked by the same breaker or account, so end now with the cause
+        Err(e) if e.provider_outage().is_some() => {
+            return Ok(Some(Outcome::Failed(
+                e.provider_outage().unwrap_or_default(),
+            )));
+        }
         Err(_) => {}
     }
     let reason = reason.unwrap_or_default();

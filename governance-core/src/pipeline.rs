@@ -491,6 +491,10 @@ async fn run_report_stage(engine: &Arc<Engine>, live: &Arc<Live>) -> Result<bool
                 "LLM provider refused the credentials: {m}"
             ))),
         ),
+        Err(e) if e.provider_outage().is_some() => (
+            AgentState::Failed,
+            Some(Outcome::Failed(e.provider_outage().unwrap_or_default())),
+        ),
         Err(e @ Error::Revoked(_)) => (
             AgentState::Revoked,
             Some(Outcome::Failed(format!("REPORTER {e}"))),
