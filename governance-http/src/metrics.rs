@@ -5,10 +5,9 @@
 //! The recorder is local to one [`crate::AppState`] (never installed globally), so several
 //! routers in one process (tests, embedding services) keep separate numbers.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use governance_core::{CircuitBreaker, Event, EventKind, Governance, PipelineId, PipelineStatus};
+use governance_core::{BreakerState, CircuitBreaker, Event, EventKind, Governance, PipelineStatus};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -23,8 +22,6 @@ const LATENCY_BUCKETS: [f64; 12] = [
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    /// Pipelines whose circuit breaker opened and has not let a call through since.
-    open_breakers: Arc<Mutex<HashSet<PipelineId>>>,
     breakers: Vec<(String, Arc<CircuitBreaker>)>,
     /// This node's id, the `node` label of `governance_node_info`.
     node_id: String,
@@ -55,9 +52,8 @@ impl Metrics {
             );
         let handle = recorder.handle();
         let recorder = Arc::new(recorder);
-        let open_breakers = Arc::new(Mutex::new(HashSet::new()));
         let mut rx = governance.subscribe();
-        let (rec, open) = (recorder.clone(), open_breakers.clone());
+        let rec = recorder.clone();
         tokio::spawn(async move {
             loop {
                 let ev = tokio::select! {
@@ -65,7 +61,7 @@ impl Metrics {
                     ev = rx.recv() => ev,
                 };
                 match ev {
-                    Ok(ev) => metrics::with_local_recorder(&*rec, || record(&ev, &open)),
+                    Ok(ev) => metrics::with_local_recorder(&*rec, || record(&ev)),
                     Err(RecvError::Lagged(n)) => metrics::with_local_recorder(&*rec, || {
                         metrics::counter!("governance_metrics_events_missed_total").increment(n);
                     }),
@@ -76,7 +72,6 @@ impl Metrics {
         Self {
             recorder,
             handle,
-            open_breakers,
             breakers,
             node_id,
         }
@@ -85,7 +80,15 @@ impl Metrics {
     /// Renders the Prometheus text exposition, refreshing the gauges first.
     pub async fn render(&self, governance: &Governance) -> governance_core::Result<String> {
         let counts = governance.registry().count_by_status().await?;
-        let open = self.open_breakers.lock().map(|s| s.len()).unwrap_or(0);
+        // read from the breakers themselves, not inferred from events: a pipeline refused by
+        // the breaker its mode shares with others never sees its own breaker open
+        let refused: Vec<&str> = self
+            .breakers
+            .iter()
+            .filter(|(_, b)| b.state() != BreakerState::Closed)
+            .map(|(mode, _)| mode.as_str())
+            .collect();
+        let open = governance.breaker_blocked_count(&refused).await;
         metrics::with_local_recorder(&*self.recorder, || {
             metrics::gauge!("governance_node_info", "node" => self.node_id.clone()).set(1.0);
             for status in PipelineStatus::ALL {
@@ -110,7 +113,7 @@ impl Metrics {
     }
 }
 
-fn record(ev: &Event, open_breakers: &Mutex<HashSet<PipelineId>>) {
+fn record(ev: &Event) {
     metrics::counter!("governance_events_total", "type" => ev.kind.type_name()).increment(1);
     match &ev.kind {
         EventKind::Error { agent_id, kind, .. } => {
@@ -120,9 +123,6 @@ fn record(ev: &Event, open_breakers: &Mutex<HashSet<PipelineId>>) {
             }
             if kind == "circuit_open" {
                 metrics::counter!("governance_circuit_breaker_opens_total").increment(1);
-                if let Ok(mut s) = open_breakers.lock() {
-                    s.insert(ev.pipeline_id().clone());
-                }
             }
         }
         EventKind::AgentRevoked { .. } => {
@@ -157,20 +157,10 @@ fn record(ev: &Event, open_breakers: &Mutex<HashSet<PipelineId>>) {
             #[allow(clippy::cast_precision_loss)]
             metrics::histogram!("governance_llm_latency_seconds")
                 .record(*latency_ms as f64 / 1000.0);
-            if error.is_none()
-                && let Ok(mut s) = open_breakers.lock()
-            {
-                s.remove(ev.pipeline_id());
-            }
         }
         EventKind::StatusChanged { status, .. } => {
             metrics::counter!("governance_status_changes_total", "status" => status.as_str())
                 .increment(1);
-            if status.is_terminal()
-                && let Ok(mut s) = open_breakers.lock()
-            {
-                s.remove(ev.pipeline_id());
-            }
         }
         _ => {}
     }
