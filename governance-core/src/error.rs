@@ -244,14 +244,19 @@ impl Error {
     pub fn provider_outage(&self) -> Option<String> {
         match self {
             Self::ProviderDown(m) => Some(m.clone()),
-            Self::Llm(f) if f.status == Some(402) => Some(if f.message.contains("out of credits") {
-                format!("the LLM provider refused the call (HTTP 402): {}", f.message)
-            } else {
-                format!(
-                    "the LLM provider refused the call (HTTP 402): out of credits: {}",
-                    f.message
-                )
-            }),
+            Self::Llm(f) if f.status == Some(402) => {
+                Some(if f.message.contains("out of credits") {
+                    format!(
+                        "the LLM provider refused the call (HTTP 402): {}",
+                        f.message
+                    )
+                } else {
+                    format!(
+                        "the LLM provider refused the call (HTTP 402): out of credits: {}",
+                        f.message
+                    )
+                })
+            }
             _ => None,
         }
     }

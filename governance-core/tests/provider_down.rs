@@ -68,7 +68,11 @@ async fn a_provider_answering_500_ends_the_report_stage_failed_within_the_trials
         took <= bound,
         "ended after {took:?} of the paused clock, past the cool-down × (trials + 1) = {bound:?}"
     );
-    let reporter = rec.agents.iter().find(|a| a.agent_id == "REPORTER").unwrap();
+    let reporter = rec
+        .agents
+        .iter()
+        .find(|a| a.agent_id == "REPORTER")
+        .unwrap();
     assert!(
         reporter.reason.as_deref() == Some(failure.as_str()),
         "{reporter:?}"
@@ -101,7 +105,13 @@ async fn a_provider_going_down_during_orchestration_ends_it_failed_with_the_caus
     assert_eq!(rec.status, S::Failed, "{:?}", rec.failure);
     assert_eq!(
         statuses(&events),
-        vec![S::Spawned, S::Running, S::Report, S::Orchestrating, S::Failed]
+        vec![
+            S::Spawned,
+            S::Running,
+            S::Report,
+            S::Orchestrating,
+            S::Failed
+        ]
     );
     let failure = rec.failure.clone().unwrap_or_default();
     assert!(

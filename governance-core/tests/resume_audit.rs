@@ -167,7 +167,13 @@ fn every_resume_is_one_resumed_event_and_starts_are_recorded_once() {
             "one resumed event per resume, naming the status it resumed in"
         );
         // every resume comes after the orchestration started, and before the end
-        let seq_of = |ty: &str| events.iter().find(|e| e.kind.type_name() == ty).unwrap().seq;
+        let seq_of = |ty: &str| {
+            events
+                .iter()
+                .find(|e| e.kind.type_name() == ty)
+                .unwrap()
+                .seq
+        };
         assert!(seq_of("orchestration_started") < seq_of("resumed"));
         assert!(
             events

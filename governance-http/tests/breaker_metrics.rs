@@ -148,7 +148,10 @@ async fn a_pipeline_refused_by_the_shared_breaker_of_its_mode_counts_in_metrics(
     assert_eq!(shared.state(), BreakerState::Open);
     let s = start(Some(shared)).await;
     let text = s.metrics().await;
-    assert!(text.contains(&format!("{GAUGE} 0\n")), "no pipeline yet: {text}");
+    assert!(
+        text.contains(&format!("{GAUGE} 0\n")),
+        "no pipeline yet: {text}"
+    );
 
     let id = s.spawn().await;
     // the REPORTER's first call is refused by the shared breaker, and waits out its cool-down

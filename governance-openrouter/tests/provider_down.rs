@@ -189,7 +189,13 @@ async fn openrouter_going_down_during_orchestration_ends_it_failed_with_the_caus
     assert_eq!(rec.status, S::Failed, "{:?}", rec.failure);
     assert_eq!(
         statuses(&events),
-        vec![S::Spawned, S::Running, S::Report, S::Orchestrating, S::Failed]
+        vec![
+            S::Spawned,
+            S::Running,
+            S::Report,
+            S::Orchestrating,
+            S::Failed
+        ]
     );
     let failure = rec.failure.unwrap_or_default();
     assert!(
@@ -198,9 +204,7 @@ async fn openrouter_going_down_during_orchestration_ends_it_failed_with_the_caus
     );
     assert_eq!(requests(&server).await, 1 + CALLS_UNTIL_GIVEN_UP);
     assert!(
-        !events
-            .iter()
-            .any(|e| e.kind.type_name() == "agent_revoked"),
+        !events.iter().any(|e| e.kind.type_name() == "agent_revoked"),
         "no agent is blamed for the provider"
     );
 }
