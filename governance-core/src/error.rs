@@ -321,6 +321,43 @@ mod tests {
     }
 
     #[test]
+    fn out_of_credits_and_a_provider_down_are_outages_other_errors_are_not() {
+        let llm = |status, message: &str| {
+            Error::Llm(LlmFailure {
+                status: Some(status),
+                provider_code: None,
+                message: message.into(),
+                retryable: status >= 500,
+                retry_after: None,
+            })
+        };
+        let said = llm(402, "out of credits: add credits").provider_outage();
+        assert_eq!(
+            said.as_deref(),
+            Some("the LLM provider refused the call (HTTP 402): out of credits: add credits")
+        );
+        let bare = llm(402, "Payment Required").provider_outage().unwrap();
+        assert!(bare.contains("out of credits") && bare.contains("Payment Required"));
+        let down = Error::ProviderDown("openrouter is down".into());
+        assert_eq!(
+            down.provider_outage().as_deref(),
+            Some("openrouter is down")
+        );
+        assert!(!down.is_retryable());
+        assert_eq!(down.kind(), ErrorKind::CircuitOpen);
+        for e in [
+            llm(500, "x"),
+            llm(400, "x"),
+            Error::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            },
+            Error::Unauthorized("x".into()),
+        ] {
+            assert_eq!(e.provider_outage(), None, "{e}");
+        }
+    }
+
+    #[test]
     fn config_error_names_the_variable() {
         let e = Error::config("ORCHESTRATION_TIMEOUT", "not a number");
         assert!(e.to_string().contains("ORCHESTRATION_TIMEOUT"));
