@@ -111,7 +111,8 @@ pub struct Config {
     /// `GOVERNANCE_BREAKER_TRIALS`: half-open trials a pipeline's open breaker may fail before
     /// the pipeline gives up on its provider and ends FAILED with the cause (default 2; 0 =
     /// give up as soon as the breaker opens). A pipeline whose provider is down thus ends
-    /// within `(trials + 1)` cool-downs instead of waiting out `ORCHESTRATION_TIMEOUT`.
+    /// `trials` cool-downs after its breaker opened instead of waiting out
+    /// `ORCHESTRATION_TIMEOUT`.
     pub breaker_trials: u32,
     /// `GOVERNANCE_MAX_TOKENS_PER_AGENT`, `GOVERNANCE_MAX_TOKENS_PER_PIPELINE`,
     /// `GOVERNANCE_MAX_COST_PER_PIPELINE_USD`, `GOVERNANCE_MAX_COMPLETION_TOKENS`.
