@@ -227,10 +227,13 @@ impl AgentContext {
     /// One governed LLM call: token budget reserved first (refused calls are never sent),
     /// the circuit breaker consulted, retryable failures retried up to
     /// `Config::llm_max_attempts` times (honouring `Retry-After`, else exponential backoff with
-    /// jitter), every attempt recorded as an `llm_call` event.
+    /// jitter), every attempt recorded as an `llm_call` event. When the pipeline's breaker is
+    /// open and its half-open trials (`Config::breaker_trials`) have failed, the call is not
+    /// sent and fails with [`Error::ProviderDown`] naming the cause.
     ///
     /// # Errors
-    /// The last attempt's error, [`Error::BudgetExceeded`] or [`Error::Cancelled`].
+    /// The last attempt's error, [`Error::ProviderDown`], [`Error::BudgetExceeded`] or
+    /// [`Error::Cancelled`].
     pub async fn llm(
         &self,
         purpose: Purpose,
@@ -260,6 +263,9 @@ impl AgentContext {
                 .reserve(u64::from(request.estimated_prompt_tokens()) + u64::from(max_tokens))?;
             if let Err(e) = c.shared.breaker.acquire() {
                 c.budget.settle(reservation, None);
+                if let Some(down) = self.provider_down() {
+                    return Err(down);
+                }
                 self.sleep(e.retry_after().unwrap_or(Duration::from_secs(1)))
                     .await?;
                 continue;
@@ -330,6 +336,11 @@ impl AgentContext {
                     })
                     .await?;
             }
+            if result.is_err()
+                && let Some(down) = self.provider_down()
+            {
+                return Err(down);
+            }
             match result {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_retryable() && sent < c.config.llm_max_attempts => {
@@ -341,6 +352,27 @@ impl AgentContext {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// [`Error::ProviderDown`] when the pipeline's breaker is open and has failed the half-open
+    /// trials it is allowed: the provider stays down, waiting longer is pointless.
+    fn provider_down(&self) -> Option<Error> {
+        let c = &self.inner;
+        let o = c.shared.breaker.outage(c.config.breaker_trials)?;
+        let last = o
+            .last_failure
+            .map_or_else(|| "an unknown error".to_owned(), |e| e.to_string());
+        let trials = match o.failed_trials {
+            0 => String::new(),
+            1 => " and its half-open trial failed too".to_owned(),
+            n => format!(" and {n} half-open trials failed too"),
+        };
+        Some(Error::ProviderDown(format!(
+            "the LLM provider ({}) is down: {} calls in a row failed, the last with: {last}; \
+             the circuit breaker is open{trials}",
+            c.llm.name(),
+            o.consecutive_failures,
+        )))
     }
 
     /// A streaming call: pieces of the answer are published as `agent_message` events to the
@@ -422,7 +454,8 @@ impl AgentContext {
     ///
     /// # Errors
     /// [`Error::Revoked`] when the error budget runs out; errors that retrying cannot fix
-    /// ([`Error::Unauthorized`], [`Error::BudgetExceeded`], [`Error::Cancelled`]) at once.
+    /// ([`Error::Unauthorized`], [`Error::BudgetExceeded`], [`Error::Cancelled`], and a
+    /// provider outage: [`Error::provider_outage`]) at once.
     pub async fn ask<T: LenientParse + Send>(
         &self,
         purpose: Purpose,
@@ -440,6 +473,8 @@ impl AgentContext {
                 Err(e @ (Error::Unauthorized(_) | Error::BudgetExceeded(_) | Error::Cancelled)) => {
                     return Err(e);
                 }
+                // the provider cannot serve the pipeline: not the agent's error to count
+                Err(e) if e.provider_outage().is_some() => return Err(e),
                 Err(e) => self.record_error(&e).await?,
             }
         }

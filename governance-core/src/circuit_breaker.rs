@@ -1,5 +1,7 @@
 //! A circuit breaker around LLM calls (seed: 5 consecutive failures → open; half-open after a
 //! cool-down lets one trial call through; a success closes it, a failure opens it again).
+//! It counts the half-open trials that failed since it last closed and keeps the last failure,
+//! so a pipeline can give up on a provider that stays down ([`CircuitBreaker::outage`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,20 @@ struct Inner {
     opened_at: Option<Instant>,
     trial_in_flight: bool,
     opens: u64,
+    failed_trials: u32,
+    last_failure: Option<Error>,
+}
+
+/// A breaker that opened and stayed open through its half-open trials (see
+/// [`CircuitBreaker::outage`]).
+#[derive(Debug, Clone)]
+pub struct Outage {
+    /// Provider failures in a row (the ones that opened it plus the failed trials).
+    pub consecutive_failures: u32,
+    /// Half-open trials that failed since the breaker last closed.
+    pub failed_trials: u32,
+    /// The last failure.
+    pub last_failure: Option<Error>,
 }
 
 /// A synchronous circuit breaker; cheap to share (`Arc`). Uses tokio's clock, so tests can run
@@ -55,14 +71,19 @@ pub struct CircuitBreaker {
 }
 
 /// Whether an error counts as a provider failure for the breaker: retryable provider errors
-/// (429, 5xx, transport), timeouts and backend failures. Requests the provider rejected as
-/// invalid (400, 404, ...), refused credentials, budget refusals, an open breaker, cancellation
-/// and unparseable model output do not: they say nothing about the provider's health.
+/// (429, 5xx, transport), timeouts and backend failures, and a call that a breaker further in
+/// refused (a process-wide [`BreakerLlm`] around the client: the provider is known to be down).
+/// Requests the provider rejected as invalid (400, 404, ...), refused credentials, budget
+/// refusals, cancellation and unparseable model output do not: they say nothing about the
+/// provider's health. (A breaker's own refusals never reach its [`CircuitBreaker::record`].)
 #[must_use]
 pub fn counts_as_failure(e: &Error) -> bool {
     match e {
         Error::Llm(f) => f.retryable,
-        Error::Timeout(_) | Error::Backend { .. } => true,
+        Error::Timeout(_)
+        | Error::Backend { .. }
+        | Error::CircuitOpen { .. }
+        | Error::ProviderDown(_) => true,
         _ => false,
     }
 }
@@ -79,6 +100,8 @@ impl CircuitBreaker {
                 opened_at: None,
                 trial_in_flight: false,
                 opens: 0,
+                failed_trials: 0,
+                last_failure: None,
             }),
         }
     }
@@ -99,6 +122,19 @@ impl CircuitBreaker {
     #[must_use]
     pub fn times_opened(&self) -> u64 {
         self.inner.lock().opens
+    }
+
+    /// `Some` when the breaker is open (or half-open) and at least `max_trials` half-open
+    /// trials have failed since it last closed: the provider stays down, and a caller that
+    /// allows `max_trials` trials gives up. With `max_trials` 0, as soon as it is open.
+    #[must_use]
+    pub fn outage(&self, max_trials: u32) -> Option<Outage> {
+        let i = self.inner.lock();
+        (i.state != BreakerState::Closed && i.failed_trials >= max_trials).then(|| Outage {
+            consecutive_failures: i.consecutive_failures,
+            failed_trials: i.failed_trials,
+            last_failure: i.last_failure.clone(),
+        })
     }
 
     /// Asks to send one call.
@@ -144,9 +180,15 @@ impl CircuitBreaker {
                 i.state = BreakerState::Closed;
                 i.consecutive_failures = 0;
                 i.opened_at = None;
+                i.failed_trials = 0;
+                i.last_failure = None;
             }
             Err(e) if counts_as_failure(e) => {
                 i.consecutive_failures = i.consecutive_failures.saturating_add(1);
+                i.last_failure = Some(e.clone());
+                if i.state == BreakerState::HalfOpen {
+                    i.failed_trials = i.failed_trials.saturating_add(1);
+                }
                 if i.state == BreakerState::HalfOpen
                     || i.consecutive_failures >= self.config.failure_threshold
                 {
@@ -263,6 +305,47 @@ mod tests {
         b.record(Err(&fail()));
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.times_opened(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_an_outage_once_the_allowed_trials_failed_and_forgets_it_on_success() {
+        let b = CircuitBreaker::new(BreakerConfig {
+            failure_threshold: 2,
+            cooldown: Duration::from_secs(5),
+        });
+        for _ in 0..2 {
+            assert!(b.outage(0).is_none(), "closed: no outage");
+            b.acquire().unwrap();
+            b.record(Err(&fail()));
+        }
+        let o = b.outage(0).expect("open, and 0 trials allowed");
+        assert_eq!((o.consecutive_failures, o.failed_trials), (2, 0));
+        assert!(b.outage(1).is_none(), "one trial still allowed");
+        for trial in 1..=2 {
+            tokio::time::advance(Duration::from_secs(5)).await;
+            b.acquire().unwrap();
+            b.record(Err(&fail()));
+            assert_eq!(b.outage(2).is_some(), trial == 2, "trial {trial}");
+        }
+        let o = b.outage(2).unwrap();
+        assert_eq!((o.consecutive_failures, o.failed_trials), (4, 2));
+        assert!(o.last_failure.unwrap().to_string().contains("HTTP 503"));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        b.acquire().unwrap();
+        b.record(Ok(()));
+        assert!(b.outage(0).is_none());
+        assert!(b.outage(2).is_none());
+    }
+
+    #[test]
+    fn a_refusal_by_a_breaker_further_in_counts_as_a_failure() {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        for _ in 0..5 {
+            b.record(Err(&Error::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            }));
+        }
+        assert_eq!(b.state(), BreakerState::Open);
     }
 
     #[test]

@@ -111,6 +111,12 @@ pub struct Config {
     pub error_budget: ErrorBudgetLimits,
     /// `GOVERNANCE_BREAKER_THRESHOLD`, `GOVERNANCE_BREAKER_COOLDOWN_SECS`.
     pub breaker: BreakerConfig,
+    /// `GOVERNANCE_BREAKER_TRIALS`: half-open trials a pipeline's open breaker may fail before
+    /// the pipeline gives up on its provider and ends FAILED with the cause (default 2; 0 =
+    /// give up as soon as the breaker opens). A pipeline whose provider is down thus ends
+    /// `trials` cool-downs after its breaker opened instead of waiting out
+    /// `ORCHESTRATION_TIMEOUT`.
+    pub breaker_trials: u32,
     /// `GOVERNANCE_MAX_TOKENS_PER_AGENT`, `GOVERNANCE_MAX_TOKENS_PER_PIPELINE`,
     /// `GOVERNANCE_MAX_COST_PER_PIPELINE_USD`, `GOVERNANCE_MAX_COMPLETION_TOKENS`.
     pub budgets: TokenBudgetConfig,
@@ -134,6 +140,7 @@ impl Default for Config {
             gamma: GammaThresholds::default(),
             error_budget: ErrorBudgetLimits::default(),
             breaker: BreakerConfig::default(),
+            breaker_trials: 2,
             budgets: TokenBudgetConfig::default(),
             llm_max_attempts: 3,
             max_proposals_per_agent: 8,
@@ -210,6 +217,9 @@ impl Config {
         }
         if let Some(v) = get("GOVERNANCE_BREAKER_COOLDOWN_SECS") {
             c.breaker.cooldown = parse_secs("GOVERNANCE_BREAKER_COOLDOWN_SECS", &v)?;
+        }
+        if let Some(v) = get("GOVERNANCE_BREAKER_TRIALS") {
+            c.breaker_trials = parse_num("GOVERNANCE_BREAKER_TRIALS", &v, 0)?;
         }
         if let Some(v) = get("GOVERNANCE_MAX_TOKENS_PER_AGENT") {
             c.budgets.max_tokens_per_agent = parse_num("GOVERNANCE_MAX_TOKENS_PER_AGENT", &v, 1)?;
@@ -350,5 +360,14 @@ mod tests {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert!(e.to_string().contains(k), "{e}");
         }
+    }
+
+    #[test]
+    fn breaker_trials_default_to_two_and_zero_is_allowed() {
+        assert_eq!(cfg(&[]).unwrap().breaker_trials, 2);
+        let c = cfg(&[("GOVERNANCE_BREAKER_TRIALS", "0")]).unwrap();
+        assert_eq!(c.breaker_trials, 0);
+        let e = cfg(&[("GOVERNANCE_BREAKER_TRIALS", "-1")]).unwrap_err();
+        assert!(e.to_string().contains("GOVERNANCE_BREAKER_TRIALS"), "{e}");
     }
 }

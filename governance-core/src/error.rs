@@ -151,6 +151,11 @@ pub enum Error {
         /// Time until the breaker lets a trial call through.
         retry_after: Duration,
     },
+    /// The LLM provider is down for this pipeline: its circuit breaker opened and stayed open
+    /// through the allowed half-open trials ([`crate::Config::breaker_trials`]). Not retryable:
+    /// the pipeline ends FAILED with this message as its `failure`.
+    #[error("{0}")]
+    ProviderDown(String),
     /// The model's answer could not be parsed.
     #[error("malformed model output: {0}")]
     MalformedOutput(String),
@@ -199,7 +204,7 @@ impl Error {
             Self::Llm(_) => ErrorKind::Llm,
             Self::Unauthorized(_) => ErrorKind::Unauthorized,
             Self::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
-            Self::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            Self::CircuitOpen { .. } | Self::ProviderDown(_) => ErrorKind::CircuitOpen,
             Self::MalformedOutput(_) => ErrorKind::MalformedOutput,
             Self::ProcedureViolation(_) => ErrorKind::ProcedureViolation,
             Self::Revoked(_) => ErrorKind::Revoked,
@@ -227,6 +232,31 @@ impl Error {
         match self {
             Self::Llm(f) => f.retry_after,
             Self::CircuitOpen { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Why a pipeline must end when one of its LLM calls failed with this error, or `None`:
+    /// the provider cannot serve the pipeline at all, so neither retrying nor handing the work
+    /// to another agent can help. That is [`Error::ProviderDown`] (the breaker gave up) and an
+    /// HTTP 402 (the account is out of credits).
+    #[must_use]
+    pub fn provider_outage(&self) -> Option<String> {
+        match self {
+            Self::ProviderDown(m) => Some(m.clone()),
+            Self::Llm(f) if f.status == Some(402) => {
+                Some(if f.message.contains("out of credits") {
+                    format!(
+                        "the LLM provider refused the call (HTTP 402): {}",
+                        f.message
+                    )
+                } else {
+                    format!(
+                        "the LLM provider refused the call (HTTP 402): out of credits: {}",
+                        f.message
+                    )
+                })
+            }
             _ => None,
         }
     }
@@ -288,6 +318,43 @@ mod tests {
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(e.kind(), ErrorKind::Llm);
         assert_eq!(e.to_string(), "llm error (HTTP 429): rate limited");
+    }
+
+    #[test]
+    fn out_of_credits_and_a_provider_down_are_outages_other_errors_are_not() {
+        let llm = |status, message: &str| {
+            Error::Llm(LlmFailure {
+                status: Some(status),
+                provider_code: None,
+                message: message.into(),
+                retryable: status >= 500,
+                retry_after: None,
+            })
+        };
+        let said = llm(402, "out of credits: add credits").provider_outage();
+        assert_eq!(
+            said.as_deref(),
+            Some("the LLM provider refused the call (HTTP 402): out of credits: add credits")
+        );
+        let bare = llm(402, "Payment Required").provider_outage().unwrap();
+        assert!(bare.contains("out of credits") && bare.contains("Payment Required"));
+        let down = Error::ProviderDown("openrouter is down".into());
+        assert_eq!(
+            down.provider_outage().as_deref(),
+            Some("openrouter is down")
+        );
+        assert!(!down.is_retryable());
+        assert_eq!(down.kind(), ErrorKind::CircuitOpen);
+        for e in [
+            llm(500, "x"),
+            llm(400, "x"),
+            Error::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            },
+            Error::Unauthorized("x".into()),
+        ] {
+            assert_eq!(e.provider_outage(), None, "{e}");
+        }
     }
 
     #[test]

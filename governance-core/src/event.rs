@@ -68,7 +68,18 @@ pub enum EventKind {
         /// Roles started (`ALPHA`, `BETA`, custom roles).
         agents: Vec<String>,
     },
-    /// An agent was started.
+    /// The pipeline was picked up again after its process stopped (a crash, a shutdown, or a
+    /// dead node's pipeline taken over): agents that were running restart from the blackboard.
+    /// Their `agent_spawned` and the `orchestration_started` are in the ledger already and are
+    /// not repeated.
+    Resumed {
+        /// Pipeline.
+        pipeline_id: PipelineId,
+        /// The status it resumed in.
+        status: PipelineStatus,
+    },
+    /// An agent was started (once per agent and pipeline: a restart after a resume or a
+    /// transient backend error is not a new spawn).
     AgentSpawned {
         /// Pipeline.
         pipeline_id: PipelineId,
@@ -224,6 +235,7 @@ impl EventKind {
         match self {
             Self::StatusChanged { .. } => "status_changed",
             Self::OrchestrationStarted { .. } => "orchestration_started",
+            Self::Resumed { .. } => "resumed",
             Self::AgentSpawned { .. } => "agent_spawned",
             Self::AgentMessage { .. } => "agent_message",
             Self::GammaSpawned { .. } => "gamma_spawned",
@@ -245,6 +257,7 @@ impl EventKind {
         match self {
             Self::StatusChanged { pipeline_id, .. }
             | Self::OrchestrationStarted { pipeline_id, .. }
+            | Self::Resumed { pipeline_id, .. }
             | Self::AgentSpawned { pipeline_id, .. }
             | Self::AgentMessage { pipeline_id, .. }
             | Self::GammaSpawned { pipeline_id, .. }

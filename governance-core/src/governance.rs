@@ -588,6 +588,25 @@ impl Governance {
         self.engine.live.lock().len()
     }
 
+    /// Live pipelines being driven whose LLM calls a circuit breaker refuses now: the
+    /// pipeline's own breaker is open or half-open (no call has succeeded since it opened), or
+    /// its LLM mode is in `modes_refused` (a breaker shared by every pipeline of that mode, as
+    /// `serve` keeps around its OpenRouter client, is not closed).
+    pub async fn breaker_blocked_count(&self, modes_refused: &[&str]) -> usize {
+        let lives: Vec<_> = self.engine.live.lock().values().cloned().collect();
+        let mut n = 0;
+        for live in lives.into_iter().filter(|l| l.is_driven()) {
+            let own = live.shared.breaker.state() != crate::BreakerState::Closed;
+            if own
+                || (!modes_refused.is_empty()
+                    && modes_refused.contains(&live.with_record(|r| r.mode.clone()).await.as_str()))
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Graceful shutdown: cancels every running pipeline's agents, writes a checkpoint of each
     /// in its current (non-terminal) status, and waits at most `grace` for that. The pipelines
     /// are *suspended*, not stopped: an engine started later on the same stores picks them up

@@ -47,7 +47,7 @@ pub use blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,
     VoteOutcome,
 };
-pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker};
+pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker, Outage};
 pub use config::{BreakerConfig, Config, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig};
 pub use error::{Error, ErrorKind, LlmFailure, Result};
 pub use error_budget::{BudgetVerdict, CountingErrorBudget, ErrorBudget, ErrorCounts};

@@ -64,15 +64,18 @@ pub(crate) async fn orchestrate(
     let mut roles: Vec<(Arc<dyn Agent>, bool)> =
         vec![(engine.alpha.clone(), true), (engine.beta.clone(), true)];
     roles.extend(engine.extra_roles.iter().map(|r| (r.clone(), false)));
-    live.shared
-        .emitter
-        .emit(EventKind::OrchestrationStarted {
-            pipeline_id: live.shared.id.clone(),
-            model,
-            mode,
-            agents: roles.iter().map(|(r, _)| r.role().to_owned()).collect(),
-        })
-        .await?;
+    // once per pipeline: a resumed orchestration is in the ledger as `resumed`
+    if !std::mem::replace(&mut live.shared.recorded.lock().orchestration_started, true) {
+        live.shared
+            .emitter
+            .emit(EventKind::OrchestrationStarted {
+                pipeline_id: live.shared.id.clone(),
+                model,
+                mode,
+                agents: roles.iter().map(|(r, _)| r.role().to_owned()).collect(),
+            })
+            .await?;
+    }
     let agents_token = live.stop.child_token();
     let mut running = Running {
         set: JoinSet::new(),
@@ -233,15 +236,19 @@ async fn spawn_agent(
         running.voters.push((id.clone(), agent.votes()));
     }
     running.agents.insert(id.clone(), (agent.clone(), gamma));
-    live.shared
-        .emitter
-        .emit(EventKind::AgentSpawned {
-            pipeline_id: live.shared.id.clone(),
-            agent_id: id.clone(),
-            role: role.clone(),
-            runtime: "tokio".into(),
-        })
-        .await?;
+    // once per agent: a restart (resume, transient backend error) is not a new spawn
+    let first = live.shared.recorded.lock().spawned.insert(id.clone());
+    if first {
+        live.shared
+            .emitter
+            .emit(EventKind::AgentSpawned {
+                pipeline_id: live.shared.id.clone(),
+                agent_id: id.clone(),
+                role: role.clone(),
+                runtime: "tokio".into(),
+            })
+            .await?;
+    }
     let span = tracing::info_span!(
         "agent",
         pipeline_id = %live.shared.id,
@@ -326,6 +333,13 @@ async fn agent_exited(
             return Ok(Some(Outcome::OrchestrationError(format!(
                 "LLM provider refused the credentials ({id}): {m}"
             ))));
+        }
+        // the provider cannot serve this pipeline (breaker gave up, out of credits): the other
+        // agents are blocked by the same breaker or account, so end now with the cause
+        Err(e) if e.provider_outage().is_some() => {
+            return Ok(Some(Outcome::Failed(
+                e.provider_outage().unwrap_or_default(),
+            )));
         }
         Err(_) => {}
     }

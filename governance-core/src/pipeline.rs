@@ -495,6 +495,10 @@ async fn run_report_stage(engine: &Arc<Engine>, live: &Arc<Live>) -> Result<bool
                 "LLM provider refused the credentials: {m}"
             ))),
         ),
+        Err(e) if e.provider_outage().is_some() => (
+            AgentState::Failed,
+            Some(Outcome::Failed(e.provider_outage().unwrap_or_default())),
+        ),
         Err(e @ Error::Revoked(_)) => (
             AgentState::Revoked,
             Some(Outcome::Failed(format!("REPORTER {e}"))),
@@ -554,7 +558,10 @@ pub(crate) async fn finish(engine: &Arc<Engine>, live: &Arc<Live>, outcome: Outc
     let id = live.shared.id.clone();
     let snapshot = snapshot_retrying(engine, &id).await.unwrap_or_default();
     let status = outcome.status();
-    let degraded = live.shared.quorum() < 2;
+    // degraded: a lone agent decided, i.e. the consensus was accepted with a single approval
+    // (only possible at quorum 1, after its partner was lost). The quorum *now* says nothing:
+    // it drops to 1 whenever the agents finish.
+    let degraded = snapshot.consensus.as_ref().is_some_and(|c| c.votes < 2);
     let report = live.shared.report.lock().clone();
     let results = crate::results::build(&snapshot, status, degraded, report.as_deref());
     let orchestrated = live

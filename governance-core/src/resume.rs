@@ -87,6 +87,20 @@ pub(crate) async fn resume_one(
         return Ok(false);
     }
     tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
+    // the audit trail shows a resume as what it is; the agents' spawns are not repeated
+    let resumed = live
+        .shared
+        .emitter
+        .emit(EventKind::Resumed {
+            pipeline_id: id.clone(),
+            status: record.status,
+        })
+        .await;
+    if let Err(e) = resumed {
+        // not resumed: leave it to the next attempt (or another node)
+        engine.live.lock().remove(&id);
+        return Err(e);
+    }
     match record.status {
         PipelineStatus::Spawned | PipelineStatus::Running => {
             start(engine, live, Stage::Running);
@@ -173,6 +187,8 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     let mut proposals = std::collections::HashSet::new();
     let mut votes = std::collections::HashSet::new();
     let mut recorded = false;
+    let mut started = false;
+    let mut spawned = std::collections::HashSet::new();
     let mut after = 0;
     loop {
         let events = engine.ledger.read(id, after, 1000).await?;
@@ -189,6 +205,10 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
                     votes.insert((proposal_id, voter));
                 }
                 EventKind::ConsensusReached { .. } => recorded = true,
+                EventKind::OrchestrationStarted { .. } => started = true,
+                EventKind::AgentSpawned { agent_id, .. } => {
+                    spawned.insert(agent_id);
+                }
                 _ => {}
             }
         }
@@ -197,6 +217,8 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
         let mut r = live.shared.recorded.lock();
         r.proposals.extend(proposals);
         r.votes.extend(votes);
+        r.orchestration_started = started;
+        r.spawned.extend(spawned);
     }
     // A shared blackboard (Redis) outlives the process that died; it may hold a proposal or
     // a vote whose event that process never wrote (it died between the two). Record them, so

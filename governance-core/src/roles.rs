@@ -7,7 +7,8 @@
 //! a custom voting role) and becomes the pipeline's consensus if it is the first; it is
 //! *rejected* at `quorum` rejections. When one of ALPHA/BETA has failed or been revoked and no
 //! other voter is running, the quorum drops to 1 and the surviving agent takes over its
-//! partner's work from the handoff (results are then marked `degraded`).
+//! partner's work from the handoff (results are marked `degraded` when the consensus was then
+//! accepted with that lone approval).
 //! The pipeline is COMPLETED when it has a consensus and a solution built from it.
 
 use async_trait::async_trait;

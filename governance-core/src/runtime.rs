@@ -42,6 +42,10 @@ pub(crate) struct Shared {
 pub(crate) struct Recorded {
     pub proposals: std::collections::HashSet<crate::ids::ProposalId>,
     pub votes: std::collections::HashSet<(crate::ids::ProposalId, crate::ids::AgentId)>,
+    /// `orchestration_started` is in the ledger (a resumed orchestration does not repeat it).
+    pub orchestration_started: bool,
+    /// Agents whose `agent_spawned` is in the ledger (a restart does not repeat it).
+    pub spawned: std::collections::HashSet<crate::ids::AgentId>,
 }
 
 impl Shared {

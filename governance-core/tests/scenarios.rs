@@ -34,6 +34,11 @@ async fn pipeline_reaches_consensus_and_completes() {
     );
     let results = rec.results.expect("results");
     assert_eq!(results["partial"], false);
+    assert_eq!(
+        results["degraded"], false,
+        "ALPHA and BETA both voted: not a lone agent's decision"
+    );
+    assert_eq!(results["consensus"]["votes"], 2);
     assert!(results["solution"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(rec.usage.calls >= 4);
     assert!(

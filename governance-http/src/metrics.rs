@@ -8,11 +8,10 @@
 //! The recorder is local to one [`crate::AppState`] (never installed globally), so several
 //! routers in one process (tests, embedding services) keep separate numbers.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use governance_core::{CircuitBreaker, Event, EventKind, Governance, PipelineId, PipelineStatus};
+use governance_core::{BreakerState, CircuitBreaker, Event, EventKind, Governance, PipelineStatus};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -31,8 +30,6 @@ const COST_TOTAL: &str = "governance_llm_cost_usd_total";
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    /// Pipelines whose circuit breaker opened and has not let a call through since.
-    open_breakers: Arc<Mutex<HashSet<PipelineId>>>,
     breakers: Vec<(String, Arc<CircuitBreaker>)>,
     /// This node's id, the `node` label of `governance_node_info`.
     node_id: String,
@@ -61,10 +58,9 @@ impl Metrics {
         metrics::with_local_recorder(&recorder, describe);
         let handle = recorder.handle();
         let recorder = Arc::new(recorder);
-        let open_breakers = Arc::new(Mutex::new(HashSet::new()));
         let cost_usd = Arc::new(AtomicU64::new(0f64.to_bits()));
         let mut rx = governance.subscribe();
-        let (rec, open, cost) = (recorder.clone(), open_breakers.clone(), cost_usd.clone());
+        let (rec, cost) = (recorder.clone(), cost_usd.clone());
         tokio::spawn(async move {
             loop {
                 let ev = tokio::select! {
@@ -74,7 +70,7 @@ impl Metrics {
                 match ev {
                     Ok(ev) => {
                         add_cost(&ev, &cost);
-                        metrics::with_local_recorder(&*rec, || record(&ev, &open));
+                        metrics::with_local_recorder(&*rec, || record(&ev));
                     }
                     Err(RecvError::Lagged(n)) => metrics::with_local_recorder(&*rec, || {
                         metrics::counter!("governance_metrics_events_missed_total").increment(n);
@@ -86,7 +82,6 @@ impl Metrics {
         Self {
             recorder,
             handle,
-            open_breakers,
             breakers,
             node_id,
             cost_usd,
@@ -111,7 +106,15 @@ impl Metrics {
     /// Renders the Prometheus text exposition, refreshing the gauges first.
     pub async fn render(&self, governance: &Governance) -> governance_core::Result<String> {
         let counts = governance.registry().count_by_status().await?;
-        let open = self.open_breakers.lock().map(|s| s.len()).unwrap_or(0);
+        // read from the breakers themselves, not inferred from events: a pipeline refused by
+        // the breaker its mode shares with others never sees its own breaker open
+        let refused: Vec<&str> = self
+            .breakers
+            .iter()
+            .filter(|(_, b)| b.state() != BreakerState::Closed)
+            .map(|(mode, _)| mode.as_str())
+            .collect();
+        let open = governance.breaker_blocked_count(&refused).await;
         metrics::with_local_recorder(&*self.recorder, || {
             metrics::gauge!("governance_node_info", "node" => self.node_id.clone()).set(1.0);
             for status in PipelineStatus::ALL {
@@ -246,7 +249,7 @@ fn render_cost(text: &mut String, total: f64) {
     );
 }
 
-fn record(ev: &Event, open_breakers: &Mutex<HashSet<PipelineId>>) {
+fn record(ev: &Event) {
     metrics::counter!("governance_events_total", "type" => ev.kind.type_name()).increment(1);
     match &ev.kind {
         EventKind::Error { agent_id, kind, .. } => {
@@ -256,9 +259,6 @@ fn record(ev: &Event, open_breakers: &Mutex<HashSet<PipelineId>>) {
             }
             if kind == "circuit_open" {
                 metrics::counter!("governance_circuit_breaker_opens_total").increment(1);
-                if let Ok(mut s) = open_breakers.lock() {
-                    s.insert(ev.pipeline_id().clone());
-                }
             }
         }
         EventKind::AgentRevoked { .. } => {
@@ -289,20 +289,10 @@ fn record(ev: &Event, open_breakers: &Mutex<HashSet<PipelineId>>) {
             #[allow(clippy::cast_precision_loss)]
             metrics::histogram!("governance_llm_latency_seconds")
                 .record(*latency_ms as f64 / 1000.0);
-            if error.is_none()
-                && let Ok(mut s) = open_breakers.lock()
-            {
-                s.remove(ev.pipeline_id());
-            }
         }
         EventKind::StatusChanged { status, .. } => {
             metrics::counter!("governance_status_changes_total", "status" => status.as_str())
                 .increment(1);
-            if status.is_terminal()
-                && let Ok(mut s) = open_breakers.lock()
-            {
-                s.remove(ev.pipeline_id());
-            }
         }
         _ => {}
     }

@@ -135,7 +135,7 @@ pub fn document() -> Value {
         "Event": {"type": "object", "required": ["type", "seq", "ts", "data"], "properties": {
             "type": {"type": "string", "enum": ["status_changed", "orchestration_started", "agent_spawned", "agent_message", "gamma_spawned",
                 "proposal_created", "vote_cast", "consensus_reached", "llm_call", "agent_revoked", "handoff_created",
-                "checkpoint_created", "error", "orchestration_complete"]},
+                "checkpoint_created", "error", "orchestration_complete", "resumed"]},
             "seq": {"type": "integer", "description": "per pipeline, gap-free, from 1"}, "ts": {"type": "string", "format": "date-time"},
             "data": {"type": "object", "required": ["pipeline_id"], "properties": {"pipeline_id": {"type": "string"}}}}},
         "Logs": {"type": "object", "properties": {"pipeline_id": {"type": "string"}, "events": {"type": "array", "items": obj("Event")},
