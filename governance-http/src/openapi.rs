@@ -19,7 +19,8 @@ use crate::state::MAX_PAGE;
 const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// Contains a character that is not white space (as Rust's `char::is_whitespace` has it): the
 /// objective is trimmed and must not be empty.
-const NON_BLANK: &str = "[^\\t-\\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]";
+const NON_BLANK: &str =
+    "[^\\t-\\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]";
 /// A model name: printable ASCII without spaces, 1–200 characters.
 pub const MODEL_PATTERN: &str = "^[!-~]{1,200}$";
 /// Event types a pipeline's ledger holds.
@@ -89,8 +90,14 @@ fn secured(mut op: Value, errors: &[(&str, &str)], rest: bool) -> Value {
         responses.insert((*status).into(), err(desc));
     }
     if rest {
-        responses.insert("408".into(), err("the request took longer than the server's request timeout"));
-        responses.insert("503".into(), err("a backend is unavailable (answered with Retry-After when it is worth retrying)"));
+        responses.insert(
+            "408".into(),
+            err("the request took longer than the server's request timeout"),
+        );
+        responses.insert(
+            "503".into(),
+            err("a backend is unavailable (answered with Retry-After when it is worth retrying)"),
+        );
     }
     op
 }
@@ -111,7 +118,11 @@ fn pipeline_links() -> Value {
 
 fn feed_params(query_token: bool) -> Vec<Value> {
     let mut params = vec![
-        q("pipeline_id", &id_schema(), "only this pipeline's events (404 when unknown)"),
+        q(
+            "pipeline_id",
+            &id_schema(),
+            "only this pipeline's events (404 when unknown)",
+        ),
         q(
             "since",
             &uint(u64::MAX),
@@ -141,10 +152,26 @@ fn feed_params(query_token: bool) -> Vec<Value> {
 fn ws_params() -> Vec<Value> {
     let mut params = feed_params(true);
     for (name, schema, desc) in [
-        ("Connection", json!({"type": "string", "pattern": "[Uu][Pp][Gg][Rr][Aa][Dd][Ee]"}), "contains `upgrade`"),
-        ("Upgrade", json!({"type": "string", "enum": ["websocket"]}), "`websocket`"),
-        ("Sec-WebSocket-Version", json!({"type": "string", "enum": ["13"]}), "`13`"),
-        ("Sec-WebSocket-Key", json!({"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"}), "16 random bytes, base64"),
+        (
+            "Connection",
+            json!({"type": "string", "pattern": "[Uu][Pp][Gg][Rr][Aa][Dd][Ee]"}),
+            "contains `upgrade`",
+        ),
+        (
+            "Upgrade",
+            json!({"type": "string", "enum": ["websocket"]}),
+            "`websocket`",
+        ),
+        (
+            "Sec-WebSocket-Version",
+            json!({"type": "string", "enum": ["13"]}),
+            "`13`",
+        ),
+        (
+            "Sec-WebSocket-Key",
+            json!({"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"}),
+            "16 random bytes, base64",
+        ),
     ] {
         params.push(json!({"name": name, "in": "header", "required": true, "schema": schema, "description": desc}));
     }
@@ -153,7 +180,8 @@ fn ws_params() -> Vec<Value> {
 
 fn paths() -> Value {
     let any = json!({"type": "object"});
-    let html = json!({"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}});
+    let html =
+        json!({"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}});
     let mut spawned = ok("spawned", &obj("Spawned"));
     spawned["links"] = pipeline_links();
     let mut continued = ok("orchestrating", &obj("Status"));

@@ -32,7 +32,14 @@ async fn the_document_is_built_for_this_server() {
     assert!(ws["101"].is_object() && ws["426"].is_object(), "{ws}");
     // a stateful tester reaches the operations on a pipeline from spawn's answer
     let links = &doc["paths"]["/api/spawn"]["post"]["responses"]["201"]["links"];
-    for op in ["getPipeline", "orchestration", "stop", "report", "logs", "continue"] {
+    for op in [
+        "getPipeline",
+        "orchestration",
+        "stop",
+        "report",
+        "logs",
+        "continue",
+    ] {
         assert_eq!(links[op]["operationId"], op, "{links}");
     }
     s.shutdown().await;
@@ -74,7 +81,10 @@ async fn spawn_accepts_exactly_what_the_schema_allows() {
         (with("model", json!("m".repeat(201))), 400),
         (with("objective", json!(" \t\u{3000}")), 400),
         // maxLength counts the whole string, blanks included
-        (with("objective", json!(format!("x{}", " ".repeat(50)))), 400),
+        (
+            with("objective", json!(format!("x{}", " ".repeat(50)))),
+            400,
+        ),
         (with("mode", json!("openrouter")), 400), // not a mode of this server
     ];
     for (body, want) in cases {

@@ -15,7 +15,9 @@ use tokio_tungstenite::tungstenite::Message;
 const HANG: Duration = Duration::from_secs(60);
 
 fn is_final(v: &Value, id: &str) -> bool {
-    v["type"] == "checkpoint_created" && v["data"]["final"] == true && v["data"]["pipeline_id"] == id
+    v["type"] == "checkpoint_created"
+        && v["data"]["final"] == true
+        && v["data"]["pipeline_id"] == id
 }
 
 /// Reads `GET /api/events?{query}` until the final checkpoint of `until`; returns every event.
