@@ -275,10 +275,10 @@ impl Feed {
             () = self.cancel.cancelled() => return Ok(()),
             p = self.gov.events(&id, after, PAGE) => p.map_err(|e| e.to_string())?,
         };
-        if page.len() < PAGE {
-            if let Some(q) = self.to_replay.as_mut() {
-                q.pop_front();
-            }
+        if page.len() < PAGE
+            && let Some(q) = self.to_replay.as_mut()
+        {
+            q.pop_front();
         }
         self.buffer_page(after, page);
         Ok(())
