@@ -17,7 +17,8 @@ async fn main() {
         .unwrap_or_else(|| "http://127.0.0.1:3101".to_owned());
     let clients: usize = args.next().map_or(1000, |v| v.parse().expect("clients"));
     let pipelines: usize = args.next().map_or(10, |v| v.parse().expect("pipelines"));
-    let ws_url = format!("{}/ws", base.replacen("http", "ws", 1));
+    // live events only: earlier pipelines are not replayed into the count
+    let ws_url = format!("{}/ws?replay_secs=0", base.replacen("http", "ws", 1));
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let started = Instant::now();

@@ -301,7 +301,7 @@ async fn list_filters_pages_and_counts() {
     assert_eq!(body["pipelines"].as_array().unwrap().len(), 2);
     assert_eq!(body["total"], 5);
     assert_eq!(body["counts"]["REPORT"], 5);
-    let (_, page3) = s.get("/api/pipelines?status=report&limit=2&offset=4").await;
+    let (_, page3) = s.get("/api/pipelines?status=REPORT&limit=2&offset=4").await;
     assert_eq!(page3["pipelines"].as_array().unwrap().len(), 1);
     let (_, none) = s.get("/api/pipelines?status=COMPLETED").await;
     assert_eq!(none["pipelines"].as_array().unwrap().len(), 0);

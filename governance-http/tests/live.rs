@@ -158,7 +158,8 @@ async fn ws_replay_while_running_switches_to_live_without_gaps() {
 async fn ws_rejects_bad_queries_and_foreign_origins() {
     let s = start().await;
     for (q, want) in [
-        ("?since=3", 400),
+        ("?replay_secs=3601", 400),
+        ("?replay_secs=-1", 400),
         ("?pipeline_id=a:b", 400),
         ("?pipeline_id=unknown", 404),
         ("?since=x", 400),
@@ -284,7 +285,7 @@ async fn sse_replays_with_since_and_last_event_id() {
     assert_eq!(rest, (13..=n).collect::<Vec<_>>());
     let r = s
         .client
-        .get(s.url("/api/events?since=1"))
+        .get(s.url("/api/events?replay_secs=3601"))
         .send()
         .await
         .unwrap();
@@ -309,7 +310,10 @@ async fn run_to_end(gov: &Governance) -> PipelineId {
 async fn a_slow_single_pipeline_client_catches_up_from_the_ledger() {
     let gov = Governance::builder().event_capacity(16).build().unwrap();
     // a feed that subscribes now and is not read until the pipeline has ended (lagging)
-    let spec_query = FeedQuery::default();
+    let spec_query = FeedQuery {
+        replay_secs: Some(0),
+        ..FeedQuery::default()
+    };
     let all_spec = FeedSpec::from_query(&gov, &spec_query).await.unwrap();
     let mut all_feed = Feed::new(&gov, all_spec, CancellationToken::new());
     let id = run_to_end(&gov).await;

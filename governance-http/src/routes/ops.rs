@@ -79,9 +79,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .into_response())
 }
 
-/// `GET /openapi.json`.
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
+/// `GET /openapi.json`: the document for this server's LLM modes and objective limit.
+pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    Json(crate::openapi::document(
+        &state.gov().modes(),
+        state.settings().max_objective_len,
+    ))
 }
 
 /// `GET /docs`: a small page rendering `/openapi.json` (no external assets).

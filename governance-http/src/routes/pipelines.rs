@@ -31,8 +31,8 @@ pub struct SpawnBody {
     /// Model name.
     #[serde(default)]
     pub model: Option<String>,
-    /// Orchestration timeout in seconds.
-    #[serde(default)]
+    /// Orchestration timeout in seconds (a JSON number with no fraction: `30` or `30.0`).
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub timeout: Option<u64>,
 }
 
@@ -48,8 +48,8 @@ pub struct ContinueBody {
     /// Model name.
     #[serde(default)]
     pub model: Option<String>,
-    /// Orchestration timeout in seconds.
-    #[serde(default)]
+    /// Orchestration timeout in seconds (a JSON number with no fraction: `30` or `30.0`).
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub timeout: Option<u64>,
 }
 
@@ -127,8 +127,41 @@ impl<'a> PipelineSummary<'a> {
     }
 }
 
+/// A whole number of seconds: JSON (and the document's `integer`) does not tell `30` from
+/// `30.0`, so both are accepted; a fraction or a negative number is refused (400).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(f) if f.fract() == 0.0 && (0.0..=86_400.0).contains(&f) => Ok(Some(f as u64)),
+        // out of range: the engine answers "between 1 second and 24 hours"
+        Some(f) if f.fract() == 0.0 && f > 86_400.0 => Ok(Some(u64::MAX)),
+        _ => Err(serde::de::Error::custom(format!(
+            "timeout must be a whole number of seconds, got {n}"
+        ))),
+    }
+}
+
 fn timeout(secs: Option<u64>) -> Option<Duration> {
     secs.map(Duration::from_secs)
+}
+
+/// A model name is printable ASCII without spaces, 1–200 characters
+/// ([`crate::openapi::MODEL_PATTERN`]): it is stored in every record and sent to the provider.
+fn check_model(model: Option<&str>) -> Result<(), ApiError> {
+    match model {
+        Some(m) if m.is_empty() || m.len() > 200 || !m.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(ApiError::bad_request(
+                "model must be 1-200 printable ASCII characters without spaces",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `POST /api/spawn`: 201 with `{"pipeline_id", "status", "auto_continue"}`.
@@ -136,12 +169,14 @@ pub async fn spawn(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SpawnBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // the whole string counts, as the document's `maxLength` says (the engine trims it)
     let max = state.settings().max_objective_len;
-    if body.objective.trim().chars().count() > max {
+    if body.objective.chars().count() > max {
         return Err(ApiError::bad_request(format!(
             "objective is longer than {max} characters"
         )));
     }
+    check_model(body.model.as_deref())?;
     let gov = state.gov();
     let id = gov
         .spawn(SpawnRequest {
@@ -187,6 +222,7 @@ pub async fn continue_pipeline(
     ApiJson(body): ApiJson<ContinueBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&body.pipeline_id)?;
+    check_model(body.model.as_deref())?;
     state
         .gov()
         .continue_pipeline(
@@ -299,13 +335,22 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page(q.limit, 50)?;
-    let statuses = match q.status.as_deref().map(str::trim) {
+    // exactly the names the API answers with, comma-separated (as the document says)
+    let statuses = match q.status.as_deref() {
         None | Some("") => Vec::new(),
         Some(s) => s
             .split(',')
-            .map(|x| x.trim().to_ascii_uppercase().parse::<PipelineStatus>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            .map(|x| {
+                PipelineStatus::ALL
+                    .into_iter()
+                    .find(|st| st.as_str() == x)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "unknown status {x:?} (expected comma-separated names such as RUNNING,REPORT)"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     };
     let gov = state.gov();
     let records = gov
