@@ -36,24 +36,24 @@ use crate::token_budget::AgentBudget;
 /// recording).
 ///
 /// There is no write handle to the blackboard or the bus and no quorum setter:
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn forge(ctx: governance_core::AgentContext) {
 /// ctx.set_quorum(1); // a role cannot decide consensus alone
 /// # }
 /// ```
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn forge(ctx: governance_core::AgentContext) {
 /// let bb: &std::sync::Arc<dyn governance_core::Blackboard> = ctx.blackboard(); // no raw handle
 /// # }
 /// ```
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn forge(ctx: governance_core::AgentContext) {
 /// let bus: &std::sync::Arc<dyn governance_core::MessageBus> = ctx.bus(); // no raw handle
 /// # }
 /// ```
 /// Votes, proposals and messages carry this agent's id; there is no parameter to name
 /// another voter or sender:
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn forge(ctx: governance_core::AgentContext, p: governance_core::ProposalId) {
 /// let beta: governance_core::AgentId = "BETA".parse().unwrap();
 /// ctx.vote_as(&beta, &p, true, 1.0, "forged").await;
@@ -116,7 +116,14 @@ pub(crate) struct ContextParts {
 }
 
 /// A read-only view of the pipeline's blackboard (from [`AgentContext::board`]): what is
-/// there, never a way to change it.
+/// there, never a way to change it. Writing past the context does not compile:
+/// ```compile_fail,E0599
+/// # async fn forge(ctx: governance_core::AgentContext, p: governance_core::ProposalId) {
+/// let beta: governance_core::AgentId = "BETA".parse().unwrap();
+/// let vote = governance_core::Vote { voter: beta, approve: true, score: 1.0, rationale: "x".into() };
+/// ctx.board().vote(&p, vote, 1).await; // BoardView has no write methods
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct BoardView {
     blackboard: Arc<dyn Blackboard>,

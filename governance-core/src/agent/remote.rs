@@ -26,13 +26,13 @@ use crate::store::{LedgerStore, Report};
 /// The owner's side of a role played by a worker: records the events the worker reported,
 /// reconciles what it wrote, and checks the budgets it spends against. Handed to
 /// [`RemoteAgent::run`](super::RemoteAgent::run) by the engine; nothing else can build one:
-/// ```compile_fail
+/// ```compile_fail,E0624
 /// # fn forge(ctx: &governance_core::AgentContext) {
 /// let link = governance_core::RemoteLink::new(ctx); // crate-private constructor
 /// # }
 /// ```
 /// and a plain [`AgentContext`] has none of its methods:
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn forge(ctx: governance_core::AgentContext, kind: governance_core::EventKind) {
 /// ctx.record_remote(kind).await; // only a RemoteLink records remote events
 /// # }
