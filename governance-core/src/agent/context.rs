@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::sync::WaitForCancellationFuture;
 
-use super::remote::QuorumHandle;
 use crate::blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, Solution, Vote, VoteOutcome,
 };
@@ -98,6 +97,31 @@ pub(super) struct CtxInner {
     pub(super) gamma_reason: Option<GammaReason>,
     /// The quorum a detached context follows (set by its owner); `None`: the pipeline's.
     pub(super) quorum: Option<QuorumHandle>,
+}
+
+/// The quorum a worker's agent follows, as the pipeline's owner announces it. The worker
+/// holds the handle and sets it when the owner says so; the agent only reads it
+/// ([`AgentContext::quorum`]). Clones share the value.
+#[derive(Debug, Clone)]
+pub struct QuorumHandle(Arc<AtomicU32>);
+
+impl QuorumHandle {
+    /// A quorum of `n` approvals (at least 1).
+    #[must_use]
+    pub fn new(n: u32) -> Self {
+        Self(Arc::new(AtomicU32::new(n.max(1))))
+    }
+
+    /// Sets the quorum (at least 1).
+    pub fn set(&self, n: u32) {
+        self.0.store(n.max(1), Ordering::Release);
+    }
+
+    /// The quorum.
+    #[must_use]
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Parts needed to build a context (crate-internal).

@@ -27,9 +27,9 @@ mod llm_call;
 mod remote;
 
 pub(crate) use context::ContextParts;
-pub use context::{AgentContext, BoardView};
+pub use context::{AgentContext, BoardView, QuorumHandle};
 pub use inbox::Inbox;
-pub use remote::{DetachedContext, QuorumHandle, RemoteLink};
+pub use remote::{DetachedContext, RemoteLink};
 
 /// The pseudo-recipient of `agent_message` events that carry pieces of an answer being
 /// streamed from the model (with `GOVERNANCE_LLM_STREAM=true`).

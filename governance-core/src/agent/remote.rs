@@ -8,11 +8,11 @@
 //! this pipeline, never a status change or another agent's vote.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentContext, ContextParts};
+use super::context::{AgentContext, ContextParts, QuorumHandle};
 use crate::blackboard::Blackboard;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -213,31 +213,6 @@ impl RemoteLink {
             c.shared.progressed();
         }
         Ok(())
-    }
-}
-
-/// The quorum a worker's agent follows, as the pipeline's owner announces it. The worker
-/// holds the handle and sets it when the owner says so; the agent only reads it
-/// ([`AgentContext::quorum`]). Clones share the value.
-#[derive(Debug, Clone)]
-pub struct QuorumHandle(Arc<AtomicU32>);
-
-impl QuorumHandle {
-    /// A quorum of `n` approvals (at least 1).
-    #[must_use]
-    pub fn new(n: u32) -> Self {
-        Self(Arc::new(AtomicU32::new(n.max(1))))
-    }
-
-    /// Sets the quorum (at least 1).
-    pub fn set(&self, n: u32) {
-        self.0.store(n.max(1), Ordering::Release);
-    }
-
-    /// The quorum.
-    #[must_use]
-    pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -466,8 +441,9 @@ mod tests {
     fn the_quorum_handle_never_goes_below_one() {
         let q = QuorumHandle::new(0);
         assert_eq!(q.get(), 1);
-        q.set(3);
-        assert_eq!(q.clone().get(), 3);
+        let owner = q.clone();
+        owner.set(3);
+        assert_eq!(q.get(), 3, "clones share the value");
         q.set(0);
         assert_eq!(q.get(), 1);
     }
