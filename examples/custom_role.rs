@@ -28,11 +28,10 @@ impl Agent for SecurityReviewer {
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
         let mut inbox = ctx.inbox().await?;
         loop {
-            let pid = ctx.pipeline_id().clone();
-            if ctx.blackboard().consensus(&pid).await?.is_some() {
+            if ctx.board().consensus().await?.is_some() {
                 return Ok(AgentOutcome::Done);
             }
-            for p in ctx.blackboard().proposals(&pid).await? {
+            for p in ctx.board().proposals().await? {
                 let mine = p.votes.iter().any(|v| &v.voter == ctx.agent_id());
                 if p.status != ProposalStatus::Open || mine {
                     continue;

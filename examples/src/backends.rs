@@ -73,12 +73,8 @@ pub fn with_remote_roles(
     for role in &roles {
         let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
         let agent = Arc::new(RemoteRole::new(redis, role, votes)?);
-        builder = match role.as_str() {
-            "ALPHA" => builder.alpha(agent),
-            "BETA" => builder.beta(agent),
-            "GAMMA" => builder.gamma(agent),
-            _ => builder.role(agent),
-        };
+        // ALPHA, BETA and GAMMA replace the local agents; other names join as extra roles
+        builder = builder.remote_role(agent);
     }
     Ok((builder, roles))
 }

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, Registered, RemoteAgent};
 use crate::blackboard::{Blackboard, BlackboardSnapshot};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -195,25 +195,41 @@ impl GovernanceBuilder {
     /// Replaces the ALPHA role.
     #[must_use]
     pub fn alpha(mut self, a: Arc<dyn Agent>) -> Self {
-        self.alpha = Some(a);
+        self.alpha = Some(Registered::local(a));
         self
     }
     /// Replaces the BETA role.
     #[must_use]
     pub fn beta(mut self, a: Arc<dyn Agent>) -> Self {
-        self.beta = Some(a);
+        self.beta = Some(Registered::local(a));
         self
     }
     /// Replaces the GAMMA role.
     #[must_use]
     pub fn gamma(mut self, a: Arc<dyn Agent>) -> Self {
-        self.gamma = Some(a);
+        self.gamma = Some(Registered::local(a));
         self
     }
     /// Adds a custom role that runs beside ALPHA and BETA in every orchestration.
     #[must_use]
     pub fn role(mut self, a: Arc<dyn Agent>) -> Self {
-        self.extra_roles.push(a);
+        self.extra_roles.push(Registered::local(a));
+        self
+    }
+    /// Registers a role played by another process (e.g. `governance-redis`'s `RemoteRole`):
+    /// named `ALPHA`, `BETA` or `GAMMA` it replaces that role, under any other name it joins
+    /// like [`role`](Self::role). Only agents registered this way receive a
+    /// [`RemoteLink`](crate::RemoteLink) to record what their remote half reports.
+    #[must_use]
+    pub fn remote_role(mut self, a: Arc<dyn RemoteAgent>) -> Self {
+        let role = a.role().to_owned();
+        let agent = Registered::remote(a);
+        match role.as_str() {
+            "ALPHA" => self.alpha = Some(agent),
+            "BETA" => self.beta = Some(agent),
+            "GAMMA" => self.gamma = Some(agent),
+            _ => self.extra_roles.push(agent),
+        }
         self
     }
     /// Sets who owns the pipelines this engine runs (default [`SingleNode`](crate::SingleNode):
@@ -267,6 +283,30 @@ impl GovernanceBuilder {
             "REPORTER".to_owned(),
             "ORCHESTRATOR".to_owned(),
         ];
+        // replaced ALPHA/BETA: their names are their agent ids, so they must not pass for
+        // each other, GAMMA, the reporter or the orchestrator
+        let alpha_name = self.alpha.as_ref().map_or("ALPHA", |a| a.role());
+        let beta_name = self.beta.as_ref().map_or("BETA", |b| b.role());
+        for role in [alpha_name, beta_name] {
+            if role.len() > 32
+                || crate::ids::validate_id("role", role).is_err()
+                || role.starts_with("GAMMA")
+                || role == "REPORTER"
+                || role == "ORCHESTRATOR"
+                || alpha_name == beta_name
+            {
+                return Err(Error::config(
+                    "role",
+                    format!(
+                        "invalid ALPHA/BETA role name {role:?}: 1-32 of [A-Za-z0-9_-], distinct, \
+                         not GAMMA*, REPORTER or ORCHESTRATOR"
+                    ),
+                ));
+            }
+            if !names.iter().any(|n| n == role) {
+                names.push(role.to_owned());
+            }
+        }
         for r in &self.extra_roles {
             let role = r.role();
             if role.len() > 32

@@ -42,7 +42,10 @@ pub mod store;
 pub mod testkit;
 pub mod token_budget;
 
-pub use agent::{Agent, AgentContext, AgentOutcome, DetachedContext, Inbox, STREAM_RECIPIENT};
+pub use agent::{
+    Agent, AgentContext, AgentOutcome, BoardView, DetachedContext, Inbox, QuorumHandle,
+    RemoteAgent, RemoteLink, STREAM_RECIPIENT,
+};
 pub use blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,
     VoteOutcome,

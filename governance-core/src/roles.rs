@@ -47,8 +47,8 @@ impl Work {
     async fn new(ctx: &AgentContext) -> Result<Self> {
         // a restarted agent continues its numbering instead of colliding with its own ids
         let own: Vec<Proposal> = ctx
-            .blackboard()
-            .proposals(ctx.pipeline_id())
+            .board()
+            .proposals()
             .await?
             .into_iter()
             .filter(|p| &p.author == ctx.agent_id())
@@ -89,10 +89,7 @@ impl Work {
                         .split_whitespace()
                         .nth(1)
                         .and_then(|s| HandoffId::new(s).ok())
-                        && ctx
-                            .blackboard()
-                            .claim_handoff(ctx.pipeline_id(), &id, ctx.agent_id())
-                            .await?
+                        && ctx.claim_handoff(&id).await?
                     {
                         self.takeover = true;
                         self.wrote_since_takeover = false;
@@ -133,7 +130,7 @@ fn voted(p: &Proposal, me: &AgentId) -> bool {
 }
 
 async fn synthesize_if_missing(ctx: &AgentContext, cons: &Consensus) -> Result<()> {
-    let snap = ctx.blackboard().snapshot(ctx.pipeline_id()).await?;
+    let snap = ctx.board().snapshot().await?;
     if !snap.solutions.is_empty() {
         return Ok(());
     }
@@ -179,14 +176,13 @@ impl Agent for Alpha {
         let max = ctx.config().max_proposals_per_agent;
         loop {
             w.next_round(&ctx).await?;
-            let pid = ctx.pipeline_id();
-            if let Some(cons) = ctx.blackboard().consensus(pid).await? {
+            if let Some(cons) = ctx.board().consensus().await? {
                 if w.takeover {
                     synthesize_if_missing(&ctx, &cons).await?;
                 }
                 return Ok(AgentOutcome::Done);
             }
-            let props = ctx.blackboard().proposals(pid).await?;
+            let props = ctx.board().proposals().await?;
             let pending = props.iter().any(|p| {
                 &p.author == ctx.agent_id()
                     && p.status == ProposalStatus::Open
@@ -209,12 +205,11 @@ impl Agent for Beta {
         let mut w = Work::new(&ctx).await?;
         loop {
             w.next_round(&ctx).await?;
-            let pid = ctx.pipeline_id();
-            if let Some(cons) = ctx.blackboard().consensus(pid).await? {
+            if let Some(cons) = ctx.board().consensus().await? {
                 synthesize_if_missing(&ctx, &cons).await?;
                 return Ok(AgentOutcome::Done);
             }
-            let props = ctx.blackboard().proposals(pid).await?;
+            let props = ctx.board().proposals().await?;
             for p in props.iter().filter(|p| {
                 p.status == ProposalStatus::Open
                     && &p.author != ctx.agent_id()
@@ -233,10 +228,7 @@ impl Agent for Beta {
                     break;
                 }
             }
-            if w.takeover
-                && !w.wrote_since_takeover
-                && ctx.blackboard().consensus(pid).await?.is_none()
-            {
+            if w.takeover && !w.wrote_since_takeover && ctx.board().consensus().await?.is_none() {
                 w.propose(&ctx).await?;
             }
         }
@@ -252,7 +244,6 @@ impl Agent for Gamma {
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
         let mut w = Work::new(&ctx).await?;
         let reason = ctx.gamma_reason().unwrap_or(GammaReason::Stuck);
-        let pid = ctx.pipeline_id().clone();
         if reason == GammaReason::Complexity {
             let summary = ctx.report().map(|r| r.summary.clone()).unwrap_or_default();
             let m: MediationDraft = ctx
@@ -282,23 +273,18 @@ impl Agent for Gamma {
             .await?;
         }
         // pick up work nobody claimed
-        for h in ctx.blackboard().handoffs(&pid).await? {
-            if h.claimed_by.is_none()
-                && ctx
-                    .blackboard()
-                    .claim_handoff(&pid, &h.id, ctx.agent_id())
-                    .await?
-            {
+        for h in ctx.board().handoffs().await? {
+            if h.claimed_by.is_none() && ctx.claim_handoff(&h.id).await? {
                 w.takeover = true;
             }
         }
         loop {
             w.next_round(&ctx).await?;
-            if let Some(cons) = ctx.blackboard().consensus(&pid).await? {
+            if let Some(cons) = ctx.board().consensus().await? {
                 synthesize_if_missing(&ctx, &cons).await?;
                 return Ok(AgentOutcome::Done);
             }
-            let props = ctx.blackboard().proposals(&pid).await?;
+            let props = ctx.board().proposals().await?;
             let open: Vec<&Proposal> = props
                 .iter()
                 .filter(|p| p.status == ProposalStatus::Open && !voted(p, ctx.agent_id()))

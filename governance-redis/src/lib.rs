@@ -82,6 +82,7 @@ pub mod scripts;
 mod store;
 mod subscriber;
 mod wire;
+mod worker;
 
 pub use backend::RedisBackend;
 pub use blackboard::RedisBlackboard;
@@ -91,6 +92,7 @@ pub use config::{RedisConfig, redact_url};
 pub use error::BACKEND;
 pub use groups::{Delivery, GroupConsumer};
 pub use keys::PipelineKeys;
-pub use remote::{RemoteRole, WorkItem, Worker};
+pub use remote::{RemoteRole, WorkItem};
 pub use store::{LedgerEntry, RedisStore, VerifyOutcome};
 pub use wire::WIRE_VERSION;
+pub use worker::Worker;

@@ -16,7 +16,7 @@
 //!    `agent_message`, `proposal_created`, `vote_cast`, `consensus_reached`, `llm_call`,
 //!    `error` events) it publishes on the pipeline's bus as a message from `<ROLE>` to
 //!    `ORCHESTRATOR`, topic `event`, content = the event's `{"type":…,"data":…}` JSON. The
-//!    owner records them ([`AgentContext::record_remote`]), refusing anything an agent may not
+//!    owner records them ([`RemoteLink::record_remote`]), refusing anything an agent may not
 //!    report (status changes, other agents' votes, a consensus the blackboard does not show).
 //!    Its position in the bus is kept in `gov:{P}:remote:<ROLE>`, so a node that takes the
 //!    pipeline over continues where the old owner stopped.
@@ -33,24 +33,21 @@
 //!    restarted under the same name takes its own pending work back after the lease, like any
 //!    other worker.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use governance_core::{
-    Agent, AgentContext, AgentId, AgentOutcome, Config, DetachedContext, Error, Event, EventKind,
-    GammaReason, LedgerStore, LlmClient, Message, MessageBus, PipelineId, Report, Result,
+    AgentContext, AgentId, AgentOutcome, Error, EventKind, GammaReason, Message, MessageBus,
+    PipelineId, RemoteAgent, RemoteLink, Report, Result,
 };
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
+use crate::RedisBackend;
 use crate::backend::Shared;
 use crate::bus::RedisBus;
 use crate::error::Effect;
-use crate::{RedisBackend, RedisBlackboard};
 
 /// The consumer group every worker reads work through.
 pub const WORKER_GROUP: &str = "workers";
@@ -103,29 +100,42 @@ pub struct Done {
     pub message: Option<String>,
 }
 
-fn work_stream(prefix: &str, role: &str) -> String {
+pub(crate) fn work_stream(prefix: &str, role: &str) -> String {
     format!("{prefix}:work:{role}")
 }
 
-fn work_channel(prefix: &str) -> String {
+pub(crate) fn work_channel(prefix: &str) -> String {
     format!("{prefix}:work")
 }
 
 /// `gov:{P}:ended:<ROLE>`: set when the owner stops following the role (TTL one day).
-fn ended_key(shared: &Shared, id: &PipelineId, role: &str) -> String {
+pub(crate) fn ended_key(shared: &Shared, id: &PipelineId, role: &str) -> String {
     pipeline_key(shared, id, &format!("ended:{role}"))
 }
 
-fn pipeline_key(shared: &Shared, id: &PipelineId, name: &str) -> String {
+pub(crate) fn pipeline_key(shared: &Shared, id: &PipelineId, name: &str) -> String {
     format!("{}:{{{}}}:{name}", shared.config.key_prefix, id.as_str())
 }
 
-fn orchestrator() -> AgentId {
+pub(crate) fn orchestrator() -> AgentId {
     AgentId::new(ORCHESTRATOR).unwrap_or_else(|_| unreachable!("a valid literal id"))
 }
 
-/// A role played by a worker process: registered in the owning engine in place of the local
-/// agent (`.alpha(..)`, `.beta(..)`, `.gamma(..)` or `.role(..)`). See the module docs.
+/// A role played by a worker process: registered in the owning engine with
+/// [`GovernanceBuilder::remote_role`](governance_core::GovernanceBuilder::remote_role) (named
+/// `ALPHA`, `BETA` or `GAMMA` it replaces the local agent). See the module docs.
+///
+/// ```no_run
+/// # async fn demo(backend: governance_redis::RedisBackend) -> governance_core::Result<()> {
+/// use std::sync::Arc;
+/// use governance_redis::RemoteRole;
+/// let gov = governance_core::Governance::builder()
+///     .blackboard(backend.blackboard())
+///     .bus(backend.bus())
+///     .remote_role(Arc::new(RemoteRole::new(&backend, "BETA", true)?))
+///     .build()?;
+/// # let _ = gov; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RemoteRole {
     shared: Arc<Shared>,
@@ -160,7 +170,7 @@ impl RemoteRole {
     /// Queues the role's work unless a worker plays it already; returns the bus `seq` from
     /// which a `done` belongs to this run (`None`: a worker already plays it, any `done` after
     /// the saved cursor counts).
-    async fn enqueue(&self, ctx: &AgentContext) -> Result<Option<u64>> {
+    async fn enqueue(&self, ctx: &AgentContext, link: &RemoteLink) -> Result<Option<u64>> {
         let id = ctx.pipeline_id();
         let heartbeat = pipeline_key(&self.shared, id, &format!("worker:{}", self.role));
         let playing: i64 = self
@@ -190,12 +200,12 @@ impl RemoteRole {
             objective: ctx.objective().to_owned(),
             report: ctx.report().map(|r| (*r).clone()),
             quorum: ctx.quorum(),
-            model: ctx.model().to_owned(),
+            model: link.model().to_owned(),
             gamma_reason: ctx.gamma_reason(),
             after: bus_seq,
             agent_tokens_used: ctx.tokens_used(),
-            pipeline_tokens_used: ctx.pipeline_used().0,
-            pipeline_cost_usd: ctx.pipeline_used().1,
+            pipeline_tokens_used: link.pipeline_used().0,
+            pipeline_cost_usd: link.pipeline_used().1,
         };
         let json = serde_json::to_string(&item)
             .map_err(|e| Error::Internal(format!("cannot encode a work item: {e}")))?;
@@ -226,8 +236,8 @@ impl RemoteRole {
     }
 
     async fn tell(&self, id: &PipelineId, topic: &str, content: String) {
-        let bus = RedisBus::new(self.shared.clone());
-        if let Err(e) = bus
+        if let Err(e) = self
+            .bus()
             .publish(id, Message::new(orchestrator(), &self.role, topic, content))
             .await
         {
@@ -235,7 +245,12 @@ impl RemoteRole {
         }
     }
 
-    async fn follow(&self, ctx: &AgentContext) -> Result<AgentOutcome> {
+    /// The bus, for the owner's side of the protocol (reports in, control messages out).
+    fn bus(&self) -> RedisBus {
+        RedisBus::new(self.shared.clone())
+    }
+
+    async fn follow(&self, ctx: &AgentContext, link: &RemoteLink) -> Result<AgentOutcome> {
         let id = ctx.pipeline_id().clone();
         let cursor_key = pipeline_key(&self.shared, &id, &format!("remote:{}", self.role));
         let mut after: u64 = self
@@ -256,17 +271,18 @@ impl RemoteRole {
                 Effect::Idempotent,
             )
             .await?;
-        let floor = self.enqueue(ctx).await?.unwrap_or(0);
+        let floor = self.enqueue(ctx, link).await?.unwrap_or(0);
         let mut quorum = ctx.quorum();
         let poll = ctx.config().agent_poll_interval;
         // woken by the bus's live feed (at-most-once); the poll is the fallback
-        let mut live = ctx.bus().subscribe(&id).await.ok();
+        let bus = self.bus();
+        let mut live = bus.subscribe(&id).await.ok();
         let mut draining = false;
         loop {
             if ctx.is_cancelled() {
                 if draining {
                     self.save_cursor(&cursor_key, after).await;
-                    if let Err(e) = ctx.reconcile_remote().await {
+                    if let Err(e) = link.reconcile_remote().await {
                         tracing::warn!(role = %self.role, error = %e, "could not reconcile the remote agent's work");
                     }
                     return Err(Error::Cancelled);
@@ -278,7 +294,7 @@ impl RemoteRole {
                 quorum = ctx.quorum();
                 self.tell(&id, "quorum", quorum.to_string()).await;
             }
-            let msgs = ctx.bus().read(&id, after, 256).await?;
+            let msgs = bus.read(&id, after, 256).await?;
             let moved = !msgs.is_empty();
             for m in msgs {
                 after = m.seq;
@@ -288,7 +304,7 @@ impl RemoteRole {
                 match m.topic.as_str() {
                     "event" => match serde_json::from_str::<EventKind>(&m.content) {
                         Ok(kind) => {
-                            if let Err(e) = ctx.record_remote(kind).await {
+                            if let Err(e) = link.record_remote(kind).await {
                                 if e.kind() != governance_core::ErrorKind::InvalidInput {
                                     return Err(e);
                                 }
@@ -299,7 +315,7 @@ impl RemoteRole {
                             self.save_cursor(&cursor_key, after).await;
                             // the worker only knew the usage as of queueing: the owner, which
                             // sees every agent's calls, stops a role past the budget
-                            if let Some(why) = ctx.budget_exhausted() {
+                            if let Some(why) = link.budget_exhausted() {
                                 return Err(Error::BudgetExceeded(why));
                             }
                         }
@@ -311,8 +327,8 @@ impl RemoteRole {
                     "done" if m.seq <= floor => {}
                     "done" => {
                         self.save_cursor(&cursor_key, after).await;
-                        ctx.reconcile_remote().await?;
-                        ctx.sync_solution().await?;
+                        link.reconcile_remote().await?;
+                        link.sync_solution().await?;
                         let done: Done = serde_json::from_str(&m.content).unwrap_or(Done {
                             outcome: "failed".into(),
                             message: Some("malformed done message".into()),
@@ -337,7 +353,7 @@ impl RemoteRole {
             }
             if moved {
                 self.save_cursor(&cursor_key, after).await;
-                ctx.sync_solution().await?;
+                link.sync_solution().await?;
             }
             if draining {
                 continue;
@@ -349,11 +365,11 @@ impl RemoteRole {
                 Some(feed) => tokio::select! {
                     m = feed.next() => if m.is_none() { live = None },
                     () = tokio::time::sleep(poll) => {}
-                    () = ctx.cancellation().cancelled() => {}
+                    () = ctx.cancelled() => {}
                 },
                 None => tokio::select! {
                     () = tokio::time::sleep(poll) => {}
-                    () = ctx.cancellation().cancelled() => {}
+                    () = ctx.cancelled() => {}
                 },
             }
         }
@@ -375,7 +391,7 @@ impl RemoteRole {
 }
 
 #[async_trait]
-impl Agent for RemoteRole {
+impl RemoteAgent for RemoteRole {
     fn role(&self) -> &str {
         &self.role
     }
@@ -384,11 +400,11 @@ impl Agent for RemoteRole {
         self.votes
     }
 
-    async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
-        let r = self.follow(&ctx).await;
+    async fn run(&self, ctx: AgentContext, link: RemoteLink) -> Result<AgentOutcome> {
+        let r = self.follow(&ctx, &link).await;
         if let Err(Error::BudgetExceeded(why)) = &r {
             // record what the worker already wrote, then stop it
-            if let Err(e) = ctx.reconcile_remote().await {
+            if let Err(e) = link.reconcile_remote().await {
                 tracing::warn!(role = %self.role, error = %e, "could not reconcile the remote agent's work");
             }
             tracing::info!(role = %self.role, %why, "remote role stopped by the budget");
@@ -414,479 +430,5 @@ impl Agent for RemoteRole {
             tracing::warn!(role = %self.role, error = %e, "could not mark the remote role ended");
         }
         r
-    }
-}
-
-/// Where a worker's agent sends its events: onto the pipeline's bus, for the owner.
-#[derive(Debug)]
-struct Forward {
-    bus: Arc<dyn MessageBus>,
-    from: AgentId,
-}
-
-#[async_trait]
-impl LedgerStore for Forward {
-    async fn append(&self, events: &[Event]) -> Result<()> {
-        for e in events {
-            let json = serde_json::to_string(&e.kind)
-                .map_err(|e| Error::Internal(format!("cannot encode an event: {e}")))?;
-            self.bus
-                .publish(
-                    e.pipeline_id(),
-                    Message::new(self.from.clone(), ORCHESTRATOR, "event", json),
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn read(&self, _: &PipelineId, _: u64, _: usize) -> Result<Vec<Event>> {
-        Ok(Vec::new())
-    }
-
-    async fn last_seq(&self, _: &PipelineId) -> Result<u64> {
-        Ok(0)
-    }
-}
-
-/// A worker process's agent runner: claims work for its roles from Redis and plays them. See
-/// the module docs for the protocol.
-pub struct Worker {
-    shared: Arc<Shared>,
-    name: String,
-    roles: HashMap<String, Arc<dyn Agent>>,
-    llm: Arc<dyn LlmClient>,
-    config: Arc<Config>,
-    lease: Duration,
-}
-
-impl fmt::Debug for Worker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Worker")
-            .field("name", &self.name)
-            .field("roles", &self.roles.keys().collect::<Vec<_>>())
-            .field("lease", &self.lease)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Worker {
-    /// A worker named `name` (`[A-Za-z0-9_-]{1,64}`, unique among workers) playing `roles`
-    /// with `llm`. `lease`: how long its work stays its own without a heartbeat.
-    ///
-    /// # Errors
-    /// [`Error::InvalidId`] for an invalid name; [`Error::Config`] without roles or with a
-    /// lease under 300 ms.
-    pub fn new(
-        backend: &RedisBackend,
-        name: &str,
-        roles: Vec<Arc<dyn Agent>>,
-        llm: Arc<dyn LlmClient>,
-        config: Config,
-        lease: Duration,
-    ) -> Result<Self> {
-        governance_core::validate_id("worker", name)?;
-        if roles.is_empty() {
-            return Err(Error::config("--roles", "a worker needs at least one role"));
-        }
-        if lease < Duration::from_millis(300) {
-            return Err(Error::config(
-                "GOVERNANCE_LEASE_MS",
-                "a lease must be at least 300 ms",
-            ));
-        }
-        Ok(Self {
-            shared: backend.shared(),
-            name: name.to_owned(),
-            roles: roles
-                .into_iter()
-                .map(|a| (a.role().to_owned(), a))
-                .collect(),
-            llm,
-            config: Arc::new(config),
-            lease,
-        })
-    }
-
-    async fn ensure_groups(&self) -> Result<()> {
-        for role in self.roles.keys() {
-            let r: std::result::Result<(), Error> = self
-                .shared
-                .query::<()>(
-                    redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(work_stream(&self.shared.config.key_prefix, role))
-                        .arg(WORKER_GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM"),
-                    "worker group",
-                    Effect::Idempotent,
-                )
-                .await;
-            if let Err(e) = r
-                && !e.to_string().contains("BUSYGROUP")
-            {
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Claims and plays work until `cancel`; the work it holds then is left pending, so other
-    /// workers take it over after the lease (or this worker, restarted under the same name,
-    /// after the lease).
-    ///
-    /// # Errors
-    /// Backend errors creating the consumer groups.
-    pub async fn run(self, cancel: CancellationToken) -> Result<()> {
-        self.ensure_groups().await?;
-        let this = Arc::new(self);
-        let running: Arc<parking_lot::Mutex<HashSet<String>>> = Arc::default();
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut last_reclaim = tokio::time::Instant::now() - this.lease;
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let listener = AbortOnDrop(tokio::spawn(listen(
-            this.shared.clone(),
-            wake.clone(),
-            cancel.clone(),
-        )));
-        while !cancel.is_cancelled() {
-            let mut items = Vec::new();
-            for role in this.roles.keys() {
-                let stream = work_stream(&this.shared.config.key_prefix, role);
-                if last_reclaim.elapsed() >= this.lease / 2 {
-                    match this.reclaim(&stream).await {
-                        Ok(mut v) => items.append(&mut v),
-                        Err(e) => tracing::warn!(error = %e, "reclaiming work failed"),
-                    }
-                }
-                match this.claim(&stream).await {
-                    Ok(mut v) => items.append(&mut v),
-                    Err(e) if e.to_string().contains("NOGROUP") => {
-                        let _ = this.ensure_groups().await;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "claiming work failed"),
-                }
-            }
-            if last_reclaim.elapsed() >= this.lease / 2 {
-                last_reclaim = tokio::time::Instant::now();
-            }
-            let items_claimed = !items.is_empty();
-            for (stream, entry, json) in items {
-                // entry ids are per stream: two roles' streams can hold the same id
-                let key = format!("{stream} {entry}");
-                if !running.lock().insert(key.clone()) {
-                    continue;
-                }
-                let (this, running, cancel) = (this.clone(), running.clone(), cancel.clone());
-                tasks.spawn(async move {
-                    this.play(&stream, &entry, &json, cancel).await;
-                    running.lock().remove(&key);
-                });
-            }
-            while tasks.try_join_next().is_some() {}
-            if !items_claimed {
-                tokio::select! {
-                    () = cancel.cancelled() => {}
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(this.config.agent_poll_interval) => {}
-                }
-            }
-        }
-        drop(listener);
-        tasks.shutdown().await;
-        Ok(())
-    }
-
-    async fn claim(&self, stream: &str) -> Result<Vec<(String, String, String)>> {
-        let reply: redis::streams::StreamReadReply = self
-            .shared
-            .query(
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(WORKER_GROUP)
-                    .arg(&self.name)
-                    .arg("COUNT")
-                    .arg(16)
-                    .arg("STREAMS")
-                    .arg(stream)
-                    .arg(">"),
-                "work claim",
-                Effect::Read,
-            )
-            .await
-            .or_else(|e| {
-                if e.to_string().contains("nil") {
-                    Ok(redis::streams::StreamReadReply::default())
-                } else {
-                    Err(e)
-                }
-            })?;
-        Ok(reply
-            .keys
-            .into_iter()
-            .flat_map(|k| {
-                let key = k.key;
-                k.ids.into_iter().filter_map(move |id| {
-                    let w: Option<String> = id.get("w");
-                    w.map(|w| (key.clone(), id.id, w))
-                })
-            })
-            .collect())
-    }
-
-    async fn reclaim(&self, stream: &str) -> Result<Vec<(String, String, String)>> {
-        let reply: redis::streams::StreamAutoClaimReply = self
-            .shared
-            .query(
-                redis::cmd("XAUTOCLAIM")
-                    .arg(stream)
-                    .arg(WORKER_GROUP)
-                    .arg(&self.name)
-                    .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX))
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(16),
-                "work reclaim",
-                Effect::Idempotent,
-            )
-            .await?;
-        Ok(reply
-            .claimed
-            .into_iter()
-            .filter_map(|id| {
-                let w: Option<String> = id.get("w");
-                w.map(|w| (stream.to_owned(), id.id, w))
-            })
-            .collect())
-    }
-
-    /// Whether the owner stopped following `role` in `id` (its work is stale).
-    async fn ended(&self, id: &PipelineId, role: &str) -> bool {
-        self.shared
-            .query::<i64>(
-                redis::cmd("EXISTS").arg(ended_key(&self.shared, id, role)),
-                "remote ended",
-                Effect::Read,
-            )
-            .await
-            .is_ok_and(|n| n == 1)
-    }
-
-    async fn finish_entry(&self, stream: &str, entry: &str) {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XACK")
-            .arg(stream)
-            .arg(WORKER_GROUP)
-            .arg(entry)
-            .ignore();
-        pipe.cmd("XDEL").arg(stream).arg(entry).ignore();
-        if let Err(e) = self
-            .shared
-            .query::<()>(&pipe, "work ack", Effect::Idempotent)
-            .await
-        {
-            tracing::warn!(error = %e, "could not acknowledge finished work");
-        }
-    }
-
-    /// Plays one work item to its end.
-    async fn play(&self, stream: &str, entry: &str, json: &str, cancel: CancellationToken) {
-        let item: WorkItem = match serde_json::from_str(json) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a malformed work item");
-                self.finish_entry(stream, entry).await;
-                return;
-            }
-        };
-        let Some(agent) = self.roles.get(&item.role).cloned() else {
-            tracing::warn!(role = %item.role, "work for a role this worker does not play");
-            return;
-        };
-        let Ok(agent_id) = AgentId::new(&item.role) else {
-            self.finish_entry(stream, entry).await;
-            return;
-        };
-        let id = item.pipeline_id.clone();
-        if self.ended(&id, &item.role).await {
-            // the pipeline went on without this work (e.g. it ended while its worker was dead)
-            self.finish_entry(stream, entry).await;
-            return;
-        }
-        let span = tracing::info_span!("agent", pipeline_id = %id, agent_id = %agent_id, worker = %self.name);
-        let _enter = span.enter();
-        drop(_enter);
-        let heartbeat = pipeline_key(&self.shared, &id, &format!("worker:{}", item.role));
-        let bus: Arc<dyn MessageBus> = Arc::new(RedisBus::new(self.shared.clone()));
-        let blackboard = Arc::new(RedisBlackboard::new(self.shared.clone()));
-        let agent_cancel = cancel.child_token();
-        let mut parts = DetachedContext::new(
-            id.clone(),
-            item.objective.clone(),
-            agent_id.clone(),
-            blackboard,
-            bus.clone(),
-            self.llm.clone(),
-            self.config.clone(),
-            Arc::new(Forward {
-                bus: bus.clone(),
-                from: agent_id.clone(),
-            }),
-        );
-        parts.report = item.report.clone();
-        parts.quorum = item.quorum;
-        parts.model = item.model.clone();
-        parts.gamma_reason = item.gamma_reason;
-        parts.cancel = agent_cancel.clone();
-        parts.agent_tokens_used = item.agent_tokens_used;
-        parts.pipeline_used = (item.pipeline_tokens_used, item.pipeline_cost_usd);
-        let ctx = AgentContext::detached(parts);
-        // heartbeat + control messages until the agent returns
-        let watch = AbortOnDrop({
-            let (shared, name, lease) = (self.shared.clone(), self.name.clone(), self.lease);
-            let (stream, entry, heartbeat) =
-                (stream.to_owned(), entry.to_owned(), heartbeat.clone());
-            let (ctx, role, id) = (ctx.clone(), item.role.clone(), id.clone());
-            let agent_cancel = agent_cancel.clone();
-            let start = item.after;
-            let ended = ended_key(&self.shared, &id, &item.role);
-            tokio::spawn(async move {
-                let mut after = start;
-                // control messages wake it through the bus's live feed; heartbeats tick
-                let mut live = ctx.bus().subscribe(&id).await.ok();
-                let mut beat = tokio::time::interval(lease / 3);
-                beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = agent_cancel.cancelled() => return,
-                        _ = beat.tick() => {
-                            let mut pipe = redis::pipe();
-                            pipe.cmd("SET")
-                                .arg(&heartbeat)
-                                .arg(&name)
-                                .arg("PX")
-                                .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
-                                .ignore();
-                            pipe.cmd("XCLAIM")
-                                .arg(&stream)
-                                .arg(WORKER_GROUP)
-                                .arg(&name)
-                                .arg(0)
-                                .arg(&entry)
-                                .arg("JUSTID")
-                                .ignore();
-                            pipe.cmd("EXISTS").arg(&ended);
-                            match shared
-                                .query::<(i64,)>(&pipe, "worker heartbeat", Effect::Idempotent)
-                                .await
-                            {
-                                Ok((1,)) => {
-                                    tracing::info!("the owner no longer follows this role; stopping");
-                                    agent_cancel.cancel();
-                                }
-                                Ok(_) => {}
-                                Err(e) => tracing::warn!(error = %e, "worker heartbeat failed"),
-                            }
-                        }
-                        m = async {
-                            match live.as_mut() {
-                                Some(feed) => feed.next().await,
-                                None => std::future::pending().await,
-                            }
-                        } => {
-                            if m.is_none() {
-                                live = None;
-                            }
-                        }
-                    }
-                    if let Ok(msgs) = ctx.bus().read(&id, after, 256).await {
-                        for m in msgs {
-                            after = m.seq;
-                            if m.from.as_str() != ORCHESTRATOR || m.to != role {
-                                continue;
-                            }
-                            match m.topic.as_str() {
-                                "cancel" => agent_cancel.cancel(),
-                                "quorum" => {
-                                    if let Ok(q) = m.content.parse() {
-                                        ctx.set_quorum(q);
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            })
-        });
-        tracing::info!(pipeline_id = %id, role = %item.role, worker = %self.name, "playing a role");
-        let result = agent.run(ctx.clone()).await;
-        if cancel.is_cancelled() {
-            // the worker is shutting down: leave the entry pending for another worker
-            return;
-        }
-        agent_cancel.cancel();
-        let _ = watch.join().await;
-        let done = match &result {
-            Ok(AgentOutcome::Idle) => Done {
-                outcome: "idle".into(),
-                message: None,
-            },
-            Ok(_) => Done {
-                outcome: "done".into(),
-                message: None,
-            },
-            Err(Error::Revoked(m)) => Done {
-                outcome: "revoked".into(),
-                message: Some(m.clone()),
-            },
-            Err(Error::Cancelled) => Done {
-                outcome: "idle".into(),
-                message: Some("cancelled".into()),
-            },
-            Err(e) => Done {
-                outcome: "failed".into(),
-                message: Some(e.to_string()),
-            },
-        };
-        let content = serde_json::to_string(&done).unwrap_or_default();
-        if let Err(e) = bus
-            .publish(&id, Message::new(agent_id, ORCHESTRATOR, "done", content))
-            .await
-        {
-            tracing::warn!(error = %e, "could not report the end of a role; it will be replayed");
-            return;
-        }
-        let _ = self
-            .shared
-            .query::<()>(
-                redis::cmd("DEL").arg(&heartbeat),
-                "worker heartbeat",
-                Effect::Idempotent,
-            )
-            .await;
-        self.finish_entry(stream, entry).await;
-    }
-}
-
-/// Listens on `gov:work` and wakes the worker's claim loop.
-async fn listen(shared: Arc<Shared>, wake: Arc<tokio::sync::Notify>, cancel: CancellationToken) {
-    let channels = [work_channel(&shared.config.key_prefix)];
-    crate::cluster::on_messages(&shared, &channels, &cancel, |_, _| wake.notify_one()).await;
-}
-
-/// A task that dies with its owner (a worker's heartbeat must stop when its work is dropped).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl AbortOnDrop {
-    async fn join(mut self) -> std::result::Result<(), tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -29,9 +29,9 @@ fn owner(b: &RedisBackend) -> Governance {
         .blackboard(b.blackboard())
         .bus(b.bus())
         .stores(Arc::new(MemoryStore::default()))
-        .alpha(Arc::new(RemoteRole::new(b, "ALPHA", true).unwrap()))
-        .beta(Arc::new(RemoteRole::new(b, "BETA", true).unwrap()))
-        .gamma(Arc::new(RemoteRole::new(b, "GAMMA", true).unwrap()))
+        .remote_role(Arc::new(RemoteRole::new(b, "ALPHA", true).unwrap()))
+        .remote_role(Arc::new(RemoteRole::new(b, "BETA", true).unwrap()))
+        .remote_role(Arc::new(RemoteRole::new(b, "GAMMA", true).unwrap()))
         .build()
         .expect("owner builds")
 }
@@ -358,9 +358,9 @@ async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
         .blackboard(b.blackboard())
         .bus(b.bus())
         .stores(Arc::new(MemoryStore::default()))
-        .alpha(Arc::new(RemoteRole::new(&b, "ALPHA", true).unwrap()))
-        .beta(Arc::new(RemoteRole::new(&b, "BETA", true).unwrap()))
-        .gamma(Arc::new(RemoteRole::new(&b, "GAMMA", true).unwrap()))
+        .remote_role(Arc::new(RemoteRole::new(&b, "ALPHA", true).unwrap()))
+        .remote_role(Arc::new(RemoteRole::new(&b, "BETA", true).unwrap()))
+        .remote_role(Arc::new(RemoteRole::new(&b, "GAMMA", true).unwrap()))
         .build()
         .unwrap();
     let mut live = gov.subscribe();

@@ -1,0 +1,450 @@
+//! The remote-worker plumbing: the owner's [`RemoteLink`] and the worker's
+//! [`DetachedContext`].
+//!
+//! A [`RemoteLink`] records what a role's remote half reported as if the role had done it
+//! here. Only the engine builds one (its constructor is private to this crate), and only for
+//! agents registered as [`RemoteAgent`](super::RemoteAgent)s, so a custom role cannot forge
+//! remote events. What a link records is checked besides: only events about this agent in
+//! this pipeline, never a status change or another agent's vote.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_util::sync::CancellationToken;
+
+use super::context::{AgentContext, ContextParts, QuorumHandle};
+use crate::blackboard::Blackboard;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::{EventKind, GammaReason};
+use crate::ids::{AgentId, PipelineId};
+use crate::llm::LlmClient;
+use crate::message_bus::MessageBus;
+use crate::runtime::Shared;
+use crate::store::{LedgerStore, Report};
+
+/// The owner's side of a role played by a worker: records the events the worker reported,
+/// reconciles what it wrote, and checks the budgets it spends against. Handed to
+/// [`RemoteAgent::run`](super::RemoteAgent::run) by the engine; nothing else can build one:
+/// ```compile_fail,E0624
+/// # fn forge(ctx: &governance_core::AgentContext) {
+/// let link = governance_core::RemoteLink::new(ctx); // crate-private constructor
+/// # }
+/// ```
+/// and a plain [`AgentContext`] has none of its methods:
+/// ```compile_fail,E0599
+/// # async fn forge(ctx: governance_core::AgentContext, kind: governance_core::EventKind) {
+/// ctx.record_remote(kind).await; // only a RemoteLink records remote events
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RemoteLink {
+    ctx: AgentContext,
+}
+
+impl RemoteLink {
+    pub(super) fn new(ctx: &AgentContext) -> Self {
+        Self { ctx: ctx.clone() }
+    }
+
+    /// Why this agent may make no more LLM calls (its own or the pipeline's token or cost
+    /// budget is used up), if that is so.
+    #[must_use]
+    pub fn budget_exhausted(&self) -> Option<String> {
+        let b = &self.ctx.inner.budget;
+        let max = b.pipeline().config().max_tokens_per_agent;
+        if b.tokens_used() >= max {
+            return Some(format!(
+                "agent used {} tokens of max_tokens_per_agent {max}",
+                b.tokens_used()
+            ));
+        }
+        b.pipeline().exhausted()
+    }
+
+    /// Tokens and USD the whole pipeline used so far (as this engine knows it).
+    #[must_use]
+    pub fn pipeline_used(&self) -> (u64, f64) {
+        let b = self.ctx.inner.budget.pipeline();
+        (b.tokens_used(), b.cost_usd())
+    }
+
+    /// The model this agent asks.
+    #[must_use]
+    pub fn model(&self) -> &str {
+        &self.ctx.inner.model
+    }
+
+    /// Records, in this pipeline's ledger and event stream, an event that this agent's remote
+    /// half (a worker process playing the role) reported, with the bookkeeping the local
+    /// method would have done (progress, consensus, usage).
+    ///
+    /// Only events an agent itself causes are accepted, and only about this agent and this
+    /// pipeline: `agent_message` from it, `proposal_created` by it, `vote_cast` by it,
+    /// `llm_call` and `error` of it, and `consensus_reached` when the blackboard shows that
+    /// consensus. A remote agent can therefore never forge a status change or another agent's
+    /// vote.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an event that is not accepted; ledger failures.
+    pub async fn record_remote(&self, kind: EventKind) -> Result<()> {
+        let c = &self.ctx.inner;
+        if kind.pipeline_id() != &c.shared.id {
+            return Err(Error::InvalidInput(
+                "a remote event of another pipeline".into(),
+            ));
+        }
+        let me = &c.agent_id;
+        match &kind {
+            EventKind::AgentMessage { from, .. } if from == me => {}
+            EventKind::ProposalCreated {
+                author,
+                proposal_id,
+                ..
+            } if author == me => {
+                if !c
+                    .shared
+                    .recorded
+                    .lock()
+                    .proposals
+                    .insert(proposal_id.clone())
+                {
+                    return Ok(()); // replayed after a takeover: already in the ledger
+                }
+                c.shared.proposals_changed.store(true, Ordering::Release);
+            }
+            EventKind::VoteCast {
+                voter, proposal_id, ..
+            } if voter == me => {
+                if !c
+                    .shared
+                    .recorded
+                    .lock()
+                    .votes
+                    .insert((proposal_id.clone(), voter.clone()))
+                {
+                    return Ok(());
+                }
+                c.shared.proposals_changed.store(true, Ordering::Release);
+            }
+            EventKind::LlmCall {
+                agent_id,
+                prompt_tokens,
+                completion_tokens,
+                cost_usd,
+                error,
+                ..
+            } if agent_id == me => {
+                let usage = crate::llm::Usage {
+                    prompt_tokens: *prompt_tokens,
+                    completion_tokens: *completion_tokens,
+                    cost_usd: *cost_usd,
+                };
+                if error.is_none() {
+                    c.shared.usage.lock().add(&usage);
+                    // the remote call counts against this agent's and the pipeline's budgets
+                    c.budget.charge(&usage);
+                } else {
+                    c.shared.usage.lock().calls += 1;
+                }
+                let tokens = c.budget.tokens_used();
+                c.shared
+                    .update_agent(me.as_str(), |a| a.tokens_used = tokens);
+            }
+            EventKind::Error {
+                agent_id: Some(a), ..
+            } if a == me => {}
+            EventKind::ConsensusReached { proposal_id, .. } => {
+                let decided = c.blackboard.snapshot(&c.shared.id).await?.consensus;
+                if decided.as_ref().map(|d| &d.proposal_id) != Some(proposal_id) {
+                    return Err(Error::InvalidInput(format!(
+                        "a remote consensus on {proposal_id} that the blackboard does not show"
+                    )));
+                }
+                if c.shared.consensus.swap(true, Ordering::AcqRel) {
+                    return Ok(()); // already recorded (a report replayed after a takeover)
+                }
+            }
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "a remote agent may not report a {} event about someone else",
+                    other.type_name()
+                )));
+            }
+        }
+        c.shared.emitter.emit(kind).await?;
+        c.shared.progressed();
+        Ok(())
+    }
+
+    /// Records this agent's proposals and votes that are on the blackboard but whose reports
+    /// never arrived (a remote agent that died between writing and reporting), so the ledger
+    /// stays a complete account of what the agent did. Returns how many were recorded.
+    ///
+    /// # Errors
+    /// Blackboard or ledger failures.
+    pub async fn reconcile_remote(&self) -> Result<usize> {
+        let c = &self.ctx.inner;
+        let snap = c.blackboard.snapshot(&c.shared.id).await?;
+        let n = c.shared.record_unrecorded(&snap, Some(&c.agent_id)).await?;
+        if n > 0 {
+            c.shared.proposals_changed.store(true, Ordering::Release);
+            c.shared.progressed();
+        }
+        Ok(n)
+    }
+
+    /// Re-reads the blackboard and marks a solution as written when there is one (after a
+    /// remote agent wrote it).
+    ///
+    /// # Errors
+    /// Blackboard failures.
+    pub async fn sync_solution(&self) -> Result<()> {
+        let c = &self.ctx.inner;
+        if !c.shared.solution.load(Ordering::Acquire)
+            && !c
+                .blackboard
+                .snapshot(&c.shared.id)
+                .await?
+                .solutions
+                .is_empty()
+        {
+            c.shared.solution.store(true, Ordering::Release);
+            c.shared.progressed();
+        }
+        Ok(())
+    }
+}
+
+/// The parts of an [`AgentContext`] for an agent that runs outside the engine owning its
+/// pipeline: in a worker process (see `governance-redis`'s `Worker`). Its events go to
+/// `events` (which forwards them to the owner) instead of the owner's ledger; the owner
+/// records them through its [`RemoteLink`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use governance_core::{
+///     AgentContext, Config, DetachedContext, LocalLlm, MemoryBlackboard, MemoryBus,
+///     MemoryStore, PipelineId, QuorumHandle,
+/// };
+///
+/// let quorum = QuorumHandle::new(2);
+/// let parts = DetachedContext::new(
+///     PipelineId::generate(),
+///     "Design a caching strategy",
+///     "ALPHA".parse().unwrap(),
+///     Arc::new(MemoryBlackboard::default()),
+///     Arc::new(MemoryBus::default()),
+///     Arc::new(LocalLlm::default()),
+///     Arc::new(Config::default()),
+///     Arc::new(MemoryStore::default()),
+/// )
+/// .quorum(quorum.clone());
+/// let ctx = AgentContext::detached(parts);
+/// quorum.set(1); // the owner announced a lone agent
+/// assert_eq!(ctx.quorum(), 1);
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct DetachedContext {
+    pipeline_id: PipelineId,
+    objective: String,
+    report: Option<Report>,
+    agent_id: AgentId,
+    role: String,
+    gamma_reason: Option<GammaReason>,
+    blackboard: Arc<dyn Blackboard>,
+    bus: Arc<dyn MessageBus>,
+    llm: Arc<dyn LlmClient>,
+    model: String,
+    config: Arc<Config>,
+    events: Arc<dyn LedgerStore>,
+    quorum: QuorumHandle,
+    cancel: CancellationToken,
+    agent_tokens_used: u64,
+    pipeline_used: (u64, f64),
+}
+
+impl DetachedContext {
+    /// Parts with the given pipeline, agent and backends; the rest from `config`
+    /// (quorum 2, no report, no GAMMA reason, model from the config, role = agent id).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pipeline_id: PipelineId,
+        objective: impl Into<String>,
+        agent_id: AgentId,
+        blackboard: Arc<dyn Blackboard>,
+        bus: Arc<dyn MessageBus>,
+        llm: Arc<dyn LlmClient>,
+        config: Arc<Config>,
+        events: Arc<dyn LedgerStore>,
+    ) -> Self {
+        Self {
+            pipeline_id,
+            objective: objective.into(),
+            report: None,
+            role: agent_id.to_string(),
+            agent_id,
+            gamma_reason: None,
+            blackboard,
+            bus,
+            llm,
+            model: config.model.clone(),
+            config,
+            events,
+            quorum: QuorumHandle::new(2),
+            cancel: CancellationToken::new(),
+            agent_tokens_used: 0,
+            pipeline_used: (0, 0.0),
+        }
+    }
+
+    /// The RUNNING stage's report.
+    pub fn report(mut self, report: Option<Report>) -> Self {
+        self.report = report;
+        self
+    }
+
+    /// The role (default: the agent id).
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = role.into();
+        self
+    }
+
+    /// Why GAMMA was spawned (for GAMMA).
+    pub fn gamma_reason(mut self, reason: Option<GammaReason>) -> Self {
+        self.gamma_reason = reason;
+        self
+    }
+
+    /// The model to ask.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// The quorum the agent follows; keep a clone to pass on the owner's changes.
+    pub fn quorum(mut self, quorum: QuorumHandle) -> Self {
+        self.quorum = quorum;
+        self
+    }
+
+    /// Cancels the agent.
+    pub fn cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Tokens this agent had already used in the pipeline (counted against its budget).
+    pub fn agent_tokens_used(mut self, tokens: u64) -> Self {
+        self.agent_tokens_used = tokens;
+        self
+    }
+
+    /// Tokens and USD the whole pipeline had already used (counted against its budget).
+    pub fn pipeline_used(mut self, tokens: u64, cost_usd: f64) -> Self {
+        self.pipeline_used = (tokens, cost_usd);
+        self
+    }
+}
+
+impl AgentContext {
+    /// A context for an agent running outside the engine that owns its pipeline (a worker).
+    #[must_use]
+    pub fn detached(p: DetachedContext) -> Self {
+        let (hub, _) = tokio::sync::broadcast::channel(16);
+        let emitter = crate::emitter::EventEmitter::new(p.pipeline_id.clone(), 0, p.events, hub);
+        let shared = Shared::new(
+            p.pipeline_id,
+            Arc::from(p.objective.as_str()),
+            emitter,
+            crate::token_budget::PipelineBudget::new(p.config.budgets),
+            Arc::new(crate::circuit_breaker::CircuitBreaker::new(
+                p.config.breaker,
+            )),
+        );
+        *shared.report.lock() = p.report.map(Arc::new);
+        shared.budget.preload(p.pipeline_used.0, p.pipeline_used.1);
+        let error_budget = Arc::new(crate::error_budget::CountingErrorBudget::new(
+            p.config.error_budget,
+        ));
+        let ctx = Self::build(
+            ContextParts {
+                agent_id: p.agent_id,
+                role: p.role,
+                shared: Arc::new(shared),
+                blackboard: p.blackboard,
+                bus: p.bus,
+                llm: p.llm,
+                model: p.model,
+                config: p.config,
+                error_budget,
+                cancel: p.cancel,
+                gamma_reason: p.gamma_reason,
+            },
+            Some(p.quorum),
+        );
+        ctx.inner.budget.preload(p.agent_tokens_used);
+        ctx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LocalLlm, MemoryBlackboard, MemoryBus, MemoryStore};
+
+    fn detached(max_agent: u64, agent_used: u64) -> AgentContext {
+        let mut config = Config::default();
+        config.budgets.max_tokens_per_agent = max_agent;
+        AgentContext::detached(
+            DetachedContext::new(
+                PipelineId::generate(),
+                "Design a caching strategy",
+                "ALPHA".parse().unwrap(),
+                Arc::new(MemoryBlackboard::default()),
+                Arc::new(MemoryBus::default()),
+                Arc::new(LocalLlm::default()),
+                Arc::new(config),
+                Arc::new(MemoryStore::default()),
+            )
+            .agent_tokens_used(agent_used)
+            .pipeline_used(agent_used, 0.0),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_budget_with_too_little_left_is_not_used_up() {
+        let ctx = detached(500, 490);
+        let err = ctx
+            .llm(
+                crate::llm::Purpose::Propose,
+                vec![crate::llm::ChatMessage::user("research the objective")],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::BudgetExceeded, "{err}");
+        assert!(
+            RemoteLink::new(&ctx).budget_exhausted().is_none(),
+            "490 of 500: not used up, just too little left"
+        );
+    }
+
+    #[test]
+    fn a_budget_at_its_limit_is_used_up() {
+        let ctx = detached(500, 500);
+        let why = RemoteLink::new(&ctx).budget_exhausted().expect("used up");
+        assert!(why.contains("max_tokens_per_agent"), "{why}");
+    }
+
+    #[test]
+    fn the_quorum_handle_never_goes_below_one() {
+        let q = QuorumHandle::new(0);
+        assert_eq!(q.get(), 1);
+        let owner = q.clone();
+        owner.set(3);
+        assert_eq!(q.get(), 3, "clones share the value");
+        q.set(0);
+        assert_eq!(q.get(), 1);
+    }
+}
