@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -98,9 +99,16 @@ pub(crate) struct Engine {
     pub max_objective_len: usize,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
+    /// Pipelines whose next durable write is waiting for the storage (see [`crate::durable`]).
+    pub waiting_writes: Arc<AtomicUsize>,
 }
 
 impl Engine {
+    /// The retry policy of acknowledged pipelines' durable writes.
+    pub fn write_retry(&self) -> crate::durable::WriteRetry {
+        crate::durable::WriteRetry::new(self.shutdown.clone(), self.waiting_writes.clone())
+    }
+
     pub fn llm(&self, mode: &str) -> Result<Arc<dyn LlmClient>> {
         self.llms.get(mode).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.llms.keys().map(String::as_str).collect();
@@ -315,6 +323,7 @@ impl GovernanceBuilder {
                 max_objective_len: self.max_objective_len.unwrap_or(DEFAULT_MAX_OBJECTIVE_LEN),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                waiting_writes: Arc::default(),
             }),
         })
     }
@@ -581,6 +590,14 @@ impl Governance {
     #[must_use]
     pub fn live_count(&self) -> usize {
         self.engine.live.lock().len()
+    }
+
+    /// How many running pipelines are waiting for their storage right now: a durable write
+    /// (ledger, checkpoint, registry) failed retryably (a full disk, an unreachable store) and
+    /// is being retried with backoff. They go on by themselves once writes succeed again.
+    #[must_use]
+    pub fn pipelines_waiting_to_write(&self) -> usize {
+        self.engine.waiting_writes.load(Ordering::Acquire)
     }
 
     /// Graceful shutdown: cancels every running pipeline's agents, writes a checkpoint of each

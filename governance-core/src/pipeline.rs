@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::agent::{AgentContext, ContextParts};
 use crate::circuit_breaker::CircuitBreaker;
+use crate::durable::write;
 use crate::emitter::EventEmitter;
 use crate::error::{Error, Result};
 use crate::error_budget::CountingErrorBudget;
@@ -160,15 +161,20 @@ impl Live {
                 previous: None,
                 reason: None,
             };
+            // not retried: a spawn the storage refuses fails at once (503), nothing is lost
             live.commit_state(engine, &mut rec, Some(event), false)
                 .await?;
         }
+        // acknowledged: from now on its writes wait out storage failures
+        live.shared.emitter.retry_writes(engine.write_retry());
         Ok(live)
     }
 
     /// Rebuilds a live pipeline from its registry record (resume).
     pub fn restore(engine: &Engine, record: PipelineRecord, last_seq: u64) -> Arc<Self> {
-        Self::build(engine, record, last_seq)
+        let live = Self::build(engine, record, last_seq);
+        live.shared.emitter.retry_writes(engine.write_retry());
+        live
     }
 
     pub fn is_driven(&self) -> bool {
@@ -259,8 +265,9 @@ impl Live {
             .emit_with_state(kinds, &mut cp, rec)
             .await?;
         if !stored {
-            engine.checkpoints.save(&cp).await?;
-            engine.registry.upsert(rec).await?;
+            let (policy, cp, rec) = (self.shared.emitter.write_retry(), &cp, &*rec);
+            write(policy, "checkpoint", || engine.checkpoints.save(cp)).await?;
+            write(policy, "registry record", || engine.registry.upsert(rec)).await?;
         }
         Ok(())
     }
@@ -337,7 +344,13 @@ pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
                 e.live.lock().remove(&live.shared.id);
                 return;
             }
-            if let Err(err) = result {
+            if let Err(err) = &result
+                && e.shutdown.is_cancelled()
+            {
+                // a write failed while the engine shuts down: what is not written is not lost,
+                // the next engine resumes the pipeline from its last durable state
+                tracing::warn!(error = %err, "pipeline suspended by shutdown with a change unwritten");
+            } else if let Err(err) = result {
                 tracing::error!(error = %err, "pipeline driver failed");
                 let status = live.status_rx().borrow().to_owned();
                 if !status.is_terminal() {
