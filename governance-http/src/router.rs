@@ -14,6 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_token;
+use crate::deadline::read_deadline;
 use crate::error::json_error_bodies;
 use crate::routes::{ops, pipelines, streams};
 use crate::state::AppState;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/pipeline/{id}/stop", post(pipelines::stop))
         .route("/api/pipelines", get(pipelines::list))
+        .layer(from_fn_with_state(state.clone(), read_deadline))
         .layer(timeout);
     let live = Router::new()
         .route("/ws", get(streams::ws))
