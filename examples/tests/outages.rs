@@ -79,10 +79,14 @@ impl Server {
     }
 
     async fn spawn(&self) -> (u16, Value) {
+        self.spawn_in("local").await
+    }
+
+    async fn spawn_in(&self, mode: &str) -> (u16, Value) {
         let r = self
             .client
             .post(format!("{}/api/spawn", self.base))
-            .json(&serde_json::json!({"objective": "Design a caching strategy", "auto_continue": true}))
+            .json(&serde_json::json!({"objective": "Design a caching strategy", "auto_continue": true, "mode": mode}))
             .send()
             .await
             .unwrap_or_else(|e| panic!("POST /api/spawn did not answer within 5 s: {e}"));
@@ -415,10 +419,16 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
         .await
         .unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
+    // `slow` paces the LLM so a pipeline is still running when Redis stops
+    let slow = LocalLlm::new(LocalLlmConfig {
+        latency: Duration::from_millis(300),
+        ..LocalLlmConfig::default()
+    });
     let gov = Governance::builder()
         .blackboard(backend.blackboard())
         .bus(backend.bus())
         .stores(store)
+        .llm("slow", Arc::new(slow))
         .build()
         .unwrap();
     let backends = vec![
@@ -451,8 +461,46 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
         .await;
     assert_eq!(code, 200, "{body}");
 
+    // a running pipeline: its next status change (REPORT, after the report's LLM call) waits
+    // for the Redis blackboard; reading it meanwhile answers from what is committed
+    redis.signal("CONT");
+    let (code, body) = server.spawn_in("slow").await;
+    assert_eq!(code, 201, "{body}");
+    let running = body["pipeline_id"].as_str().unwrap().to_owned();
+    redis.signal("STOP");
+    let mut after_report_call = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while after_report_call < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the report's LLM call never reached the ledger"
+        );
+        let (code, body) = server.get(&format!("/api/pipeline/{running}")).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body["status"] == "SPAWNED" || body["status"] == "RUNNING",
+            "{body}"
+        );
+        let (code, logs) = server
+            .get(&format!("/api/pipeline/logs?pipeline_id={running}"))
+            .await;
+        assert_eq!(code, 200, "{logs}");
+        let reported = logs.to_string().contains("llm_call");
+        if reported {
+            after_report_call += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     redis.signal("CONT");
     wait_ready(&server).await;
+    let done = gov
+        .wait(&PipelineId::new(running).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(done.status, PipelineStatus::Completed, "{:?}", done.failure);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

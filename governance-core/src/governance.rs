@@ -517,13 +517,22 @@ impl Governance {
         Ok(st)
     }
 
-    /// The pipeline's record (live state for a running pipeline).
+    /// The pipeline's record (live state for a running pipeline). While a running pipeline's
+    /// status change is being written (which may wait for a backend: the blackboard's snapshot,
+    /// a full disk), it is the registry's committed record with the live agents and usage.
     ///
     /// # Errors
     /// [`Error::NotFound`].
     pub async fn get(&self, id: &PipelineId) -> Result<PipelineRecord> {
         let live = self.engine.live.lock().get(id).cloned();
         if let Some(live) = live {
+            if let Some(rec) = live.try_snapshot_record() {
+                return Ok(rec);
+            }
+            if let Some(mut rec) = self.engine.registry.get(id).await? {
+                live.sync_runtime(&mut rec);
+                return Ok(rec);
+            }
             return Ok(live.snapshot_record().await);
         }
         self.engine

@@ -192,7 +192,16 @@ impl Live {
         rec
     }
 
-    fn sync_runtime(&self, rec: &mut PipelineRecord) {
+    /// The record with the live agent/usage state merged in, unless a state change is being
+    /// written right now (it holds the record, and may be waiting for a backend).
+    pub fn try_snapshot_record(&self) -> Option<PipelineRecord> {
+        let mut rec = self.record.try_lock().ok()?.clone();
+        self.sync_runtime(&mut rec);
+        Some(rec)
+    }
+
+    /// Merges the live agent/usage state into `rec` (e.g. the registry's committed copy).
+    pub fn sync_runtime(&self, rec: &mut PipelineRecord) {
         rec.agents.clone_from(&self.shared.agents.lock());
         rec.usage = *self.shared.usage.lock();
         rec.last_seq = self.shared.emitter.last_seq();
