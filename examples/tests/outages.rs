@@ -215,6 +215,7 @@ async fn a_full_disk_holds_running_pipelines_until_space_returns_then_they_finis
     // a new spawn is refused at once (or fits in what is left), never hangs or fails with 500
     let (code, body) = server.spawn().await;
     assert!(code == 503 || code == 201, "{code} {body}");
+    eprintln!("{held} running pipelines waited for the disk; a spawn meanwhile got {code}");
     if code == 201 {
         ids.push(PipelineId::new(body["pipeline_id"].as_str().unwrap()).unwrap());
     } else {

@@ -170,11 +170,11 @@ impl Live {
         Ok(live)
     }
 
-    /// Rebuilds a live pipeline from its registry record (resume).
+    /// Rebuilds a live pipeline from its registry record (resume). Its writes are retried once
+    /// a driver runs it ([`start`]); the resume's own writes fail at once, so a resume at
+    /// start-up never waits for a full disk.
     pub fn restore(engine: &Engine, record: PipelineRecord, last_seq: u64) -> Arc<Self> {
-        let live = Self::build(engine, record, last_seq);
-        live.shared.emitter.retry_writes(engine.write_retry());
-        live
+        Self::build(engine, record, last_seq)
     }
 
     pub fn is_driven(&self) -> bool {
@@ -341,6 +341,8 @@ impl Live {
 /// Starts a driver task for `live` from `stage`.
 pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     live.driven.store(true, Ordering::Release);
+    // a driven pipeline waits out storage failures instead of dying (see `crate::durable`)
+    live.shared.emitter.retry_writes(engine.write_retry());
     let e = engine.clone();
     let span = tracing::info_span!("pipeline", pipeline_id = %live.shared.id);
     engine.tasks.spawn(

@@ -21,7 +21,8 @@ use crate::state::AppState;
 
 /// The API router. Mount it as is, or nest it in a larger service.
 ///
-/// REST routes get the request timeout; `/ws` and `/api/events` do not (they end when
+/// REST routes get the request timeout, and `GET /api/*` the shorter read timeout (503 when a
+/// store does not answer in time); `/ws` and `/api/events` do not (they end when
 /// [`AppState::shutdown_token`] is cancelled). `/api/*` and `/ws` need the API token when one
 /// is configured; `/`, `/docs`, `/openapi.json`, `/healthz`, `/readyz` and `/metrics` do not.
 pub fn router(state: AppState) -> Router {
