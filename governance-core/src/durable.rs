@@ -64,7 +64,7 @@ impl WriteRetry {
             if waiting.is_none() {
                 waiting = Some(Waiting::new(&self.waiting));
                 tracing::warn!(what, error = %err, "durable write failed; the pipeline waits and retries");
-            } else if failures % LOG_EVERY == 0 {
+            } else if failures.is_multiple_of(LOG_EVERY) {
                 tracing::warn!(what, failures, error = %err, "durable write still failing; retrying");
             }
             tokio::select! {
