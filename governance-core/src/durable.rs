@@ -1,5 +1,5 @@
 //! The one retry policy of a running pipeline's durable writes (its ledger events, checkpoints
-//! and registry record).
+//! and registry record, and the blackboard snapshot a checkpoint holds).
 //!
 //! A write that fails with a retryable backend error — nothing was written: a full disk, a
 //! locked database, a store that cannot be reached — is tried again with backoff (100 ms,

@@ -249,10 +249,18 @@ impl Live {
         is_final: bool,
     ) -> Result<()> {
         self.sync_runtime(rec);
-        let blackboard = if rec.status == PipelineStatus::Spawned {
-            crate::blackboard::BlackboardSnapshot::default()
-        } else {
-            snapshot_retrying(engine, &rec.id).await?
+        let id = rec.id.clone();
+        let blackboard = match self.shared.emitter.write_retry() {
+            _ if rec.status == PipelineStatus::Spawned => {
+                crate::blackboard::BlackboardSnapshot::default()
+            }
+            // a driven pipeline waits for its blackboard as for its stores (one policy)
+            Some(policy) => {
+                policy
+                    .run("blackboard snapshot", || engine.blackboard.snapshot(&id))
+                    .await?
+            }
+            None => snapshot_retrying(engine, &id).await?,
         };
         let mut kinds = Vec::with_capacity(2);
         kinds.extend(status_event);
