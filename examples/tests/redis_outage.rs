@@ -102,7 +102,10 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        self.signal("CONT");
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -209,6 +212,13 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
         .await
         .unwrap();
     assert_eq!(done.status, PipelineStatus::Completed, "{:?}", done.failure);
+
+    // a server that is gone for good (connection refused) is reported as fast
+    redis.signal("KILL");
+    readyz_names_redis(&server).await;
+    let (code, body) = server.get("/api/pipelines").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["total"], 2, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
