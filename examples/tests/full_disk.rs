@@ -25,6 +25,8 @@ const PAGE: u64 = 4096;
 fn fill(db: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    // no fsync per insert: the filler is quick even on a loaded machine
+    conn.pragma_update(None, "synchronous", "OFF").unwrap();
     conn.pragma_update(
         None,
         "max_page_count",
@@ -61,7 +63,7 @@ async fn a_full_disk_holds_running_pipelines_until_space_returns_then_they_finis
     );
     // paced, so the pipelines are still running when the disk fills
     let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(100),
+        latency: Duration::from_millis(250),
         ..LocalLlmConfig::default()
     });
     let gov = Governance::builder()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use governance_core::{Governance, LocalLlm, LocalLlmConfig, PipelineId, PipelineStatus};
 use governance_redis::{RedisBackend, RedisConfig};
 use governance_sqlite::SqliteStore;
-use outage_support::{Server, wait_ready};
+use outage_support::{Server, wait_ready, wait_until};
 
 fn redis_server_binary() -> PathBuf {
     let candidates = std::iter::once(PathBuf::from("/usr/bin/redis-server")).chain(
@@ -132,7 +132,7 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
     let store = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
     // `slow` paces the LLM so a pipeline is still running when Redis stops
     let slow = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(300),
+        latency: Duration::from_millis(1000),
         ..LocalLlmConfig::default()
     });
     let gov = Governance::builder()
@@ -178,6 +178,16 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
     let (code, body) = server.spawn_in("slow").await;
     assert_eq!(code, 201, "{body}");
     let running = body["pipeline_id"].as_str().unwrap().to_owned();
+    // RUNNING is committed (its checkpoint read the blackboard); the report's LLM call is on
+    wait_until(Duration::from_secs(30), "the pipeline runs", || async {
+        let (code, body) = server.get(&format!("/api/pipeline/{running}")).await;
+        if code == 200 && body["status"] == "RUNNING" {
+            Ok(())
+        } else {
+            Err(format!("{code} {body}"))
+        }
+    })
+    .await;
     redis.signal("STOP");
     let mut after_report_call = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -189,7 +199,7 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
         let (code, body) = server.get(&format!("/api/pipeline/{running}")).await;
         assert_eq!(code, 200, "{body}");
         assert!(
-            body["status"] == "SPAWNED" || body["status"] == "RUNNING",
+            ["RUNNING", "REPORT", "ORCHESTRATING"].contains(&body["status"].as_str().unwrap_or("")),
             "{body}"
         );
         let (code, logs) = server
