@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoints::CheckpointRow;
-use crate::errors::{BACKEND, sqlite_error};
+use crate::errors::{BACKEND, OpError, sqlite_error};
 use crate::exchanges::ExchangeRow;
 use crate::ledger::{LedgerRow, Tails};
 use crate::registry::RecordRow;
@@ -40,21 +40,6 @@ pub(crate) enum WriteOp {
     Exchange(ExchangeRow),
     /// A pipeline state change: its ledger entries, checkpoint and registry row, all or none.
     Transition(Vec<LedgerRow>, Option<CheckpointRow>, Option<RecordRow>),
-}
-
-/// Why one job failed.
-#[derive(Debug)]
-pub(crate) enum OpError {
-    /// Refused by the rules (a conflict): this job wrote nothing; the others go on.
-    Rejected(Error),
-    /// SQLite failed: the whole group is rolled back.
-    Sqlite(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for OpError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Sqlite(e)
-    }
 }
 
 struct Job {
