@@ -16,9 +16,8 @@ use governance_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Shared;
-use crate::bus::RedisBus;
-use crate::error::Effect;
+use crate::conn::{Effect, Shared};
+use crate::coordination::RedisBus;
 use crate::remote::{
     Done, ORCHESTRATOR, WORKER_GROUP, WorkItem, ended_key, pipeline_key, work_channel, work_stream,
 };

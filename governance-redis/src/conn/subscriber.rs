@@ -11,8 +11,8 @@ use governance_core::{Error, Message, Result};
 use redis::Client;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::config::RedisConfig;
-use crate::error::{BACKEND, sanitize};
+use super::config::RedisConfig;
+use super::error::{BACKEND, sanitize};
 use crate::wire;
 
 /// How often an idle pub/sub connection is checked with `PING`.

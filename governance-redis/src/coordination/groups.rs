@@ -10,8 +10,7 @@ use governance_core::{Message, PipelineId, Result};
 use redis::FromRedisValue;
 use redis::aio::ConnectionManager;
 
-use crate::backend::Shared;
-use crate::error::{Effect, corrupt};
+use crate::conn::{Effect, Shared, corrupt};
 use crate::wire;
 
 /// How often [`GroupConsumer::next`] looks for new entries while it waits (`block`). The wait
