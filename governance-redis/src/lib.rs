@@ -80,7 +80,7 @@ mod store;
 mod wire;
 mod worker;
 
-pub use cluster::RedisLeases;
+pub use cluster::{Archiver, RedisLeases};
 pub use conn::{BACKEND, RedisConfig, redact_url};
 pub use coordination::{Delivery, GroupConsumer, RedisBlackboard, RedisBus};
 pub use facade::RedisBackend;

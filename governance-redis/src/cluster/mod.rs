@@ -30,9 +30,11 @@
 //! consensus decided once by a script), so an old owner's late agent write cannot create a
 //! second consensus or count a vote twice.
 
+mod archive;
 mod leases;
 mod relay;
 
+pub use archive::{Archiver, archive_pipeline};
 pub use leases::RedisLeases;
 pub(crate) use relay::on_messages;
 pub use relay::decode_relayed;
