@@ -106,4 +106,3 @@ impl RedisBackend {
         self.shared.keys(pipeline)
     }
 }
-

@@ -336,7 +336,13 @@ async fn the_archiver_copies_a_finished_pipeline_into_the_archive_and_dequeues_i
     done.last_seq = 3;
     // a terminal record in cluster mode queues the pipeline for archiving
     store.upsert(&done).await.unwrap();
-    assert!(store.unarchived(Duration::ZERO).await.unwrap().contains(&id));
+    assert!(
+        store
+            .unarchived(Duration::ZERO)
+            .await
+            .unwrap()
+            .contains(&id)
+    );
 
     let archive = Arc::new(MemoryStore::new());
     let (tx, finished) = tokio::sync::mpsc::unbounded_channel();
@@ -357,7 +363,13 @@ async fn the_archiver_copies_a_finished_pipeline_into_the_archive_and_dequeues_i
         store.archived_by(&id).await.unwrap().as_deref(),
         Some("node-a")
     );
-    assert!(!store.unarchived(Duration::ZERO).await.unwrap().contains(&id));
+    assert!(
+        !store
+            .unarchived(Duration::ZERO)
+            .await
+            .unwrap()
+            .contains(&id)
+    );
 
     // copying it again adds nothing
     archive_pipeline(&store, &*archive, &id).await.unwrap();

@@ -36,5 +36,5 @@ mod relay;
 
 pub use archive::{Archiver, archive_pipeline};
 pub use leases::RedisLeases;
-pub(crate) use relay::on_messages;
 pub use relay::decode_relayed;
+pub(crate) use relay::on_messages;

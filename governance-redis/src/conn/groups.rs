@@ -12,7 +12,12 @@ use super::shared::Shared;
 impl Shared {
     /// Creates the consumer group `group` of the stream `log` at `0` (`MKSTREAM`), unless it
     /// exists. Idempotent; rides out an outage like every command.
-    pub(crate) async fn ensure_group(&self, op: &'static str, log: &str, group: &str) -> Result<()> {
+    pub(crate) async fn ensure_group(
+        &self,
+        op: &'static str,
+        log: &str,
+        group: &str,
+    ) -> Result<()> {
         self.execute(op, Effect::Idempotent, |mut conn| async move {
             create_group(&mut conn, log, group).await
         })

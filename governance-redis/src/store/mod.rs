@@ -7,7 +7,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-
 use governance_core::{
     Checkpoint, CheckpointStore, Error, Event, LedgerStore, PipelineFilter, PipelineId,
     PipelineRecord, PipelineRegistry, PipelineStatus, Result,
@@ -244,7 +243,6 @@ impl RedisStore {
         self.append_one(pipeline, &[], checkpoint, record).await
     }
 }
-
 
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
