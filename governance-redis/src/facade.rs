@@ -87,7 +87,7 @@ impl RedisBackend {
     /// and a [`RedisStore`] whose writes are fenced by them.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid node id or a lease shorter than 300 ms.
+    /// [`Error::Config`](governance_core::Error::Config) for an invalid node id or a lease shorter than 300 ms.
     pub fn cluster(
         &self,
         node_id: &str,
