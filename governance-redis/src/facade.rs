@@ -11,6 +11,7 @@ use crate::conn::{RedisConfig, Shared};
 use crate::coordination::{RedisBlackboard, RedisBus};
 use crate::keys::PipelineKeys;
 use crate::store::RedisStore;
+use crate::wire;
 
 /// A connected Redis / DragonflyDB backend: hands out a [`Blackboard`] and a [`MessageBus`]
 /// that share one multiplexed, self-reconnecting connection (plus one dedicated pub/sub
@@ -48,7 +49,7 @@ impl RedisBackend {
     /// contains the password.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         Ok(Self {
-            shared: Shared::connect(config).await?,
+            shared: Shared::connect(config, wire::decode_message).await?,
         })
     }
 

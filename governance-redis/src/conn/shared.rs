@@ -12,16 +12,17 @@ use super::config::RedisConfig;
 use super::error::{
     Effect, certainly_not_applied, map_redis_error, outcome_unknown, sanitize, unknown_outcome,
 };
-use super::subscriber::Hub;
+use super::subscriber::{Decode, Hub};
 use crate::keys::PipelineKeys;
 use crate::scripts::Scripts;
 
 impl Shared {
-    /// Parses the URL, connects and loads the scripts.
+    /// Parses the URL, connects and loads the scripts; the pub/sub hub decodes live messages
+    /// with `decode`.
     ///
     /// # Errors
     /// See [`RedisBackend::connect`](crate::RedisBackend::connect).
-    pub(crate) async fn connect(config: RedisConfig) -> Result<Arc<Self>> {
+    pub(crate) async fn connect(config: RedisConfig, decode: Decode) -> Result<Arc<Self>> {
         let secret = secret_of(&config);
         if config.key_prefix.is_empty()
             || config
@@ -76,7 +77,7 @@ impl Shared {
                 tracing::warn!(url = %config.redacted_url(), error = %mapped, "redis connect failed");
                 mapped
             })?;
-        let hub = Hub::new(client.clone(), &config);
+        let hub = Hub::new(client.clone(), &config, decode);
         let scripts = Scripts::new();
         let shared = Arc::new(Self {
             client,
