@@ -135,7 +135,7 @@ impl Shared {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.err(&e, "ping", Effect::Read)),
             Err(_) => Err(Error::backend(
-                crate::error::BACKEND,
+                super::error::BACKEND,
                 format!(
                     "{}: ping: no reply within {} ms",
                     self.config.redacted_url(),
