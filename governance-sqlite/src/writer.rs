@@ -142,26 +142,29 @@ fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>, health: &
                 Err(_) => break,
             }
         }
-        health.set(commit_group(&mut conn, path, &mut tails, &mut batch).as_ref());
+        commit_group(&mut conn, path, &mut tails, &mut batch, health);
     }
     tracing::debug!(path = %path.display(), "governance-sqlite writer stopped");
 }
 
-/// Runs `batch` in one transaction and answers every job. Returns the error when SQLite failed
-/// (nothing of the batch was written).
+/// Runs `batch` in one transaction and answers every job. `health` is updated before any job is
+/// answered, so a caller that saw its write fail finds the store failing (and one that saw it
+/// succeed finds it healthy) when it asks right after.
 fn commit_group(
     conn: &mut Connection,
     path: &Path,
     tails: &mut Tails,
     batch: &mut Vec<Job>,
-) -> Option<Error> {
+    health: &Health,
+) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = sqlite_error(path, "begin a write transaction", &e);
+        health.set(Some(&err));
         fail_all(batch, &err);
-        return Some(err);
+        return;
     }
     if let Err(e) = tails.sync(conn) {
-        return Some(abort(conn, path, tails, batch, &e));
+        return abort(conn, path, tails, batch, &e, health);
     }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter() {
@@ -170,18 +173,18 @@ fn commit_group(
         match apply(conn, tails, &job.op) {
             Ok(()) => results.push(Ok(())),
             Err(OpError::Rejected(err)) => results.push(Err(err)),
-            Err(OpError::Sqlite(e)) => return Some(abort(conn, path, tails, batch, &e)),
+            Err(OpError::Sqlite(e)) => return abort(conn, path, tails, batch, &e, health),
         }
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
+            health.set(None);
             for (job, result) in batch.drain(..).zip(results) {
                 // The caller may have gone away (cancelled); the write stands either way.
                 let _ = job.reply.send(result);
             }
-            None
         }
-        Err(e) => Some(abort(conn, path, tails, batch, &e)),
+        Err(e) => abort(conn, path, tails, batch, &e, health),
     }
 }
 
@@ -219,14 +222,16 @@ fn apply(conn: &Connection, tails: &mut Tails, op: &WriteOp) -> Result<(), OpErr
     }
 }
 
-/// Rolls the whole group back and tells every caller nothing was written; returns the error.
+/// Rolls the whole group back, records the failure in `health`, then tells every caller
+/// nothing was written.
 fn abort(
     conn: &Connection,
     path: &Path,
     tails: &mut Tails,
     batch: &mut Vec<Job>,
     e: &rusqlite::Error,
-) -> Error {
+    health: &Health,
+) {
     tails.clear();
     if !conn.is_autocommit()
         && let Err(rollback) = conn.execute_batch("ROLLBACK")
@@ -235,8 +240,8 @@ fn abort(
     }
     let err = sqlite_error(path, "write (the group commit was rolled back)", e);
     tracing::warn!(path = %path.display(), error = %err, jobs = batch.len(), "group commit failed");
+    health.set(Some(&err));
     fail_all(batch, &err);
-    err
 }
 
 fn fail_all(batch: &mut Vec<Job>, err: &Error) {
