@@ -1,11 +1,12 @@
 //! Per-pipeline event emission: assigns the gap-free `seq`, appends to the ledger, then fans out
 //! (and logs each status change at `info`, with `pipeline_id`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::broadcast;
 
+use crate::durable::{WriteRetry, write};
 use crate::error::Result;
 use crate::event::{Event, EventKind};
 use crate::ids::PipelineId;
@@ -20,6 +21,8 @@ pub struct EventEmitter {
     last: AtomicU64,
     ledger: Arc<dyn LedgerStore>,
     hub: broadcast::Sender<Arc<Event>>,
+    /// Set once the pipeline is acknowledged: its writes then wait out storage failures.
+    retry: OnceLock<WriteRetry>,
 }
 
 impl EventEmitter {
@@ -37,7 +40,19 @@ impl EventEmitter {
             last: AtomicU64::new(last_seq),
             ledger,
             hub,
+            retry: OnceLock::new(),
         }
+    }
+
+    /// From now on, writes that fail retryably are retried under `policy` (see
+    /// [`crate::durable`]) instead of failing.
+    pub(crate) fn retry_writes(&self, policy: WriteRetry) {
+        let _ = self.retry.set(policy);
+    }
+
+    /// The retry policy of this pipeline's writes, once set.
+    pub(crate) fn write_retry(&self) -> Option<&WriteRetry> {
+        self.retry.get()
     }
 
     /// The pipeline.
@@ -54,6 +69,9 @@ impl EventEmitter {
 
     /// Appends one event to the ledger and broadcasts it; returns its `seq`.
     ///
+    /// Once the pipeline's writes are retried (see [`crate::durable`]), a retryable failure is
+    /// waited out instead of returned.
+    ///
     /// # Errors
     /// The ledger's error; the `seq` is not consumed then (no gap).
     pub async fn emit(&self, kind: EventKind) -> Result<u64> {
@@ -63,7 +81,8 @@ impl EventEmitter {
             ts: chrono::Utc::now(),
             kind,
         };
-        self.ledger.append(std::slice::from_ref(&event)).await?;
+        let (ledger, one) = (&*self.ledger, std::slice::from_ref(&event));
+        write(self.retry.get(), "ledger append", || ledger.append(one)).await?;
         *next += 1;
         self.last.store(*next, Ordering::Release);
         let seq = event.seq;
@@ -98,10 +117,11 @@ impl EventEmitter {
         record.last_seq = last;
         checkpoint.seq = last;
         checkpoint.record.clone_from(record);
-        let stored = self
-            .ledger
-            .append_with_state(&events, Some(checkpoint), Some(record))
-            .await?;
+        let (ledger, evs, cp, rec) = (&*self.ledger, &events[..], &*checkpoint, &*record);
+        let stored = write(self.retry.get(), "state change", || {
+            ledger.append_with_state(evs, Some(cp), Some(rec))
+        })
+        .await?;
         *next = last;
         self.last.store(last, Ordering::Release);
         for event in events {

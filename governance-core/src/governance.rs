@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -99,9 +100,16 @@ pub(crate) struct Engine {
     pub max_objective_len: usize,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
+    /// Pipelines whose next durable write is waiting for the storage (see [`crate::durable`]).
+    pub waiting_writes: Arc<AtomicUsize>,
 }
 
 impl Engine {
+    /// The retry policy of acknowledged pipelines' durable writes.
+    pub fn write_retry(&self) -> crate::durable::WriteRetry {
+        crate::durable::WriteRetry::new(self.shutdown.clone(), self.waiting_writes.clone())
+    }
+
     pub fn llm(&self, mode: &str) -> Result<Arc<dyn LlmClient>> {
         self.llms.get(mode).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.llms.keys().map(String::as_str).collect();
@@ -356,6 +364,7 @@ impl GovernanceBuilder {
                 max_objective_len: self.max_objective_len.unwrap_or(DEFAULT_MAX_OBJECTIVE_LEN),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                waiting_writes: Arc::default(),
             }),
         })
     }
@@ -553,13 +562,22 @@ impl Governance {
         Ok(st)
     }
 
-    /// The pipeline's record (live state for a running pipeline).
+    /// The pipeline's record (live state for a running pipeline). While a running pipeline's
+    /// status change is being written (which may wait for a backend: the blackboard's snapshot,
+    /// a full disk), it is the registry's committed record with the live agents and usage.
     ///
     /// # Errors
     /// [`Error::NotFound`].
     pub async fn get(&self, id: &PipelineId) -> Result<PipelineRecord> {
         let live = self.engine.live.lock().get(id).cloned();
         if let Some(live) = live {
+            if let Some(rec) = live.try_snapshot_record() {
+                return Ok(rec);
+            }
+            if let Some(mut rec) = self.engine.registry.get(id).await? {
+                live.sync_runtime(&mut rec);
+                return Ok(rec);
+            }
             return Ok(live.snapshot_record().await);
         }
         self.engine
@@ -645,6 +663,14 @@ impl Governance {
             }
         }
         n
+    }
+
+    /// How many running pipelines are waiting for their storage right now: a durable write
+    /// (ledger, checkpoint, registry) failed retryably (a full disk, an unreachable store) and
+    /// is being retried with backoff. They go on by themselves once writes succeed again.
+    #[must_use]
+    pub fn pipelines_waiting_to_write(&self) -> usize {
+        self.engine.waiting_writes.load(Ordering::Acquire)
     }
 
     /// Graceful shutdown: cancels every running pipeline's agents, writes a checkpoint of each

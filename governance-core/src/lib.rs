@@ -15,6 +15,7 @@ pub mod blackboard;
 pub mod chain;
 pub mod circuit_breaker;
 pub mod config;
+mod durable;
 pub mod emitter;
 pub mod error;
 pub mod error_budget;

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::agent::{AgentContext, ContextParts};
 use crate::circuit_breaker::CircuitBreaker;
+use crate::durable::write;
 use crate::emitter::EventEmitter;
 use crate::error::{Error, Result};
 use crate::error_budget::CountingErrorBudget;
@@ -164,13 +165,18 @@ impl Live {
                 previous: None,
                 reason: None,
             };
+            // not retried: a spawn the storage refuses fails at once (503), nothing is lost
             live.commit_state(engine, &mut rec, Some(event), false)
                 .await?;
         }
+        // acknowledged: from now on its writes wait out storage failures
+        live.shared.emitter.retry_writes(engine.write_retry());
         Ok(live)
     }
 
-    /// Rebuilds a live pipeline from its registry record (resume).
+    /// Rebuilds a live pipeline from its registry record (resume). Its writes are retried once
+    /// a driver runs it ([`start`]); the resume's own writes fail at once, so a resume at
+    /// start-up never waits for a full disk.
     pub fn restore(engine: &Engine, record: PipelineRecord, last_seq: u64) -> Arc<Self> {
         Self::build(engine, record, last_seq)
     }
@@ -190,7 +196,16 @@ impl Live {
         rec
     }
 
-    fn sync_runtime(&self, rec: &mut PipelineRecord) {
+    /// The record with the live agent/usage state merged in, unless a state change is being
+    /// written right now (it holds the record, and may be waiting for a backend).
+    pub fn try_snapshot_record(&self) -> Option<PipelineRecord> {
+        let mut rec = self.record.try_lock().ok()?.clone();
+        self.sync_runtime(&mut rec);
+        Some(rec)
+    }
+
+    /// Merges the live agent/usage state into `rec` (e.g. the registry's committed copy).
+    pub fn sync_runtime(&self, rec: &mut PipelineRecord) {
         rec.agents.clone_from(&self.shared.agents.lock());
         rec.usage = *self.shared.usage.lock();
         rec.last_seq = self.shared.emitter.last_seq();
@@ -238,10 +253,18 @@ impl Live {
         is_final: bool,
     ) -> Result<()> {
         self.sync_runtime(rec);
-        let blackboard = if rec.status == PipelineStatus::Spawned {
-            crate::blackboard::BlackboardSnapshot::default()
-        } else {
-            snapshot_retrying(engine, &rec.id).await?
+        let id = rec.id.clone();
+        let blackboard = match self.shared.emitter.write_retry() {
+            _ if rec.status == PipelineStatus::Spawned => {
+                crate::blackboard::BlackboardSnapshot::default()
+            }
+            // a driven pipeline waits for its blackboard as for its stores (one policy)
+            Some(policy) => {
+                policy
+                    .run("blackboard snapshot", || engine.blackboard.snapshot(&id))
+                    .await?
+            }
+            None => snapshot_retrying(engine, &id).await?,
         };
         let mut kinds = Vec::with_capacity(2);
         kinds.extend(status_event);
@@ -263,8 +286,9 @@ impl Live {
             .emit_with_state(kinds, &mut cp, rec)
             .await?;
         if !stored {
-            engine.checkpoints.save(&cp).await?;
-            engine.registry.upsert(rec).await?;
+            let (policy, cp, rec) = (self.shared.emitter.write_retry(), &cp, &*rec);
+            write(policy, "checkpoint", || engine.checkpoints.save(cp)).await?;
+            write(policy, "registry record", || engine.registry.upsert(rec)).await?;
         }
         Ok(())
     }
@@ -329,6 +353,8 @@ impl Live {
 /// Starts a driver task for `live` from `stage`.
 pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     live.driven.store(true, Ordering::Release);
+    // a driven pipeline waits out storage failures instead of dying (see `crate::durable`)
+    live.shared.emitter.retry_writes(engine.write_retry());
     let e = engine.clone();
     let span = tracing::info_span!("pipeline", pipeline_id = %live.shared.id);
     engine.tasks.spawn(
@@ -341,7 +367,13 @@ pub(crate) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
                 e.live.lock().remove(&live.shared.id);
                 return;
             }
-            if let Err(err) = result {
+            if let Err(err) = &result
+                && e.shutdown.is_cancelled()
+            {
+                // a write failed while the engine shuts down: what is not written is not lost,
+                // the next engine resumes the pipeline from its last durable state
+                tracing::warn!(error = %err, "pipeline suspended by shutdown with a change unwritten");
+            } else if let Err(err) = result {
                 tracing::error!(error = %err, "pipeline driver failed");
                 let status = live.status_rx().borrow().to_owned();
                 if !status.is_terminal() {

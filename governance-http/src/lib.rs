@@ -30,6 +30,7 @@
 //! deduplication and what a slow client gets.
 
 pub mod auth;
+mod deadline;
 pub mod error;
 pub mod live;
 mod metrics;
@@ -43,5 +44,6 @@ pub use auth::check_bind;
 pub use error::ApiError;
 pub use router::{router, serve};
 pub use state::{
-    AppState, DEFAULT_BODY_LIMIT, DEFAULT_NODE_ID, DEFAULT_REQUEST_TIMEOUT, HttpSettings, MAX_PAGE,
+    AppState, DEFAULT_BODY_LIMIT, DEFAULT_NODE_ID, DEFAULT_PROBE_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT, HttpSettings, MAX_PAGE,
 };

@@ -14,6 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_token;
+use crate::deadline::read_deadline;
 use crate::error::json_error_bodies;
 use crate::routes::{ops, pipelines, streams};
 use crate::state::AppState;
@@ -21,7 +22,8 @@ use crate::track::{mark_route, track_http};
 
 /// The API router. Mount it as is, or nest it in a larger service.
 ///
-/// REST routes get the request timeout; `/ws` and `/api/events` do not (they end when
+/// REST routes get the request timeout, and `GET /api/*` the shorter read timeout (503 when a
+/// store does not answer in time); `/ws` and `/api/events` do not (they end when
 /// [`AppState::shutdown_token`] is cancelled). `/api/*`, `/ws` and `/metrics` need the API
 /// token when one is configured (`/metrics` not when [`crate::HttpSettings::metrics_public`]);
 /// `/`, `/docs`, `/openapi.json`, `/healthz` and `/readyz` do not.
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/pipeline/{id}/stop", post(pipelines::stop))
         .route("/api/pipelines", get(pipelines::list))
+        .layer(from_fn_with_state(state.clone(), read_deadline))
         .layer(timeout);
     let live = Router::new()
         .route("/ws", get(streams::ws))

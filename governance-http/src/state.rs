@@ -13,6 +13,10 @@ use crate::metrics::Metrics;
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// Default timeout of a REST request (not applied to WebSocket/SSE streams).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound of each `/readyz` check.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Default bound of a read endpoint's wait for the stores.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest page the list and log endpoints return.
 pub const MAX_PAGE: usize = 1000;
 
@@ -33,6 +37,14 @@ pub struct HttpSettings {
     pub max_objective_len: usize,
     /// Timeout of a REST request (408 when passed).
     pub request_timeout: Duration,
+    /// How long `/readyz` waits for each backend's check (default 800 ms): one that does not
+    /// answer in time is reported (503), so the health check answers within a second even
+    /// while a backend hangs. Backends ride out outages for their own, longer, bounds.
+    pub probe_timeout: Duration,
+    /// How long a read endpoint (`GET /api/...`) waits for the stores (default 2 s) before it
+    /// answers 503 `backend_unavailable`: reads fail fast while a store (the Redis registry of
+    /// cluster mode, say) rides out an outage, instead of hanging.
+    pub read_timeout: Duration,
     /// Circuit breakers shared by all pipelines (per LLM mode), reported in `/metrics`.
     pub breakers: Vec<(String, Arc<CircuitBreaker>)>,
     /// Backend names shown by `/readyz` and the dashboard (e.g. `blackboard=memory`).
@@ -67,6 +79,8 @@ impl Default for HttpSettings {
             body_limit: DEFAULT_BODY_LIMIT,
             max_objective_len: governance_core::governance::DEFAULT_MAX_OBJECTIVE_LEN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             breakers: Vec::new(),
             backends: Vec::new(),
             node_id: DEFAULT_NODE_ID.to_owned(),

@@ -208,6 +208,27 @@ impl Shared {
         mapped
     }
 
+    /// One `PING`, bounded by [`RedisConfig::probe_timeout`]; never rides out an outage.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let bound = self.config.probe_timeout;
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(bound, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.err(&e, "ping", Effect::Read)),
+            Err(_) => Err(Error::backend(
+                crate::error::BACKEND,
+                format!(
+                    "{}: ping: no reply within {} ms",
+                    self.config.redacted_url(),
+                    bound.as_millis()
+                ),
+                true,
+            )),
+        }
+    }
+
     async fn load_scripts(&self) -> Result<()> {
         let mut conn = self.conn.clone();
         let s = &self.scripts;

@@ -484,10 +484,6 @@ impl Blackboard for RedisBlackboard {
     }
 
     async fn ping(&self) -> Result<()> {
-        let _: String = self
-            .shared
-            .query(&redis::cmd("PING"), "ping", Effect::Read)
-            .await?;
-        Ok(())
+        self.shared.ping().await
     }
 }

@@ -166,11 +166,7 @@ impl MessageBus for RedisBus {
     }
 
     async fn ping(&self) -> Result<()> {
-        let _: String = self
-            .shared
-            .query(&redis::cmd("PING"), "ping", Effect::Read)
-            .await?;
-        Ok(())
+        self.shared.ping().await
     }
 }
 

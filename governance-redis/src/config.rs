@@ -34,6 +34,9 @@ pub struct RedisConfig {
     /// error is retryable if nothing can have been applied, else the non-retryable "outcome
     /// unknown".
     pub outage_timeout: Duration,
+    /// How long a health check (`ping`) waits for its reply (default 500 ms). A ping is tried
+    /// once and never rides out an outage: a readiness probe must report one, not wait it out.
+    pub probe_timeout: Duration,
     /// Connection attempts the shared connection makes after it is lost, before the waiting
     /// commands fail with a retryable error (default 2; the next command tries again).
     pub reconnect_attempts: usize,
@@ -59,6 +62,7 @@ impl RedisConfig {
             connection_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(5),
             outage_timeout: Duration::from_secs(10),
+            probe_timeout: Duration::from_millis(500),
             reconnect_attempts: 2,
             reconnect_min_delay: Duration::from_millis(50),
             reconnect_max_delay: Duration::from_secs(2),
@@ -104,6 +108,7 @@ impl fmt::Debug for RedisConfig {
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("outage_timeout", &self.outage_timeout)
+            .field("probe_timeout", &self.probe_timeout)
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("reconnect_min_delay", &self.reconnect_min_delay)
             .field("reconnect_max_delay", &self.reconnect_max_delay)

@@ -774,10 +774,7 @@ impl LedgerStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.shared
-            .query::<String>(&redis::cmd("PING"), "ping", Effect::Read)
-            .await
-            .map(|_| ())
+        self.shared.ping().await
     }
 }
 

@@ -259,7 +259,13 @@ impl LedgerStore for SqliteStore {
         .await
     }
 
+    /// Reads answer, and writes do: after a write transaction failed (a full disk, the size
+    /// cap, an I/O error), a probe write that needs a fresh page must go through before the
+    /// store counts as healthy again.
     async fn ping(&self) -> Result<()> {
+        if self.inner.writer.failing().is_some() {
+            self.inner.writer.submit(WriteOp::Probe).await?;
+        }
         self.read(|conn, path| {
             conn.query_row("SELECT 1", [], |_| Ok(()))
                 .map_err(|e| sqlite_error(path, "ping", &e))

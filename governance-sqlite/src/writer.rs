@@ -8,9 +8,12 @@
 //! `COMMIT` returned, so `Ok` means durable (`synchronous=FULL`). When SQLite itself fails
 //! (disk full, I/O error), the whole transaction is rolled back and every caller of the group
 //! gets an error: none of their writes was applied.
+//!
+//! The thread remembers whether its last transaction failed ([`Writer::failing`]), so a health
+//! check can tell a store that cannot write (a full disk) from one that merely answers reads.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use governance_core::{Error, Result};
 use rusqlite::Connection;
@@ -40,6 +43,9 @@ pub(crate) enum WriteOp {
     Exchange(ExchangeRow),
     /// A pipeline state change: its ledger entries, checkpoint and registry row, all or none.
     Transition(Vec<LedgerRow>, Option<CheckpointRow>, Option<RecordRow>),
+    /// A health probe: takes a fresh page and gives it back, so it fails exactly when the file
+    /// cannot grow (a full disk, the size cap). Leaves nothing behind.
+    Probe,
 }
 
 /// Why one job failed.
@@ -66,6 +72,8 @@ struct Job {
 #[derive(Debug)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Why the last transaction failed; `None` once one commits again.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -81,9 +89,11 @@ impl Writer {
         path: Arc<Path>,
     ) -> Result<(Self, std::thread::JoinHandle<()>)> {
         let (jobs, rx) = mpsc::channel(QUEUE);
+        let failure = Arc::new(Mutex::new(None));
+        let health = Health(Arc::clone(&failure));
         let thread = std::thread::Builder::new()
             .name("governance-sqlite-writer".to_owned())
-            .spawn(move || run(conn, &path, rx))
+            .spawn(move || run(conn, &path, rx, &health))
             .map_err(|e| {
                 Error::backend(
                     BACKEND,
@@ -91,7 +101,15 @@ impl Writer {
                     true,
                 )
             })?;
-        Ok((Self { jobs }, thread))
+        Ok((Self { jobs, failure }, thread))
+    }
+
+    /// Why the last write transaction failed, while no later one has committed.
+    pub(crate) fn failing(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Queues `op` and waits until it is committed (or refused).
@@ -116,7 +134,19 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>) {
+/// The writer thread's side of [`Writer::failing`].
+struct Health(Arc<Mutex<Option<String>>>);
+
+impl Health {
+    fn set(&self, failure: Option<&Error>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = failure.map(ToString::to_string);
+    }
+}
+
+fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>, health: &Health) {
     let mut batch = Vec::with_capacity(64);
     let mut tails = Tails::default();
     while let Some(job) = rx.blocking_recv() {
@@ -127,20 +157,26 @@ fn run(mut conn: Connection, path: &Path, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, path, &mut tails, &mut batch);
+        health.set(commit_group(&mut conn, path, &mut tails, &mut batch).as_ref());
     }
     tracing::debug!(path = %path.display(), "governance-sqlite writer stopped");
 }
 
-/// Runs `batch` in one transaction and answers every job.
-fn commit_group(conn: &mut Connection, path: &Path, tails: &mut Tails, batch: &mut Vec<Job>) {
+/// Runs `batch` in one transaction and answers every job. Returns the error when SQLite failed
+/// (nothing of the batch was written).
+fn commit_group(
+    conn: &mut Connection,
+    path: &Path,
+    tails: &mut Tails,
+    batch: &mut Vec<Job>,
+) -> Option<Error> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = sqlite_error(path, "begin a write transaction", &e);
         fail_all(batch, &err);
-        return;
+        return Some(err);
     }
     if let Err(e) = tails.sync(conn) {
-        return abort(conn, path, tails, batch, &e);
+        return Some(abort(conn, path, tails, batch, &e));
     }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter() {
@@ -149,7 +185,7 @@ fn commit_group(conn: &mut Connection, path: &Path, tails: &mut Tails, batch: &m
         match apply(conn, tails, &job.op) {
             Ok(()) => results.push(Ok(())),
             Err(OpError::Rejected(err)) => results.push(Err(err)),
-            Err(OpError::Sqlite(e)) => return abort(conn, path, tails, batch, &e),
+            Err(OpError::Sqlite(e)) => return Some(abort(conn, path, tails, batch, &e)),
         }
     }
     match conn.execute_batch("COMMIT") {
@@ -158,8 +194,9 @@ fn commit_group(conn: &mut Connection, path: &Path, tails: &mut Tails, batch: &m
                 // The caller may have gone away (cancelled); the write stands either way.
                 let _ = job.reply.send(result);
             }
+            None
         }
-        Err(e) => abort(conn, path, tails, batch, &e),
+        Err(e) => Some(abort(conn, path, tails, batch, &e)),
     }
 }
 
@@ -181,17 +218,30 @@ fn apply(conn: &Connection, tails: &mut Tails, op: &WriteOp) -> Result<(), OpErr
             }
             Ok(())
         }
+        WriteOp::Probe => {
+            // a row larger than a page needs a fresh (overflow) page; deleting it in the same
+            // transaction returns the page to the free list
+            conn.prepare_cached(
+                "INSERT INTO llm_exchanges (pipeline_id, agent_id, recorded_at, request, response) \
+                 VALUES ('', '', 0, '', zeroblob(8192))",
+            )?
+            .execute([])?;
+            let id = conn.last_insert_rowid();
+            conn.prepare_cached("DELETE FROM llm_exchanges WHERE id = ?1")?
+                .execute([id])?;
+            Ok(())
+        }
     }
 }
 
-/// Rolls the whole group back and tells every caller nothing was written.
+/// Rolls the whole group back and tells every caller nothing was written; returns the error.
 fn abort(
     conn: &Connection,
     path: &Path,
     tails: &mut Tails,
     batch: &mut Vec<Job>,
     e: &rusqlite::Error,
-) {
+) -> Error {
     tails.clear();
     if !conn.is_autocommit()
         && let Err(rollback) = conn.execute_batch("ROLLBACK")
@@ -201,6 +251,7 @@ fn abort(
     let err = sqlite_error(path, "write (the group commit was rolled back)", e);
     tracing::warn!(path = %path.display(), error = %err, jobs = batch.len(), "group commit failed");
     fail_all(batch, &err);
+    err
 }
 
 fn fail_all(batch: &mut Vec<Job>, err: &Error) {

@@ -145,3 +145,53 @@ async fn a_full_disk_fails_the_write_and_keeps_what_was_committed() {
     assert_eq!(store.last_seq(&p).await.expect("last"), seq - 1);
     assert!(verify(&db.path).expect("verify").is_intact());
 }
+
+#[tokio::test]
+async fn ping_reports_a_store_that_cannot_write_until_space_returns() {
+    let db = common::temp_db();
+    let cap: i64 = 256 * 1024;
+    let options = SqliteOptions {
+        max_size_bytes: Some(cap.unsigned_abs()),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&db.path, options)
+        .await
+        .expect("open");
+    store.ping().await.expect("a fresh store is healthy");
+    // another program takes what is left (as on a full disk); the store's write then fails
+    let filler = rusqlite::Connection::open(&db.path).expect("filler");
+    filler
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    filler
+        .pragma_update(None, "max_page_count", cap / 4096)
+        .unwrap();
+    filler
+        .execute_batch("CREATE TABLE filler (b BLOB)")
+        .unwrap();
+    for chunk in [16_384, 1024, 64] {
+        while filler
+            .execute("INSERT INTO filler VALUES (zeroblob(?1))", [chunk])
+            .is_ok()
+        {}
+    }
+    let p = common::pid("full");
+    let big = "x".repeat(16 * 1024);
+    store
+        .append(&[common::message(&p, 1, &big)])
+        .await
+        .expect_err("the file is full");
+    // reads still answer, but the store cannot write: ping says so
+    let err = store.ping().await.expect_err("a store that cannot write");
+    assert!(backend_message(&err).contains("full"), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    // space returns: ping passes again and so does the write
+    filler.execute("DELETE FROM filler", []).unwrap();
+    store.ping().await.expect("writable again");
+    store
+        .append(&[common::message(&p, 1, &big)])
+        .await
+        .expect("the write goes through now");
+    assert_eq!(store.last_seq(&p).await.expect("last"), 1);
+    assert!(verify(&db.path).expect("verify").is_intact());
+}

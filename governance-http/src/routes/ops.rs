@@ -18,15 +18,27 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: every backend answers (blackboard, bus, ledger) and the server is not
-/// shutting down; 503 in the error shape (with `checks`) otherwise.
+/// `GET /readyz`: every backend answers (blackboard, bus, ledger; the ledger must also be able
+/// to write) and the server is not shutting down; 503 in the error shape (with `checks`)
+/// otherwise. Each check gets [`HttpSettings::probe_timeout`](crate::HttpSettings) at most:
+/// a backend that does not answer in time is reported as such, never waited out.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let gov = state.gov();
+    let bound = state.settings().probe_timeout;
+    let probe = |ping| async move {
+        tokio::time::timeout(bound, ping).await.unwrap_or_else(|_| {
+            Err(governance_core::Error::Timeout(format!(
+                "no answer within {} ms",
+                bound.as_millis()
+            )))
+        })
+    };
     let (bb, bus, ledger) = tokio::join!(
-        gov.blackboard().ping(),
-        gov.bus().ping(),
-        gov.ledger().ping()
+        probe(gov.blackboard().ping()),
+        probe(gov.bus().ping()),
+        probe(gov.ledger().ping())
     );
+    let waiting = gov.pipelines_waiting_to_write();
     let mut checks = serde_json::Map::new();
     let mut failed = Vec::new();
     for (name, r) in [("blackboard", bb), ("bus", bus), ("ledger", ledger)] {
@@ -35,8 +47,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 checks.insert(name.into(), json!("ok"));
             }
             Err(e) => {
-                checks.insert(name.into(), json!(e.to_string()));
-                failed.push(format!("{name}: {e}"));
+                // name the backend (e.g. `redis:redis://host:6379`) when the server knows it
+                let what = match state.settings().backends.iter().find(|(k, _)| k == name) {
+                    Some((_, backend)) => format!("{name} ({backend})"),
+                    None => name.to_owned(),
+                };
+                let mut why = e.to_string();
+                if name == "ledger" && waiting > 0 {
+                    why.push_str(&format!(" ({waiting} running pipelines wait to write)"));
+                }
+                checks.insert(name.into(), json!(why));
+                failed.push(format!("{what}: {why}"));
             }
         }
     }
