@@ -41,7 +41,8 @@ const MAX_BACKEND_RESTARTS: u32 = 8;
 
 /// ORCHESTRATING (`resumed`: already in it, after a crash). Returns how the pipeline ends (the
 /// driver finishes it, or checkpoints it when [`Outcome::Suspended`]); `None` when the engine
-/// was shutting down before the stage began (nothing to write: a resume runs it again).
+/// was shutting down before the stage began, or the runtime is shutting down under it (nothing
+/// to write: a resume runs it again).
 pub(super) async fn orchestrate(
     engine: &Engine,
     live: &Live,
@@ -193,6 +194,13 @@ pub(super) async fn orchestrate(
             Some(joined) = running.set.join_next() => {
                 let (agent_id, result) = match joined {
                     Ok(exit) => exit,
+                    // nothing here aborts an agent before the loop ends: a cancelled task
+                    // means the runtime is shutting down (the process dies). Not a panic, and
+                    // not the pipeline's end: write nothing more, a resume picks it up.
+                    Err(e) if e.is_cancelled() => {
+                        tracing::warn!("agent task cancelled by the runtime's shutdown; leaving the pipeline to a resume");
+                        return Ok(None);
+                    }
                     Err(e) => (AgentId::new("UNKNOWN")?, Err(Error::Internal(format!("agent task panicked: {e}")))),
                 };
                 if let Some(o) = agent_exited(engine, live, &mut running, &agent_id, result).await? {
