@@ -146,9 +146,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Cluster mode: runs the lease loop (renew, take over, relay events) and the archiver that
-/// copies every pipeline this node finishes into its SQLite file — and, after a while, the
-/// finished pipelines of nodes that died before they archived them (`gov:unarchived`).
+/// Cluster mode: runs the lease loop (renew, take over, relay events) and the
+/// [`Archiver`](governance_redis::Archiver) that copies every pipeline this node finishes into
+/// its SQLite file — and, after a while, the finished pipelines of nodes that died before they
+/// archived them (`gov:unarchived`).
 fn start_cluster(
     c: crate::backends::Cluster,
     gov: &governance_core::Governance,
@@ -158,72 +159,10 @@ fn start_cluster(
     let crate::backends::Cluster {
         store,
         archive,
-        mut finished,
+        finished,
         leases,
     } = c;
-    let cancel = cancel.clone();
-    let node = gov.node_id().to_owned();
-    let lease = leases.lease();
-    let archiver = tokio::spawn(async move {
-        let Some(archive) = archive else {
-            // no archive on this node (GOVERNANCE_DB=memory): nodes with one pick these up
-            while finished.recv().await.is_some() {}
-            return;
-        };
-        let one = async |id: governance_core::PipelineId| {
-            match store.claim_archive(&id, &node, lease * 4).await {
-                Ok(true) => {}
-                Ok(false) => return, // another node is archiving it now
-                Err(e) => {
-                    tracing::warn!(pipeline_id = %id, error = %e, "archive claim failed");
-                    return;
-                }
-            }
-            match store.archived_by(&id).await {
-                Ok(Some(by)) => {
-                    // archived already (by a node that died before dequeueing it)
-                    let _ = store.archived(&id, &by).await;
-                    return;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(pipeline_id = %id, error = %e, "archive check failed");
-                    return;
-                }
-            }
-            match crate::backends::archive(&store, &archive, &id).await {
-                Ok(()) => {
-                    if let Err(e) = store.archived(&id, &node).await {
-                        tracing::warn!(pipeline_id = %id, error = %e, "could not dequeue an archived pipeline");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(pipeline_id = %id, error = %e, "could not archive a finished pipeline");
-                }
-            }
-        };
-        let mut sweep = tokio::time::interval(lease);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                id = finished.recv() => match id {
-                    Some(id) => one(id).await,
-                    None => break,
-                },
-                _ = sweep.tick() => {
-                    // finished by a node that died before archiving them
-                    match store.unarchived(lease * 2).await {
-                        Ok(ids) => for id in ids { one(id).await },
-                        Err(e) => tracing::warn!(error = %e, "reading the archive queue failed"),
-                    }
-                }
-                () = cancel.cancelled() => break,
-            }
-        }
-        // archive what finished during shutdown
-        while let Ok(id) = finished.try_recv() {
-            one(id).await;
-        }
-    });
+    let archiver = governance_redis::Archiver::new(store, archive, gov.node_id(), leases.lease());
+    let archiver = tokio::spawn(archiver.run(finished, cancel.clone()));
     (leases, archiver)
 }

@@ -69,28 +69,21 @@
 //! non-retryable "outcome unknown" error. The URL's password never appears in `Debug`,
 //! errors or logs.
 
-mod backend;
-mod blackboard;
-mod bus;
 pub mod cluster;
-mod config;
-mod error;
-mod groups;
+mod conn;
+mod coordination;
+mod facade;
 mod keys;
 pub mod remote;
 pub mod scripts;
 mod store;
-mod subscriber;
 mod wire;
 mod worker;
 
-pub use backend::RedisBackend;
-pub use blackboard::RedisBlackboard;
-pub use bus::RedisBus;
-pub use cluster::RedisLeases;
-pub use config::{RedisConfig, redact_url};
-pub use error::BACKEND;
-pub use groups::{Delivery, GroupConsumer};
+pub use cluster::{Archiver, RedisLeases};
+pub use conn::{BACKEND, RedisConfig, redact_url};
+pub use coordination::{Delivery, GroupConsumer, RedisBlackboard, RedisBus};
+pub use facade::RedisBackend;
 pub use keys::PipelineKeys;
 pub use remote::{RemoteRole, WorkItem};
 pub use store::{LedgerEntry, RedisStore, VerifyOutcome};

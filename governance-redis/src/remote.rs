@@ -45,9 +45,8 @@ use governance_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::RedisBackend;
-use crate::backend::Shared;
-use crate::bus::RedisBus;
-use crate::error::Effect;
+use crate::conn::{Effect, Shared};
+use crate::coordination::RedisBus;
 
 /// The consumer group every worker reads work through.
 pub const WORKER_GROUP: &str = "workers";

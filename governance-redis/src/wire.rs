@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::corrupt;
+use crate::conn::corrupt;
 
 /// Version of every payload this crate writes.
 pub const WIRE_VERSION: u32 = BLACKBOARD_PAYLOAD_VERSION;

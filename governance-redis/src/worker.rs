@@ -16,9 +16,8 @@ use governance_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Shared;
-use crate::bus::RedisBus;
-use crate::error::Effect;
+use crate::conn::{Effect, Shared};
+use crate::coordination::RedisBus;
 use crate::remote::{
     Done, ORCHESTRATOR, WORKER_GROUP, WorkItem, ended_key, pipeline_key, work_channel, work_stream,
 };
@@ -117,24 +116,10 @@ impl Worker {
 
     async fn ensure_groups(&self) -> Result<()> {
         for role in self.roles.keys() {
-            let r: std::result::Result<(), Error> = self
-                .shared
-                .query::<()>(
-                    redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(work_stream(&self.shared.config.key_prefix, role))
-                        .arg(WORKER_GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM"),
-                    "worker group",
-                    Effect::Idempotent,
-                )
-                .await;
-            if let Err(e) = r
-                && !e.to_string().contains("BUSYGROUP")
-            {
-                return Err(e);
-            }
+            let stream = work_stream(&self.shared.config.key_prefix, role);
+            self.shared
+                .ensure_group("worker group", &stream, WORKER_GROUP)
+                .await?;
         }
         Ok(())
     }
@@ -169,9 +154,6 @@ impl Worker {
                 }
                 match this.claim(&stream).await {
                     Ok(mut v) => items.append(&mut v),
-                    Err(e) if e.to_string().contains("NOGROUP") => {
-                        let _ = this.ensure_groups().await;
-                    }
                     Err(e) => tracing::warn!(error = %e, "claiming work failed"),
                 }
             }
@@ -206,30 +188,22 @@ impl Worker {
     }
 
     async fn claim(&self, stream: &str) -> Result<Vec<(String, String, String)>> {
-        let reply: redis::streams::StreamReadReply = self
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(WORKER_GROUP)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(16)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">");
+        // nil when there is nothing new; a deleted group (NOGROUP) is created again at once
+        let (reply, _): (Option<redis::streams::StreamReadReply>, bool) = self
             .shared
-            .query(
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(WORKER_GROUP)
-                    .arg(&self.name)
-                    .arg("COUNT")
-                    .arg(16)
-                    .arg("STREAMS")
-                    .arg(stream)
-                    .arg(">"),
-                "work claim",
-                Effect::Read,
-            )
-            .await
-            .or_else(|e| {
-                if e.to_string().contains("nil") {
-                    Ok(redis::streams::StreamReadReply::default())
-                } else {
-                    Err(e)
-                }
-            })?;
+            .query_on_group("work claim", &cmd, stream, WORKER_GROUP)
+            .await?;
         Ok(reply
+            .unwrap_or_default()
             .keys
             .into_iter()
             .flat_map(|k| {

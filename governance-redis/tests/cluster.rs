@@ -1,6 +1,7 @@
 //! Several engines ("nodes") on one redis-server: the Redis ledger/checkpoint/registry store
-//! passes the conformance suites, leases fence an old owner, and a node takes over the
-//! pipelines of a node that stopped renewing its leases.
+//! passes the conformance suites, leases fence an old owner, a node takes over the
+//! pipelines of a node that stopped renewing its leases, and the archiver copies a finished
+//! pipeline into an archive store.
 
 mod common;
 
@@ -312,4 +313,65 @@ async fn a_pipeline_claimed_by_a_node_that_died_before_writing_is_dropped_from_t
         store.active_ids().await.unwrap().is_empty(),
         "no node keeps scanning it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archiver_copies_a_finished_pipeline_into_the_archive_and_dequeues_it() {
+    use governance_core::{MemoryStore, PipelineRegistry as _};
+    use governance_redis::Archiver;
+    use governance_redis::cluster::archive_pipeline;
+
+    let server = RedisServer::start();
+    let b = backend(&server).await;
+    let lease = Duration::from_secs(60);
+    let (leases, store) = b.cluster("node-a", lease).unwrap();
+    let id = PipelineId::generate();
+    leases.claim_new(&id).await.unwrap();
+    store
+        .append(&[event(&id, 1), event(&id, 2), event(&id, 3)])
+        .await
+        .unwrap();
+    let mut done = running_record(&id);
+    done.status = PipelineStatus::Completed;
+    done.last_seq = 3;
+    // a terminal record in cluster mode queues the pipeline for archiving
+    store.upsert(&done).await.unwrap();
+    assert!(
+        store
+            .unarchived(Duration::ZERO)
+            .await
+            .unwrap()
+            .contains(&id)
+    );
+
+    let archive = Arc::new(MemoryStore::new());
+    let (tx, finished) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(id.clone()).unwrap();
+    drop(tx);
+    // returns once `finished` is closed and drained
+    Archiver::new(store.clone(), Some(archive.clone()), "node-a", lease)
+        .run(finished, tokio_util::sync::CancellationToken::new())
+        .await;
+
+    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(archive.read(&id, 0, 100).await.unwrap()), [1, 2, 3]);
+    assert_eq!(
+        archive.get(&id).await.unwrap().map(|r| r.status),
+        Some(PipelineStatus::Completed)
+    );
+    assert_eq!(
+        store.archived_by(&id).await.unwrap().as_deref(),
+        Some("node-a")
+    );
+    assert!(
+        !store
+            .unarchived(Duration::ZERO)
+            .await
+            .unwrap()
+            .contains(&id)
+    );
+
+    // copying it again adds nothing
+    archive_pipeline(&store, &*archive, &id).await.unwrap();
+    assert_eq!(seqs(archive.read(&id, 0, 100).await.unwrap()), [1, 2, 3]);
 }

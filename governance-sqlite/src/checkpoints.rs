@@ -7,7 +7,7 @@
 use governance_core::{Checkpoint, Error, PipelineId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::writer::OpError;
+use crate::errors::OpError;
 
 /// A checkpoint serialized for the writer.
 #[derive(Debug)]

@@ -1,4 +1,6 @@
-//! Turning SQLite failures into [`governance_core::Error`] values that name the database file.
+//! Turning SQLite failures into [`governance_core::Error`] values that name the database file,
+//! and [`OpError`], how one write of the writer thread fails (a leaf: the per-table write
+//! functions and the writer both use it).
 
 use std::path::Path;
 
@@ -49,4 +51,19 @@ pub(crate) fn json_error(path: &Path, what: &str, err: &serde_json::Error) -> Er
         "{}: {what} is not valid JSON for this build: {err}",
         path.display()
     ))
+}
+
+/// Why one job of the writer failed (the per-table write functions return it).
+#[derive(Debug)]
+pub(crate) enum OpError {
+    /// Refused by the rules (a conflict): this job wrote nothing; the others go on.
+    Rejected(Error),
+    /// SQLite failed: the whole group is rolled back.
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for OpError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
 }

@@ -5,7 +5,7 @@ use governance_core::{AgentId, Error, PipelineId};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use crate::writer::OpError;
+use crate::errors::OpError;
 
 /// One recorded LLM call of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use governance_core::{Error, Event, PipelineId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::writer::OpError;
+use crate::errors::OpError;
 
 pub(crate) use governance_core::chain::{GENESIS, LedgerRow};
 

@@ -5,7 +5,7 @@ use governance_core::{Error, PipelineFilter, PipelineId, PipelineStatus};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::writer::OpError;
+use crate::errors::OpError;
 
 /// Page size of [`PipelineFilter::limit`] `0`.
 const DEFAULT_LIMIT: usize = 100;

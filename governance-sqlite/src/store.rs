@@ -329,8 +329,8 @@ impl PipelineRegistry for SqliteStore {
         let filter = filter.clone();
         self.read(move |conn, path| {
             let rows = registry::list(conn, &filter).map_err(|e| match e {
-                crate::writer::OpError::Rejected(err) => err,
-                crate::writer::OpError::Sqlite(e) => sqlite_error(path, "list pipelines", &e),
+                crate::errors::OpError::Rejected(err) => err,
+                crate::errors::OpError::Sqlite(e) => sqlite_error(path, "list pipelines", &e),
             })?;
             rows.iter()
                 .map(|json| {

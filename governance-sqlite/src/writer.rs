@@ -20,7 +20,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoints::CheckpointRow;
-use crate::errors::{BACKEND, sqlite_error};
+use crate::errors::{BACKEND, OpError, sqlite_error};
 use crate::exchanges::ExchangeRow;
 use crate::ledger::{LedgerRow, Tails};
 use crate::registry::RecordRow;
@@ -46,21 +46,6 @@ pub(crate) enum WriteOp {
     /// A health probe: takes a fresh page and gives it back, so it fails exactly when the file
     /// cannot grow (a full disk, the size cap). Leaves nothing behind.
     Probe,
-}
-
-/// Why one job failed.
-#[derive(Debug)]
-pub(crate) enum OpError {
-    /// Refused by the rules (a conflict): this job wrote nothing; the others go on.
-    Rejected(Error),
-    /// SQLite failed: the whole group is rolled back.
-    Sqlite(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for OpError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Sqlite(e)
-    }
 }
 
 struct Job {

@@ -1,57 +1,28 @@
-//! [`RedisBackend`]: one shared connection, the scripts and the pub/sub hub.
+//! [`Shared`]: one shared connection, the scripts and the pub/sub hub of a backend, and the
+//! outage/retry helper every operation runs through ([`Shared::execute`], [`Shared::append`]).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use governance_core::{Blackboard, Error, MessageBus, PipelineId, Result};
+use governance_core::{Error, PipelineId, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult};
 
-use crate::blackboard::RedisBlackboard;
-use crate::bus::RedisBus;
-use crate::config::RedisConfig;
-use crate::error::{
+use super::config::RedisConfig;
+use super::error::{
     Effect, certainly_not_applied, map_redis_error, outcome_unknown, sanitize, unknown_outcome,
 };
+use super::subscriber::{Decode, Hub};
 use crate::keys::PipelineKeys;
 use crate::scripts::Scripts;
-use crate::subscriber::Hub;
 
-/// A connected Redis / DragonflyDB backend: hands out a [`Blackboard`] and a [`MessageBus`]
-/// that share one multiplexed, self-reconnecting connection (plus one dedicated pub/sub
-/// connection for live subscriptions, opened on first use).
-///
-/// # Example
-/// ```no_run
-/// # async fn demo() -> governance_core::Result<()> {
-/// use governance_redis::{RedisBackend, RedisConfig};
-/// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
-/// let blackboard = backend.blackboard();
-/// let bus = backend.bus();
-/// # let _ = (blackboard, bus); Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct RedisBackend {
-    shared: Arc<Shared>,
-}
-
-impl fmt::Debug for RedisBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBackend")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisBackend {
-    /// Parses the URL, connects and loads the scripts.
+impl Shared {
+    /// Parses the URL, connects and loads the scripts; the pub/sub hub decodes live messages
+    /// with `decode`.
     ///
     /// # Errors
-    /// [`Error::Config`] (variable `REDIS_URL`) when the URL does not parse or the key prefix is
-    /// invalid; [`Error::Backend`] when the server cannot be reached (retryable) or refuses the
-    /// credentials. No error contains the password.
-    pub async fn connect(config: RedisConfig) -> Result<Self> {
+    /// See [`RedisBackend::connect`](crate::RedisBackend::connect).
+    pub(crate) async fn connect(config: RedisConfig, decode: Decode) -> Result<Arc<Self>> {
         let secret = secret_of(&config);
         if config.key_prefix.is_empty()
             || config
@@ -106,9 +77,9 @@ impl RedisBackend {
                 tracing::warn!(url = %config.redacted_url(), error = %mapped, "redis connect failed");
                 mapped
             })?;
-        let hub = Hub::new(client.clone(), &config);
+        let hub = Hub::new(client.clone(), &config, decode);
         let scripts = Scripts::new();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Self {
             client,
             conn,
             secret,
@@ -118,61 +89,7 @@ impl RedisBackend {
         });
         shared.load_scripts().await?;
         tracing::debug!(url = %shared.config.redacted_url(), "redis backend connected");
-        Ok(Self { shared })
-    }
-
-    /// The blackboard on this backend.
-    #[must_use]
-    pub fn blackboard(&self) -> Arc<dyn Blackboard> {
-        Arc::new(self.redis_blackboard())
-    }
-
-    /// The message bus on this backend.
-    #[must_use]
-    pub fn bus(&self) -> Arc<dyn MessageBus> {
-        Arc::new(self.redis_bus())
-    }
-
-    /// The blackboard as its concrete type.
-    #[must_use]
-    pub fn redis_blackboard(&self) -> RedisBlackboard {
-        RedisBlackboard::new(self.shared.clone())
-    }
-
-    /// The message bus as its concrete type.
-    #[must_use]
-    pub fn redis_bus(&self) -> RedisBus {
-        RedisBus::new(self.shared.clone())
-    }
-
-    /// The audit ledger, checkpoints and pipeline registry on this backend (for several server
-    /// nodes sharing one Redis; see [`RedisStore`](crate::RedisStore)).
-    #[must_use]
-    pub fn store(&self) -> crate::RedisStore {
-        crate::RedisStore::new(self.shared.clone(), None)
-    }
-
-    /// Pipeline ownership leases for the node `node_id` (see [`RedisLeases`](crate::RedisLeases)),
-    /// and a [`RedisStore`](crate::RedisStore) whose writes are fenced by them.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid node id or a lease shorter than 300 ms.
-    pub fn cluster(
-        &self,
-        node_id: &str,
-        lease: std::time::Duration,
-    ) -> Result<(crate::RedisLeases, crate::RedisStore)> {
-        crate::cluster::RedisLeases::new(self.shared.clone(), node_id, lease)
-    }
-
-    pub(crate) fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
-    /// The key names of `pipeline` under this backend's prefix.
-    #[must_use]
-    pub fn keys(&self, pipeline: &PipelineId) -> PipelineKeys {
-        self.shared.keys(pipeline)
+        Ok(shared)
     }
 }
 
@@ -218,7 +135,7 @@ impl Shared {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.err(&e, "ping", Effect::Read)),
             Err(_) => Err(Error::backend(
-                crate::error::BACKEND,
+                super::error::BACKEND,
                 format!(
                     "{}: ping: no reply within {} ms",
                     self.config.redacted_url(),

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use governance_core::ids::validate_id;
 use governance_core::{Message, PipelineId, Result};
 use redis::FromRedisValue;
-use redis::aio::ConnectionManager;
 
-use crate::backend::Shared;
-use crate::error::{Effect, corrupt};
+use crate::conn::{Effect, Shared, corrupt};
 use crate::wire;
 
 /// How often [`GroupConsumer::next`] looks for new entries while it waits (`block`). The wait
@@ -99,13 +97,8 @@ impl GroupConsumer {
             consumer: consumer.to_owned(),
             pending: Some("0".to_owned()),
         };
-        let (log, group) = (&this.log, &this.group);
         this.shared
-            .execute(
-                "consumer group create",
-                Effect::Idempotent,
-                |mut conn| async move { create_group(&mut conn, log, group).await },
-            )
+            .ensure_group("consumer group create", &this.log, &this.group)
             .await?;
         Ok(this)
     }
@@ -267,18 +260,8 @@ impl GroupConsumer {
         op: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<(T, bool)> {
-        let (log, group) = (&self.log, &self.group);
         self.shared
-            .execute(op, Effect::Idempotent, |mut conn| async move {
-                match cmd.query_async(&mut conn).await {
-                    Err(e) if e.code() == Some("NOGROUP") => {
-                        tracing::debug!(log, group, "consumer group missing; creating it at 0");
-                        create_group(&mut conn, log, group).await?;
-                        cmd.query_async(&mut conn).await
-                    }
-                    other => other,
-                }
-            })
+            .query_on_group(op, cmd, &self.log, &self.group)
             .await
     }
 
@@ -325,25 +308,5 @@ impl GroupConsumer {
             )
             .await?;
         Ok(())
-    }
-}
-
-/// `XGROUP CREATE <log> <group> 0 MKSTREAM`; an existing group (`BUSYGROUP`) is fine.
-async fn create_group(
-    conn: &mut ConnectionManager,
-    log: &str,
-    group: &str,
-) -> redis::RedisResult<()> {
-    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(log)
-        .arg(group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
-        .await;
-    match created {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
     }
 }

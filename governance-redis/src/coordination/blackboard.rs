@@ -12,8 +12,7 @@ use governance_core::{
 };
 use redis::Value;
 
-use crate::backend::Shared;
-use crate::error::{Effect, corrupt};
+use crate::conn::{Effect, Shared, corrupt};
 use crate::keys::PipelineKeys;
 use crate::wire::{self, ProposalMaps, assemble_all, assemble_handoffs};
 

@@ -1,69 +1,17 @@
-//! Several server nodes on one Redis: pipeline ownership leases with fencing tokens
-//! ([`RedisLeases`]), taking over the pipelines of a dead node ([`RedisLeases::run`]), and
-//! relaying every node's events to the others' live feeds.
-//!
-//! # The protocol (keys in `docs/wire-protocol.md`)
-//! - **Claim**: a node that spawns a pipeline runs `lease_acquire` on `gov:{P}:owner` /
-//!   `gov:{P}:fence`: the fence counter is incremented and the lease `<node>:<token>` is set
-//!   with a TTL (`lease`, default 5 s). The token is the pipeline's *fencing token*.
-//! - **Renew**: every `lease / 3` the node renews all its leases (`lease_renew`). A node that is
-//!   paused (GC, SIGSTOP, a partition) for longer than `lease` loses them.
-//! - **Fence**: every write of a pipeline's ledger, checkpoint or record is the `append_state`
-//!   script, which compares `gov:{P}:fence` with the writer's token and refuses the write when
-//!   they differ. A node that wakes up after another node took its pipeline over therefore
-//!   cannot write: it gets [`Error::Fenced`] and drops the pipeline.
-//! - **Take over**: every `lease / 2` each node reads `gov:active` (pipelines not terminal) and
-//!   tries `lease_acquire` on those whose lease key is gone; at most one node wins (new token),
-//!   and it resumes the pipeline from its last checkpoint, the shared ledger and the blackboard
-//!   in Redis ([`Governance::adopt`]).
-//! - **Events**: `append_state` also `PUBLISH`es the appended events on `gov:events`; every
-//!   node relays other nodes' events into its own live feed. This relay is at-most-once (pub/sub):
-//!   a WebSocket client that reconnects with `since=<seq>` gets what it missed from the shared
-//!   ledger.
-//!
-//! - **Commands**: `stop` and `continue` sent to a node that does not run the pipeline are
-//!   stored in `gov:{P}:command` (JSON [`Command`]) and announced on `gov:commands`; the owner
-//!   takes the key (`GETDEL`) when woken, or at its next renewal, and carries the command out.
-//!   The asking node waits (at most a minute) until the registry shows the result.
-//!
-//! Blackboard writes are not fenced: they are idempotent (proposal ids, one vote per voter,
-//! consensus decided once by a script), so an old owner's late agent write cannot create a
-//! second consensus or count a vote twice.
+//! [`RedisLeases`]: pipeline ownership leases with fencing tokens, taking over the pipelines
+//! of a dead node, and carrying out commands other nodes forwarded (the protocol: see
+//! [`crate::cluster`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use governance_core::{Command, Error, Event, Governance, Ownership, PipelineId, Result};
-use parking_lot::Mutex;
+use governance_core::{Command, Error, Governance, Ownership, PipelineId, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Shared;
-use crate::error::Effect;
-use crate::store::{RedisStore, Relayed};
-
-/// The fencing tokens of the pipelines this node owns.
-#[derive(Debug)]
-pub(crate) struct LeaseTable {
-    node: String,
-    held: Mutex<HashMap<PipelineId, u64>>,
-}
-
-impl LeaseTable {
-    pub(crate) fn node(&self) -> &str {
-        &self.node
-    }
-
-    pub(crate) fn token(&self, id: &PipelineId) -> Option<u64> {
-        self.held.lock().get(id).copied()
-    }
-
-    pub(crate) fn forget(&self, id: &PipelineId) {
-        self.held.lock().remove(id);
-    }
-}
+use super::relay::{commands_channel, relay_events};
+use crate::conn::{Effect, Shared};
+use crate::store::{LeaseTable, RedisStore};
 
 /// Pipeline ownership leases of one server node on Redis: the [`Ownership`] of a
 /// [`Governance`] engine when several nodes share one Redis. See the module docs.
@@ -99,10 +47,7 @@ impl RedisLeases {
                 "a lease must be at least 300 ms",
             ));
         }
-        let table = Arc::new(LeaseTable {
-            node: node_id.to_owned(),
-            held: Mutex::new(HashMap::new()),
-        });
+        let table = Arc::new(LeaseTable::new(node_id));
         let store = RedisStore::new(shared.clone(), Some(table.clone()));
         Ok((
             Self {
@@ -155,7 +100,7 @@ impl RedisLeases {
         if won == 1 {
             let token: u64 = value
                 .parse()
-                .map_err(|_| crate::error::corrupt("fencing token", &value))?;
+                .map_err(|_| crate::conn::corrupt("fencing token", &value))?;
             self.table.held.lock().insert(id.clone(), token);
             return Ok(Some(token));
         }
@@ -444,92 +389,4 @@ impl RedisLeases {
             tracing::warn!(pipeline_id = %id, error = %e, "could not release the lease (it expires by itself)");
         }
     }
-}
-
-/// Subscribes to `gov:events` (reconnecting with backoff) and relays other nodes' events.
-fn commands_channel(prefix: &str) -> String {
-    format!("{prefix}:commands")
-}
-
-async fn relay_events(
-    shared: Arc<Shared>,
-    node: String,
-    governance: Governance,
-    wake: tokio::sync::mpsc::UnboundedSender<PipelineId>,
-    cancel: CancellationToken,
-) {
-    let events = RedisStore::events_channel(&shared.config.key_prefix);
-    let commands = commands_channel(&shared.config.key_prefix);
-    let channels = vec![events, commands.clone()];
-    on_messages(&shared, &channels, &cancel, |channel, payload| {
-        if channel == commands {
-            if let Ok(id) = PipelineId::new(&payload) {
-                let _ = wake.send(id);
-            }
-            return;
-        }
-        match serde_json::from_str::<Relayed>(&payload) {
-            Ok(r) if r.node != node => {
-                for e in r.events {
-                    governance.relay(Arc::new(e));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "ignoring a malformed relayed event batch"),
-        }
-    })
-    .await;
-}
-
-/// Calls `f(channel, payload)` for every message published on `channels` until `cancel`,
-/// on a dedicated pub/sub connection that reconnects with backoff. At-most-once: what is
-/// published while it reconnects is missed.
-pub(crate) async fn on_messages(
-    shared: &Shared,
-    channels: &[String],
-    cancel: &CancellationToken,
-    mut f: impl FnMut(&str, String),
-) {
-    let mut delay = Duration::from_millis(100);
-    while !cancel.is_cancelled() {
-        let mut pubsub = match shared.client.get_async_pubsub().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %shared.err(&e, "pub/sub connect", Effect::Read), "retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(3));
-                continue;
-            }
-        };
-        if pubsub.subscribe(channels).await.is_err() {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            continue;
-        }
-        delay = Duration::from_millis(100);
-        let mut stream = pubsub.on_message();
-        loop {
-            let msg = tokio::select! {
-                () = cancel.cancelled() => return,
-                m = stream.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            if let Ok(payload) = msg.get_payload::<String>() {
-                f(msg.get_channel_name(), payload);
-            }
-        }
-        tracing::debug!(?channels, "pub/sub connection lost; reconnecting");
-    }
-}
-
-/// Events relayed by another node (for tests and embedders that read `gov:events` themselves).
-pub fn decode_relayed(payload: &str) -> Option<(String, Vec<Event>)> {
-    serde_json::from_str::<Relayed>(payload)
-        .ok()
-        .map(|r| (r.node, r.events))
 }

@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use governance_core::{Message, MessageBus, PipelineId, Result};
 
-use crate::backend::Shared;
-use crate::error::{Effect, corrupt};
-use crate::groups::GroupConsumer;
+use super::groups::GroupConsumer;
+use crate::conn::{Effect, Shared, corrupt};
 use crate::wire;
 
 /// The [`MessageBus`] on Redis / DragonflyDB.

@@ -1,4 +1,5 @@
-//! Mapping of redis errors to [`governance_core::Error::Backend`].
+//! Mapping of redis errors to [`governance_core::Error::Backend`], and their classification
+//! ([`classify`]) by the error's kind and the server's error code, never by its text.
 //!
 //! `retryable: true` is reported only when the operation was **certainly not applied**
 //! (the trait contract) — or when it has no effect at all (reads). See the crate docs for
@@ -46,6 +47,39 @@ pub(crate) fn certainly_not_applied(e: &RedisError) -> bool {
 /// Whether the connection (not the command) failed: the outcome of a write is unknown.
 pub(crate) fn outcome_unknown(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped()
+}
+
+/// What a failed command tells the caller, read from the error's kind and the server's error
+/// code (the first word of a `-CODE detail` reply), never from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// The command certainly did not run ([`certainly_not_applied`]): the connection was
+    /// refused, or the server refused it before running it (`LOADING`, `TRYAGAIN`,
+    /// `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `CROSSSLOT`, `MOVED`, `ASK`).
+    NotApplied,
+    /// The connection failed after the command may have been sent ([`outcome_unknown`]).
+    ConnectionLost,
+    /// `XGROUP CREATE` of a consumer group that exists (`BUSYGROUP`).
+    GroupExists,
+    /// The consumer group, or its stream, does not exist (`NOGROUP`).
+    NoGroup,
+    /// Anything else: refused by the server, or a reply the client could not decode.
+    Refused,
+}
+
+/// The [`Class`] of `e`.
+pub(crate) fn classify(e: &RedisError) -> Class {
+    if certainly_not_applied(e) {
+        return Class::NotApplied;
+    }
+    if outcome_unknown(e) {
+        return Class::ConnectionLost;
+    }
+    match e.code() {
+        Some("BUSYGROUP") => Class::GroupExists,
+        Some("NOGROUP") => Class::NoGroup,
+        _ => Class::Refused,
+    }
 }
 
 /// Maps a redis error of operation `op` to a backend error, keeping `secret` (the password)
@@ -139,6 +173,71 @@ mod tests {
         assert!(!map_redis_error(&e, "vote", Effect::Idempotent, None).is_retryable());
         assert!(!map_redis_error(&e, "publish", Effect::Append, None).is_retryable());
         assert!(map_redis_error(&e, "read", Effect::Read, None).is_retryable());
+    }
+
+    /// The error a server's `-CODE detail` reply turns into.
+    fn server_error(reply: &str) -> RedisError {
+        redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+            .and_then(redis::Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn refused_connections_and_busy_servers_are_not_applied() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&refused), Class::NotApplied);
+        for reply in [
+            "LOADING Redis is loading the dataset in memory",
+            "READONLY You can't write against a read only replica.",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MASTERDOWN Link with MASTER is down",
+        ] {
+            assert_eq!(classify(&server_error(reply)), Class::NotApplied, "{reply}");
+        }
+    }
+
+    #[test]
+    fn lost_connections_leave_the_outcome_unknown() {
+        for kind in [
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::UnexpectedEof,
+        ] {
+            let e = RedisError::from(std::io::Error::from(kind));
+            assert_eq!(classify(&e), Class::ConnectionLost, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn busygroup_is_an_existing_group() {
+        let e = server_error("BUSYGROUP Consumer Group name already exists");
+        assert_eq!(classify(&e), Class::GroupExists);
+    }
+
+    #[test]
+    fn nogroup_is_a_missing_group() {
+        let e = server_error(
+            "NOGROUP No such key 'gov:{p}:bus:log' or consumer group 'g' in XREADGROUP with GROUP option",
+        );
+        assert_eq!(classify(&e), Class::NoGroup);
+    }
+
+    #[test]
+    fn other_server_errors_are_refusals_whatever_their_text_says() {
+        for reply in [
+            "ERR wrong number of arguments for 'xgroup|create' command",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            // the code decides, not the words: these mention a class's code in their text
+            "ERR BUSYGROUP Consumer Group name already exists",
+            "ERR NOGROUP no such group",
+            "ERR LOADING is not the code here",
+        ] {
+            assert_eq!(classify(&server_error(reply)), Class::Refused, "{reply}");
+        }
+        let decode = RedisError::from(
+            redis::from_redis_value::<i64>(redis::Value::Nil).expect_err("nil is no i64"),
+        );
+        assert_eq!(classify(&decode), Class::Refused);
     }
 
     #[test]

@@ -11,9 +11,12 @@ use governance_core::{Error, Message, Result};
 use redis::Client;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::config::RedisConfig;
-use crate::error::{BACKEND, sanitize};
-use crate::wire;
+use super::config::RedisConfig;
+use super::error::{BACKEND, sanitize};
+
+/// Turns a published payload into a [`Message`]: the wire format's decoder, handed in by the
+/// layer that owns the format, so the connection layer does not depend on it.
+pub(crate) type Decode = fn(&str) -> Result<Message>;
 
 /// How often an idle pub/sub connection is checked with `PING`.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -37,6 +40,7 @@ struct Settings {
     min_delay: Duration,
     max_delay: Duration,
     buffer: usize,
+    decode: Decode,
 }
 
 /// Handle to the hub task (started on the first subscription).
@@ -46,7 +50,7 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(client: Client, config: &RedisConfig) -> Self {
+    pub(crate) fn new(client: Client, config: &RedisConfig, decode: Decode) -> Self {
         let secret = config.password.clone().or_else(|| {
             client
                 .get_connection_info()
@@ -64,6 +68,7 @@ impl Hub {
                 min_delay: config.reconnect_min_delay,
                 max_delay: config.reconnect_max_delay,
                 buffer: config.subscriber_buffer.max(1),
+                decode,
             })),
             commands: std::sync::Mutex::new(None),
         }
@@ -220,7 +225,7 @@ fn dispatch(s: &Settings, channels: &HashMap<String, Channel>, msg: &redis::Msg)
         return;
     };
     let payload = String::from_utf8_lossy(msg.get_payload_bytes());
-    match wire::decode_message(&payload) {
+    match (s.decode)(&payload) {
         Ok(m) => {
             let _ = entry.sender.send(m);
         }
