@@ -17,25 +17,21 @@ pub mod circuit_breaker;
 pub mod config;
 mod durable;
 pub mod emitter;
+mod engine;
 pub mod error;
 pub mod error_budget;
 pub mod event;
-pub mod governance;
 pub mod ids;
 pub mod llm;
 pub mod local_llm;
 pub mod memory;
 pub mod message_bus;
-mod orchestration;
 pub mod ownership;
 pub mod parse;
-mod pipeline;
 pub mod prompt;
 pub mod recording;
 pub mod results;
-mod resume;
 pub mod roles;
-mod runtime;
 pub mod spawn_controller;
 pub mod state_machine;
 pub mod store;
@@ -53,10 +49,12 @@ pub use blackboard::{
 };
 pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker, Outage};
 pub use config::{BreakerConfig, Config, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig};
+pub use engine::{
+    ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder, SpawnRequest,
+};
 pub use error::{Error, ErrorKind, LlmFailure, Result};
 pub use error_budget::{BudgetVerdict, CountingErrorBudget, ErrorBudget, ErrorCounts};
 pub use event::{Event, EventKind, GammaReason};
-pub use governance::{ContinueRequest, Governance, GovernanceBuilder, SpawnRequest};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{
     ChatMessage, ChatRole, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose, RequestMeta,

@@ -11,8 +11,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ContinueRequest;
 use crate::error::Result;
-use crate::governance::ContinueRequest;
 use crate::ids::PipelineId;
 
 /// A request for the engine that owns a pipeline, made on an engine that does not run it

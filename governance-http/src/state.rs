@@ -77,7 +77,7 @@ impl Default for HttpSettings {
             api_token: None,
             allowed_origins: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
-            max_objective_len: governance_core::governance::DEFAULT_MAX_OBJECTIVE_LEN,
+            max_objective_len: governance_core::DEFAULT_MAX_OBJECTIVE_LEN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,

@@ -11,13 +11,13 @@ use crate::blackboard::{
     Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, Solution, Vote, VoteOutcome,
 };
 use crate::config::Config;
+use crate::engine::state::PipelineState;
 use crate::error::{Error, Result};
 use crate::error_budget::{BudgetVerdict, ErrorBudget};
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
 use crate::llm::LlmClient;
 use crate::message_bus::{Message, MessageBus};
-use crate::runtime::Shared;
 use crate::store::Report;
 use crate::token_budget::AgentBudget;
 
@@ -83,7 +83,7 @@ pub struct AgentContext {
 pub(super) struct CtxInner {
     pub(super) agent_id: AgentId,
     pub(super) role: String,
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<PipelineState>,
     pub(super) board: BoardView,
     pub(super) blackboard: Arc<dyn Blackboard>,
     pub(super) bus: Arc<dyn MessageBus>,
@@ -128,7 +128,7 @@ impl QuorumHandle {
 pub(crate) struct ContextParts {
     pub agent_id: AgentId,
     pub role: String,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<PipelineState>,
     pub blackboard: Arc<dyn Blackboard>,
     pub bus: Arc<dyn MessageBus>,
     pub llm: Arc<dyn LlmClient>,
@@ -202,10 +202,10 @@ impl AgentContext {
     }
 
     pub(super) fn build(p: ContextParts, quorum: Option<QuorumHandle>) -> Self {
-        let budget = p.shared.budget.agent();
+        let budget = p.shared.budget().agent();
         let board = BoardView {
             blackboard: p.blackboard.clone(),
-            pipeline: p.shared.id.clone(),
+            pipeline: p.shared.id().clone(),
         };
         Self {
             inner: Arc::new(CtxInner {
@@ -231,7 +231,7 @@ impl AgentContext {
     /// The pipeline.
     #[must_use]
     pub fn pipeline_id(&self) -> &PipelineId {
-        &self.inner.shared.id
+        self.inner.shared.id()
     }
 
     /// This agent's id.
@@ -249,13 +249,13 @@ impl AgentContext {
     /// The pipeline's objective.
     #[must_use]
     pub fn objective(&self) -> &str {
-        &self.inner.shared.objective
+        self.inner.shared.objective()
     }
 
     /// The RUNNING stage's report.
     #[must_use]
     pub fn report(&self) -> Option<Arc<Report>> {
-        self.inner.shared.report.lock().clone()
+        self.inner.shared.report()
     }
 
     /// Why GAMMA was spawned (for a GAMMA agent).
@@ -326,12 +326,11 @@ impl AgentContext {
         let violation = matches!(error, Error::ProcedureViolation(_));
         let verdict = c.error_budget.record(&error.signature(), violation);
         let errors = c.error_budget.counts().total;
+        c.shared.record_agent_errors(c.agent_id.as_str(), errors);
         c.shared
-            .update_agent(c.agent_id.as_str(), |a| a.errors = errors);
-        c.shared
-            .emitter
+            .emitter()
             .emit(EventKind::Error {
-                pipeline_id: c.shared.id.clone(),
+                pipeline_id: c.shared.id().clone(),
                 agent_id: Some(c.agent_id.clone()),
                 kind: error.kind().as_str().to_owned(),
                 message: error.to_string(),
@@ -353,20 +352,20 @@ impl AgentContext {
         let seq = c
             .bus
             .publish(
-                &c.shared.id,
+                c.shared.id(),
                 Message::new(c.agent_id.clone(), to, topic, content.clone()),
             )
             .await?;
         c.shared
-            .emitter
+            .emitter()
             .emit(EventKind::AgentMessage {
-                pipeline_id: c.shared.id.clone(),
+                pipeline_id: c.shared.id().clone(),
                 from: c.agent_id.clone(),
                 to: to.to_owned(),
                 content,
             })
             .await?;
-        c.shared.progressed();
+        c.shared.record_progress();
         Ok(seq)
     }
 
@@ -385,21 +384,21 @@ impl AgentContext {
         let p = c
             .blackboard
             .create_proposal(
-                &c.shared.id,
+                c.shared.id(),
                 Proposal::new(id.clone(), c.agent_id.clone(), title, content),
             )
             .await?;
         c.shared
-            .emitter
+            .emitter()
             .emit(EventKind::ProposalCreated {
-                pipeline_id: c.shared.id.clone(),
+                pipeline_id: c.shared.id().clone(),
                 proposal_id: id.clone(),
                 author: c.agent_id.clone(),
                 title: p.title.clone(),
                 content: p.content.clone(),
             })
             .await?;
-        c.shared.proposals_changed.store(true, Ordering::Release);
+        c.shared.proposals_changed();
         let outcome = self
             .vote(&id, true, 1.0, "author endorses its proposal")
             .await?;
@@ -434,13 +433,13 @@ impl AgentContext {
         let quorum = self.quorum();
         let out = c
             .blackboard
-            .vote(&c.shared.id, proposal, vote, quorum)
+            .vote(c.shared.id(), proposal, vote, quorum)
             .await?;
         if out.recorded {
             c.shared
-                .emitter
+                .emitter()
                 .emit(EventKind::VoteCast {
-                    pipeline_id: c.shared.id.clone(),
+                    pipeline_id: c.shared.id().clone(),
                     proposal_id: proposal.clone(),
                     voter: c.agent_id.clone(),
                     approve,
@@ -451,18 +450,18 @@ impl AgentContext {
                     quorum,
                 })
                 .await?;
-            c.shared.proposals_changed.store(true, Ordering::Release);
+            c.shared.proposals_changed();
         }
         if let Some(cons) = &out.consensus {
             c.shared
-                .emitter
+                .emitter()
                 .emit(EventKind::ConsensusReached {
-                    pipeline_id: c.shared.id.clone(),
+                    pipeline_id: c.shared.id().clone(),
                     proposal_id: cons.proposal_id.clone(),
                     votes: cons.votes,
                 })
                 .await?;
-            c.shared.consensus.store(true, Ordering::Release);
+            c.shared.mark_consensus();
             self.publish(
                 crate::message_bus::BROADCAST,
                 "consensus",
@@ -470,7 +469,7 @@ impl AgentContext {
             )
             .await?;
         }
-        c.shared.progressed();
+        c.shared.record_progress();
         Ok(out)
     }
 
@@ -482,7 +481,7 @@ impl AgentContext {
         let c = &self.inner;
         c.blackboard
             .add_solution(
-                &c.shared.id,
+                c.shared.id(),
                 Solution {
                     agent: c.agent_id.clone(),
                     proposal_id: proposal,
@@ -491,7 +490,7 @@ impl AgentContext {
                 },
             )
             .await?;
-        c.shared.solution.store(true, Ordering::Release);
+        c.shared.mark_solution();
         self.publish(
             crate::message_bus::BROADCAST,
             "solution",
@@ -508,9 +507,9 @@ impl AgentContext {
     pub async fn put_partial(&self, key: &str, value: serde_json::Value) -> Result<()> {
         let c = &self.inner;
         c.blackboard
-            .put_partial(&c.shared.id, &format!("{}/{key}", c.agent_id), value)
+            .put_partial(c.shared.id(), &format!("{}/{key}", c.agent_id), value)
             .await?;
-        c.shared.progressed();
+        c.shared.record_progress();
         Ok(())
     }
 
@@ -522,7 +521,7 @@ impl AgentContext {
     pub async fn claim_handoff(&self, handoff: &HandoffId) -> Result<bool> {
         let c = &self.inner;
         c.blackboard
-            .claim_handoff(&c.shared.id, handoff, &c.agent_id)
+            .claim_handoff(c.shared.id(), handoff, &c.agent_id)
             .await
     }
 }

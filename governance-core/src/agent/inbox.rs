@@ -28,7 +28,7 @@ impl AgentContext {
     /// # Errors
     /// Bus failures.
     pub async fn inbox(&self) -> Result<Inbox> {
-        let live = self.inner.bus.subscribe(&self.inner.shared.id).await.ok();
+        let live = self.inner.bus.subscribe(self.inner.shared.id()).await.ok();
         Ok(Inbox { after: 0, live })
     }
 
@@ -40,7 +40,7 @@ impl AgentContext {
     pub async fn wait_messages(&self, inbox: &mut Inbox) -> Result<Vec<Message>> {
         self.check_cancel()?;
         let c = &self.inner;
-        let mut fresh = c.bus.read(&c.shared.id, inbox.after, 256).await?;
+        let mut fresh = c.bus.read(c.shared.id(), inbox.after, 256).await?;
         if fresh.is_empty() {
             let poll = c.config.agent_poll_interval;
             match inbox.live.as_mut() {
@@ -51,7 +51,7 @@ impl AgentContext {
                 },
                 None => self.sleep(poll).await?,
             }
-            fresh = c.bus.read(&c.shared.id, inbox.after, 256).await?;
+            fresh = c.bus.read(c.shared.id(), inbox.after, 256).await?;
         }
         if let Some(last) = fresh.last() {
             inbox.after = last.seq;

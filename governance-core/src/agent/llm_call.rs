@@ -38,7 +38,7 @@ impl AgentContext {
             temperature: 0.2,
             json: true,
             meta: RequestMeta {
-                pipeline_id: c.shared.id.clone(),
+                pipeline_id: c.shared.id().clone(),
                 agent_id: c.agent_id.clone(),
                 purpose,
                 attempt: 0,
@@ -50,7 +50,7 @@ impl AgentContext {
             let reservation = c
                 .budget
                 .reserve(u64::from(request.estimated_prompt_tokens()) + u64::from(max_tokens))?;
-            if let Err(e) = c.shared.breaker.acquire() {
+            if let Err(e) = c.shared.breaker().acquire() {
                 c.budget.settle(reservation, None);
                 if let Some(down) = self.provider_down() {
                     return Err(down);
@@ -61,7 +61,7 @@ impl AgentContext {
             }
             c.attempt.fetch_add(1, Ordering::Relaxed);
             sent += 1;
-            let opened_before = c.shared.breaker.times_opened();
+            let opened_before = c.shared.breaker().times_opened();
             let started = tokio::time::Instant::now();
             let call = async {
                 if c.config.stream_llm {
@@ -74,11 +74,11 @@ impl AgentContext {
                 r = call => r,
                 () = c.cancel.cancelled() => {
                     c.budget.settle(reservation, None);
-                    c.shared.breaker.record(Err(&Error::Cancelled));
+                    c.shared.breaker().record(Err(&Error::Cancelled));
                     return Err(Error::Cancelled);
                 }
             };
-            c.shared.breaker.record(result.as_ref().map(|_| ()));
+            c.shared.breaker().record(result.as_ref().map(|_| ()));
             c.budget
                 .settle(reservation, result.as_ref().ok().map(|r| &r.usage));
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -90,18 +90,15 @@ impl AgentContext {
                     Some(e.kind().as_str().to_owned()),
                 ),
             };
-            if result.is_ok() {
-                c.shared.usage.lock().add(&usage);
-            } else {
-                c.shared.usage.lock().calls += 1;
-            }
-            let tokens = c.budget.tokens_used();
+            c.shared.record_llm_call(
+                c.agent_id.as_str(),
+                result.is_ok().then_some(&usage),
+                c.budget.tokens_used(),
+            );
             c.shared
-                .update_agent(c.agent_id.as_str(), |a| a.tokens_used = tokens);
-            c.shared
-                .emitter
+                .emitter()
                 .emit(EventKind::LlmCall {
-                    pipeline_id: c.shared.id.clone(),
+                    pipeline_id: c.shared.id().clone(),
                     agent_id: c.agent_id.clone(),
                     model,
                     prompt_tokens: usage.prompt_tokens,
@@ -111,11 +108,11 @@ impl AgentContext {
                     error,
                 })
                 .await?;
-            if c.shared.breaker.times_opened() > opened_before {
+            if c.shared.breaker().times_opened() > opened_before {
                 c.shared
-                    .emitter
+                    .emitter()
                     .emit(EventKind::Error {
-                        pipeline_id: c.shared.id.clone(),
+                        pipeline_id: c.shared.id().clone(),
                         agent_id: Some(c.agent_id.clone()),
                         kind: "circuit_open".into(),
                         message: format!(
@@ -147,7 +144,7 @@ impl AgentContext {
     /// trials it is allowed: the provider stays down, waiting longer is pointless.
     fn provider_down(&self) -> Option<Error> {
         let c = &self.inner;
-        let o = c.shared.breaker.outage(c.config.breaker_trials)?;
+        let o = c.shared.breaker().outage(c.config.breaker_trials)?;
         let last = o
             .last_failure
             .map_or_else(|| "an unknown error".to_owned(), |e| e.to_string());
@@ -200,9 +197,9 @@ impl AgentContext {
     async fn emit_stream(&self, content: String) -> Result<()> {
         let c = &self.inner;
         c.shared
-            .emitter
+            .emitter()
             .emit(EventKind::AgentMessage {
-                pipeline_id: c.shared.id.clone(),
+                pipeline_id: c.shared.id().clone(),
                 from: c.agent_id.clone(),
                 to: STREAM_RECIPIENT.to_owned(),
                 content,

@@ -8,19 +8,18 @@
 //! this pipeline, never a status change or another agent's vote.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
 use super::context::{AgentContext, ContextParts, QuorumHandle};
 use crate::blackboard::Blackboard;
 use crate::config::Config;
+use crate::engine::state::PipelineState;
 use crate::error::{Error, Result};
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, PipelineId};
 use crate::llm::LlmClient;
 use crate::message_bus::MessageBus;
-use crate::runtime::Shared;
 use crate::store::{LedgerStore, Report};
 
 /// The owner's side of a role played by a worker: records the events the worker reported,
@@ -89,7 +88,7 @@ impl RemoteLink {
     /// [`Error::InvalidInput`] for an event that is not accepted; ledger failures.
     pub async fn record_remote(&self, kind: EventKind) -> Result<()> {
         let c = &self.ctx.inner;
-        if kind.pipeline_id() != &c.shared.id {
+        if kind.pipeline_id() != c.shared.id() {
             return Err(Error::InvalidInput(
                 "a remote event of another pipeline".into(),
             ));
@@ -102,30 +101,18 @@ impl RemoteLink {
                 proposal_id,
                 ..
             } if author == me => {
-                if !c
-                    .shared
-                    .recorded
-                    .lock()
-                    .proposals
-                    .insert(proposal_id.clone())
-                {
+                if !c.shared.note_proposal_recorded(proposal_id) {
                     return Ok(()); // replayed after a takeover: already in the ledger
                 }
-                c.shared.proposals_changed.store(true, Ordering::Release);
+                c.shared.proposals_changed();
             }
             EventKind::VoteCast {
                 voter, proposal_id, ..
             } if voter == me => {
-                if !c
-                    .shared
-                    .recorded
-                    .lock()
-                    .votes
-                    .insert((proposal_id.clone(), voter.clone()))
-                {
+                if !c.shared.note_vote_recorded(proposal_id, voter) {
                     return Ok(());
                 }
-                c.shared.proposals_changed.store(true, Ordering::Release);
+                c.shared.proposals_changed();
             }
             EventKind::LlmCall {
                 agent_id,
@@ -141,27 +128,26 @@ impl RemoteLink {
                     cost_usd: *cost_usd,
                 };
                 if error.is_none() {
-                    c.shared.usage.lock().add(&usage);
                     // the remote call counts against this agent's and the pipeline's budgets
                     c.budget.charge(&usage);
-                } else {
-                    c.shared.usage.lock().calls += 1;
                 }
-                let tokens = c.budget.tokens_used();
-                c.shared
-                    .update_agent(me.as_str(), |a| a.tokens_used = tokens);
+                c.shared.record_llm_call(
+                    me.as_str(),
+                    error.is_none().then_some(&usage),
+                    c.budget.tokens_used(),
+                );
             }
             EventKind::Error {
                 agent_id: Some(a), ..
             } if a == me => {}
             EventKind::ConsensusReached { proposal_id, .. } => {
-                let decided = c.blackboard.snapshot(&c.shared.id).await?.consensus;
+                let decided = c.blackboard.snapshot(c.shared.id()).await?.consensus;
                 if decided.as_ref().map(|d| &d.proposal_id) != Some(proposal_id) {
                     return Err(Error::InvalidInput(format!(
                         "a remote consensus on {proposal_id} that the blackboard does not show"
                     )));
                 }
-                if c.shared.consensus.swap(true, Ordering::AcqRel) {
+                if !c.shared.mark_consensus() {
                     return Ok(()); // already recorded (a report replayed after a takeover)
                 }
             }
@@ -172,8 +158,8 @@ impl RemoteLink {
                 )));
             }
         }
-        c.shared.emitter.emit(kind).await?;
-        c.shared.progressed();
+        c.shared.emitter().emit(kind).await?;
+        c.shared.record_progress();
         Ok(())
     }
 
@@ -185,11 +171,11 @@ impl RemoteLink {
     /// Blackboard or ledger failures.
     pub async fn reconcile_remote(&self) -> Result<usize> {
         let c = &self.ctx.inner;
-        let snap = c.blackboard.snapshot(&c.shared.id).await?;
+        let snap = c.blackboard.snapshot(c.shared.id()).await?;
         let n = c.shared.record_unrecorded(&snap, Some(&c.agent_id)).await?;
         if n > 0 {
-            c.shared.proposals_changed.store(true, Ordering::Release);
-            c.shared.progressed();
+            c.shared.proposals_changed();
+            c.shared.record_progress();
         }
         Ok(n)
     }
@@ -201,16 +187,16 @@ impl RemoteLink {
     /// Blackboard failures.
     pub async fn sync_solution(&self) -> Result<()> {
         let c = &self.ctx.inner;
-        if !c.shared.solution.load(Ordering::Acquire)
+        if !c.shared.has_solution()
             && !c
                 .blackboard
-                .snapshot(&c.shared.id)
+                .snapshot(c.shared.id())
                 .await?
                 .solutions
                 .is_empty()
         {
-            c.shared.solution.store(true, Ordering::Release);
-            c.shared.progressed();
+            c.shared.mark_solution();
+            c.shared.record_progress();
         }
         Ok(())
     }
@@ -354,7 +340,7 @@ impl AgentContext {
     pub fn detached(p: DetachedContext) -> Self {
         let (hub, _) = tokio::sync::broadcast::channel(16);
         let emitter = crate::emitter::EventEmitter::new(p.pipeline_id.clone(), 0, p.events, hub);
-        let shared = Shared::new(
+        let shared = PipelineState::new(
             p.pipeline_id,
             Arc::from(p.objective.as_str()),
             emitter,
@@ -362,9 +348,11 @@ impl AgentContext {
             Arc::new(crate::circuit_breaker::CircuitBreaker::new(
                 p.config.breaker,
             )),
-        );
-        *shared.report.lock() = p.report.map(Arc::new);
-        shared.budget.preload(p.pipeline_used.0, p.pipeline_used.1);
+        )
+        .with_report(p.report);
+        shared
+            .budget()
+            .preload(p.pipeline_used.0, p.pipeline_used.1);
         let error_budget = Arc::new(crate::error_budget::CountingErrorBudget::new(
             p.config.error_budget,
         ));

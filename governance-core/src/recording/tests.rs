@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::Config;
-use crate::governance::{Governance, SpawnRequest};
 use crate::llm::{ChatMessage, RequestMeta};
 use crate::local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig};
 use crate::state_machine::PipelineStatus;
 use crate::store::PipelineRecord;
+use crate::{Governance, SpawnRequest};
 
 const OBJECTIVE: &str = "Design a caching strategy for the catalogue service";
 

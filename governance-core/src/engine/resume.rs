@@ -1,61 +1,38 @@
-//! Resuming pipelines after a crash: every pipeline the registry shows as not terminal is
-//! rebuilt from its last checkpoint plus the ledger events after it, then driven on.
+//! Resuming pipelines after a crash: a pipeline the registry shows as not terminal is
+//! rebuilt from its last checkpoint plus the ledger events after it; the driver then drives it
+//! on (`super::driver::resume_one`).
 //!
 //! The blackboard is rebuilt deterministically: proposals and votes recorded in the ledger
 //! after the checkpoint are re-applied in ledger order with the quorum they were cast at, so the
 //! consensus comes out the same as before the crash and is never decided twice.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::parts::{Engine, Live};
+use super::state::Recorded;
 use crate::blackboard::{Proposal, Vote};
 use crate::error::Result;
 use crate::event::EventKind;
-use crate::governance::Engine;
 use crate::ids::PipelineId;
-use crate::pipeline::{Live, Outcome, Stage, finish, start};
-use crate::state_machine::PipelineStatus;
-use crate::store::PipelineFilter;
+use crate::store::{AgentState, Checkpoint, PipelineRecord};
 
-pub(crate) async fn resume_incomplete(engine: &Arc<Engine>) -> Result<Vec<PipelineId>> {
-    let statuses: Vec<PipelineStatus> = PipelineStatus::ALL
-        .into_iter()
-        .filter(|s| !s.is_terminal())
-        .collect();
-    let mut resumed = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = engine
-            .registry
-            .list(&PipelineFilter {
-                statuses: statuses.clone(),
-                limit: 500,
-                offset,
-                ..PipelineFilter::default()
-            })
-            .await?;
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len();
-        for rec in page {
-            if engine.live.lock().contains_key(&rec.id) {
-                continue;
-            }
-            let id = rec.id.clone();
-            if resume_one(engine, rec).await? {
-                resumed.push(id);
-            }
-        }
-    }
-    Ok(resumed)
+/// A pipeline rebuilt for a resume, held live (in the engine's table).
+pub(super) enum Rebuilt {
+    /// Ready to be driven on from its status; `resumed` is in the ledger.
+    Ready(Arc<Live>),
+    /// It cannot go on (its blackboard cannot be rebuilt, its LLM mode is gone): the driver
+    /// ends it ORCHESTRATION_FAILED for this reason.
+    Unresumable(Arc<Live>, String),
 }
 
-/// Resumes one non-terminal pipeline from its last checkpoint and the ledger; `false` when it
-/// could not be resumed (it then ended ORCHESTRATION_FAILED).
-pub(crate) async fn resume_one(
-    engine: &Arc<Engine>,
-    rec: crate::store::PipelineRecord,
-) -> Result<bool> {
+/// Rebuilds one non-terminal pipeline from its last checkpoint and the ledger, and puts it in
+/// the engine's live table.
+///
+/// # Errors
+/// Backend errors reading its ledger and checkpoint; the `resumed` event could not be written
+/// (it is then not held live: the next attempt, or another node, resumes it).
+pub(super) async fn rebuild(engine: &Engine, rec: PipelineRecord) -> Result<Rebuilt> {
     let id = rec.id.clone();
     let last_seq = engine.ledger.last_seq(&id).await?;
     let checkpoint = engine.checkpoints.latest(&id).await?;
@@ -66,7 +43,7 @@ pub(crate) async fn resume_one(
     };
     record
         .agents
-        .retain(|a| a.agent_id == "REPORTER" && a.state != crate::store::AgentState::Running);
+        .retain(|a| a.agent_id == "REPORTER" && a.state != AgentState::Running);
     let live = Live::restore(engine, record.clone(), last_seq);
     engine.live.lock().insert(id.clone(), live.clone());
     let unresumable = match rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
@@ -81,16 +58,13 @@ pub(crate) async fn resume_one(
             .map(|e| format!("cannot resume: {e}")),
     };
     if let Some(reason) = unresumable {
-        finish(engine, &live, Outcome::OrchestrationFailed(reason)).await?;
-        engine.live.lock().remove(&id);
-        engine.ownership.release(&id, true).await;
-        return Ok(false);
+        return Ok(Rebuilt::Unresumable(live, reason));
     }
     tracing::info!(pipeline_id = %id, status = %record.status, "resuming pipeline");
     // the audit trail shows a resume as what it is; the agents' spawns are not repeated
     let resumed = live
-        .shared
-        .emitter
+        .state
+        .emitter()
         .emit(EventKind::Resumed {
             pipeline_id: id.clone(),
             status: record.status,
@@ -101,23 +75,13 @@ pub(crate) async fn resume_one(
         engine.live.lock().remove(&id);
         return Err(e);
     }
-    match record.status {
-        PipelineStatus::Spawned | PipelineStatus::Running => {
-            start(engine, live, Stage::Running);
-        }
-        PipelineStatus::Report if record.auto_continue => {
-            start(engine, live, Stage::Orchestrating);
-        }
-        PipelineStatus::Report => {}
-        _ => start(engine, live, Stage::ResumeOrchestrating),
-    }
-    Ok(true)
+    Ok(Rebuilt::Ready(live))
 }
 
 async fn rebuild_blackboard(
     engine: &Engine,
     id: &PipelineId,
-    checkpoint: Option<&crate::store::Checkpoint>,
+    checkpoint: Option<&Checkpoint>,
 ) -> Result<()> {
     let current = engine.blackboard.snapshot(id).await?;
     let cp_seq = checkpoint.map_or(0, |c| c.seq);
@@ -180,15 +144,14 @@ async fn rebuild_blackboard(
 /// records a consensus the blackboard decided while replaying votes whose `consensus_reached`
 /// event the crash kept out of the ledger, so the ledger shows it exactly once.
 async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
-    use std::sync::atomic::Ordering;
-    let id = &live.shared.id;
+    let id = live.id();
     let snap = engine.blackboard.snapshot(id).await?;
     // what the ledger recorded of the blackboard
-    let mut proposals = std::collections::HashSet::new();
-    let mut votes = std::collections::HashSet::new();
+    let mut proposals = HashSet::new();
+    let mut votes = HashSet::new();
     let mut recorded = false;
     let mut started = false;
-    let mut spawned = std::collections::HashSet::new();
+    let mut spawned = HashSet::new();
     let mut after = 0;
     loop {
         let events = engine.ledger.read(id, after, 1000).await?;
@@ -213,21 +176,20 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
             }
         }
     }
-    {
-        let mut r = live.shared.recorded.lock();
-        r.proposals.extend(proposals);
-        r.votes.extend(votes);
-        r.orchestration_started = started;
-        r.spawned.extend(spawned);
-    }
+    live.state.restore_recorded(Recorded {
+        proposals,
+        votes,
+        orchestration_started: started,
+        spawned,
+    });
     // A shared blackboard (Redis) outlives the process that died; it may hold a proposal or
     // a vote whose event that process never wrote (it died between the two). Record them, so
     // the ledger stays a complete account of the blackboard.
-    live.shared.record_unrecorded(&snap, None).await?;
+    live.state.record_unrecorded(&snap, None).await?;
     if let Some(c) = &snap.consensus {
         if !recorded {
-            live.shared
-                .emitter
+            live.state
+                .emitter()
                 .emit(EventKind::ConsensusReached {
                     pipeline_id: id.clone(),
                     proposal_id: c.proposal_id.clone(),
@@ -235,11 +197,11 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
                 })
                 .await?;
         }
-        live.shared.consensus.store(true, Ordering::Release);
+        live.state.mark_consensus();
     }
-    live.shared
-        .solution
-        .store(!snap.solutions.is_empty(), Ordering::Release);
-    live.shared.proposals_changed.store(true, Ordering::Release);
+    if !snap.solutions.is_empty() {
+        live.state.mark_solution();
+    }
+    live.state.proposals_changed();
     Ok(())
 }

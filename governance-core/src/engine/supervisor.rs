@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,14 +13,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::live::Outcome;
+use super::parts::{Engine, Live};
 use crate::agent::{Agent, AgentOutcome};
 use crate::blackboard::{Handoff, ProposalStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventKind, GammaReason};
-use crate::governance::Engine;
 use crate::ids::{AgentId, HandoffId};
 use crate::message_bus::{BROADCAST, Message};
-use crate::pipeline::{Live, Outcome, context, finish, register_agent};
 use crate::spawn_controller::ProgressSnapshot;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, GammaRecord};
@@ -40,22 +39,26 @@ struct Running {
 /// Restarts allowed per agent after retryable backend errors (Redis restarting, ...).
 const MAX_BACKEND_RESTARTS: u32 = 8;
 
-pub(crate) async fn orchestrate(
-    engine: &Arc<Engine>,
-    live: &Arc<Live>,
+/// ORCHESTRATING (`resumed`: already in it, after a crash). Returns how the pipeline ends (the
+/// driver finishes it, or checkpoints it when [`Outcome::Suspended`]); `None` when the engine
+/// was shutting down before the stage began, or the runtime is shutting down under it (nothing
+/// to write: a resume runs it again).
+pub(super) async fn orchestrate(
+    engine: &Engine,
+    live: &Live,
     resumed: bool,
-) -> Result<()> {
+) -> Result<Option<Outcome>> {
     if engine.shutdown.is_cancelled() {
-        return Ok(()); // suspended before it started: resume picks it up
+        return Ok(None); // suspended before it started: resume picks it up
     }
     if live.stop.is_cancelled() {
-        return finish(engine, live, Outcome::Stopped).await;
+        return Ok(Some(Outcome::Stopped));
     }
     let (mode, model, timeout_secs) = live
         .with_record(|r| (r.mode.clone(), r.model.clone(), r.timeout_secs))
         .await;
     if let Err(e) = engine.llm(&mode) {
-        return finish(engine, live, Outcome::OrchestrationError(e.to_string())).await;
+        return Ok(Some(Outcome::OrchestrationError(e.to_string())));
     }
     if !resumed {
         live.set_status(engine, PipelineStatus::Orchestrating, None)
@@ -65,11 +68,11 @@ pub(crate) async fn orchestrate(
         vec![(engine.alpha.clone(), true), (engine.beta.clone(), true)];
     roles.extend(engine.extra_roles.iter().map(|r| (r.clone(), false)));
     // once per pipeline: a resumed orchestration is in the ledger as `resumed`
-    if !std::mem::replace(&mut live.shared.recorded.lock().orchestration_started, true) {
-        live.shared
-            .emitter
+    if live.state.note_orchestration_started() {
+        live.state
+            .emitter()
             .emit(EventKind::OrchestrationStarted {
-                pipeline_id: live.shared.id.clone(),
+                pipeline_id: live.id().clone(),
                 model,
                 mode,
                 agents: roles.iter().map(|(r, _)| r.role().to_owned()).collect(),
@@ -97,32 +100,27 @@ pub(crate) async fn orchestrate(
         )
         .await?;
     }
-    let complexity = live
-        .shared
-        .report
-        .lock()
-        .as_ref()
-        .map_or(0.0, |r| r.complexity);
+    let complexity = live.state.report().map_or(0.0, |r| r.complexity);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut gammas = live.with_record(|r| u32::from(r.gamma.is_some())).await;
     let mut unresolved = 0usize;
     let mut consensus_checkpointed = false;
-    *live.shared.last_progress.lock() = Instant::now();
+    live.state.restart_progress_clock();
 
     let outcome = loop {
-        let shared = &live.shared;
-        let consensus = shared.consensus.load(Ordering::Acquire);
+        let shared = &live.state;
+        let consensus = shared.consensus_reached();
         if consensus && !consensus_checkpointed {
             consensus_checkpointed = true;
             if let Err(e) = live.checkpoint_now(engine).await {
                 tracing::warn!(error = %e, "could not checkpoint the consensus");
             }
         }
-        if consensus && shared.solution.load(Ordering::Acquire) {
+        if consensus && shared.has_solution() {
             break Outcome::Completed;
         }
-        if shared.proposals_changed.swap(false, Ordering::AcqRel) {
-            match engine.blackboard.proposals(&shared.id).await {
+        if shared.take_proposals_changed() {
+            match engine.blackboard.proposals(shared.id()).await {
                 Ok(props) => {
                     unresolved = props
                         .iter()
@@ -132,11 +130,11 @@ pub(crate) async fn orchestrate(
                 Err(e) => {
                     // keep the last count; look again on the next wake-up
                     tracing::warn!(error = %e, "could not read proposals");
-                    shared.proposals_changed.store(true, Ordering::Release);
+                    shared.proposals_changed();
                 }
             }
         }
-        let since = shared.last_progress.lock().elapsed();
+        let since = shared.since_progress();
         let snap = ProgressSnapshot {
             since_progress: since,
             unresolved_proposals: unresolved,
@@ -159,9 +157,9 @@ pub(crate) async fn orchestrate(
             })
             .await;
             shared
-                .emitter
+                .emitter()
                 .emit(EventKind::GammaSpawned {
-                    pipeline_id: shared.id.clone(),
+                    pipeline_id: shared.id().clone(),
                     reason,
                     agent_id: id.clone(),
                 })
@@ -177,12 +175,12 @@ pub(crate) async fn orchestrate(
             )
             .await?;
             update_quorum(live, &running);
-            shared.progressed();
+            shared.record_progress();
             continue;
         }
         if running.set.is_empty() {
             // the flags are this process's view; the blackboard has the last word
-            let board = engine.blackboard.snapshot(&shared.id).await?;
+            let board = engine.blackboard.snapshot(shared.id()).await?;
             if board.consensus.is_some() && !board.solutions.is_empty() {
                 break Outcome::Completed;
             }
@@ -196,13 +194,20 @@ pub(crate) async fn orchestrate(
             Some(joined) = running.set.join_next() => {
                 let (agent_id, result) = match joined {
                     Ok(exit) => exit,
+                    // nothing here aborts an agent before the loop ends: a cancelled task
+                    // means the runtime is shutting down (the process dies). Not a panic, and
+                    // not the pipeline's end: write nothing more, a resume picks it up.
+                    Err(e) if e.is_cancelled() => {
+                        tracing::warn!("agent task cancelled by the runtime's shutdown; leaving the pipeline to a resume");
+                        return Ok(None);
+                    }
                     Err(e) => (AgentId::new("UNKNOWN")?, Err(Error::Internal(format!("agent task panicked: {e}")))),
                 };
                 if let Some(o) = agent_exited(engine, live, &mut running, &agent_id, result).await? {
                     break o;
                 }
             }
-            () = shared.progress.notified() => {}
+            () = shared.progress_notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
     };
@@ -214,15 +219,12 @@ pub(crate) async fn orchestrate(
         AgentState::Cancelled
     };
     drain(live, &mut running, leftover).await;
-    if outcome == Outcome::Suspended {
-        return live.checkpoint_now(engine).await;
-    }
-    Box::pin(finish(engine, live, outcome)).await
+    Ok(Some(outcome))
 }
 
 async fn spawn_agent(
-    engine: &Arc<Engine>,
-    live: &Arc<Live>,
+    engine: &Engine,
+    live: &Live,
     agent: Arc<dyn Agent>,
     id: AgentId,
     gamma: Option<GammaReason>,
@@ -230,19 +232,21 @@ async fn spawn_agent(
     running: &mut Running,
 ) -> Result<()> {
     let role = agent.role().to_owned();
-    let ctx = context(engine, live, id.clone(), &role, token.child_token(), gamma).await?;
-    register_agent(live, id.as_str(), &role);
+    let ctx = live
+        .agent_context(engine, id.clone(), &role, token.child_token(), gamma)
+        .await?;
+    live.state.register_agent(id.as_str(), &role);
     if !running.voters.iter().any(|(v, _)| v == &id) {
         running.voters.push((id.clone(), agent.votes()));
     }
     running.agents.insert(id.clone(), (agent.clone(), gamma));
     // once per agent: a restart (resume, transient backend error) is not a new spawn
-    let first = live.shared.recorded.lock().spawned.insert(id.clone());
+    let first = live.state.note_spawned(&id);
     if first {
-        live.shared
-            .emitter
+        live.state
+            .emitter()
             .emit(EventKind::AgentSpawned {
-                pipeline_id: live.shared.id.clone(),
+                pipeline_id: live.id().clone(),
                 agent_id: id.clone(),
                 role: role.clone(),
                 runtime: "tokio".into(),
@@ -251,7 +255,7 @@ async fn spawn_agent(
     }
     let span = tracing::info_span!(
         "agent",
-        pipeline_id = %live.shared.id,
+        pipeline_id = %live.id(),
         agent_id = %id,
         role = %role
     );
@@ -267,22 +271,20 @@ fn update_quorum(live: &Live, running: &Running) {
         .voters
         .iter()
         .filter(|(id, votes)| {
-            *votes && live.shared.agent_state(id.as_str()) == Some(AgentState::Running)
+            *votes && live.state.agent_state(id.as_str()) == Some(AgentState::Running)
         })
         .count();
-    live.shared
-        .quorum
-        .store(if alive >= 2 { 2 } else { 1 }, Ordering::Release);
+    live.state.set_quorum(if alive >= 2 { 2 } else { 1 });
 }
 
 async fn agent_exited(
-    engine: &Arc<Engine>,
-    live: &Arc<Live>,
+    engine: &Engine,
+    live: &Live,
     running: &mut Running,
     id: &AgentId,
     result: Result<AgentOutcome>,
 ) -> Result<Option<Outcome>> {
-    let shared = &live.shared;
+    let shared = &live.state;
     if let Err(e) = &result
         && e.kind() == ErrorKind::Backend
         && e.is_retryable()
@@ -293,9 +295,9 @@ async fn agent_exited(
             let attempt = *n;
             tracing::warn!(agent_id = %id, error = %e, attempt, "agent hit a transient backend error; restarting it");
             let _ = shared
-                .emitter
+                .emitter()
                 .emit(EventKind::Error {
-                    pipeline_id: shared.id.clone(),
+                    pipeline_id: shared.id().clone(),
                     agent_id: Some(id.clone()),
                     kind: "backend".into(),
                     message: format!("{e}; restarting the agent (attempt {attempt})"),
@@ -319,10 +321,7 @@ async fn agent_exited(
         Err(Error::Revoked(r)) => (AgentState::Revoked, Some(r.clone())),
         Err(e) => (AgentState::Failed, Some(e.to_string())),
     };
-    shared.update_agent(id.as_str(), |a| {
-        a.state = state;
-        a.reason.clone_from(&reason);
-    });
+    shared.agent_finished(id.as_str(), state, reason.clone());
     update_quorum(live, running);
     match result {
         Ok(_) | Err(Error::Cancelled) => {
@@ -346,18 +345,18 @@ async fn agent_exited(
     let reason = reason.unwrap_or_default();
     if state == AgentState::Revoked {
         shared
-            .emitter
+            .emitter()
             .emit(EventKind::AgentRevoked {
-                pipeline_id: shared.id.clone(),
+                pipeline_id: shared.id().clone(),
                 agent_id: id.clone(),
                 reason: reason.clone(),
             })
             .await?;
     } else {
         shared
-            .emitter
+            .emitter()
             .emit(EventKind::Error {
-                pipeline_id: shared.id.clone(),
+                pipeline_id: shared.id().clone(),
                 agent_id: Some(id.clone()),
                 kind: "agent_failed".into(),
                 message: reason.clone(),
@@ -373,8 +372,7 @@ async fn agent_exited(
     };
     if down("ALPHA") && down("BETA") {
         let detail: Vec<String> = shared
-            .agents
-            .lock()
+            .agents()
             .iter()
             .filter(|a| a.role == "ALPHA" || a.role == "BETA")
             .map(|a| format!("{}: {}", a.agent_id, a.reason.clone().unwrap_or_default()))
@@ -385,25 +383,14 @@ async fn agent_exited(
         ))));
     }
     write_handoff(engine, live, id, &reason).await?;
-    shared.progressed();
+    shared.record_progress();
     Ok(None)
 }
 
 /// Writes the handoff of a revoked/failed agent and announces it on the bus.
-async fn write_handoff(
-    engine: &Arc<Engine>,
-    live: &Arc<Live>,
-    from: &AgentId,
-    reason: &str,
-) -> Result<()> {
-    let shared = &live.shared;
-    let role = shared
-        .agents
-        .lock()
-        .iter()
-        .find(|a| a.agent_id == from.as_str())
-        .map(|a| a.role.clone())
-        .unwrap_or_default();
+async fn write_handoff(engine: &Engine, live: &Live, from: &AgentId, reason: &str) -> Result<()> {
+    let shared = &live.state;
+    let role = shared.agent_role(from.as_str());
     let pending = match role.as_str() {
         "ALPHA" => vec![
             "write proposals for the objective".to_owned(),
@@ -419,7 +406,7 @@ async fn write_handoff(
     engine
         .blackboard
         .create_handoff(
-            &shared.id,
+            shared.id(),
             Handoff {
                 id: id.clone(),
                 from: from.clone(),
@@ -432,9 +419,9 @@ async fn write_handoff(
         )
         .await?;
     shared
-        .emitter
+        .emitter()
         .emit(EventKind::HandoffCreated {
-            pipeline_id: shared.id.clone(),
+            pipeline_id: shared.id().clone(),
             handoff_id: id.clone(),
             from: from.clone(),
             claimed_by: None,
@@ -445,14 +432,14 @@ async fn write_handoff(
     engine
         .bus
         .publish(
-            &shared.id,
+            shared.id(),
             Message::new(orchestrator.clone(), BROADCAST, "handoff", content.clone()),
         )
         .await?;
     shared
-        .emitter
+        .emitter()
         .emit(EventKind::AgentMessage {
-            pipeline_id: shared.id.clone(),
+            pipeline_id: shared.id().clone(),
             from: orchestrator,
             to: BROADCAST.to_owned(),
             content,
@@ -466,7 +453,7 @@ async fn drain(live: &Live, running: &mut Running, leftover: AgentState) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while !running.set.is_empty() {
         match tokio::time::timeout_at(deadline, running.set.join_next()).await {
-            Ok(Some(Ok((id, _)))) => mark_leftover(live, id.as_str(), leftover),
+            Ok(Some(Ok((id, _)))) => live.state.settle_agent(id.as_str(), leftover),
             Ok(Some(Err(_)) | None) => {}
             Err(_) => {
                 running.set.abort_all();
@@ -474,21 +461,5 @@ async fn drain(live: &Live, running: &mut Running, leftover: AgentState) {
             }
         }
     }
-    for a in live
-        .shared
-        .agents
-        .lock()
-        .iter_mut()
-        .filter(|a| a.state == AgentState::Running)
-    {
-        a.state = leftover;
-    }
-}
-
-fn mark_leftover(live: &Live, id: &str, leftover: AgentState) {
-    live.shared.update_agent(id, |a| {
-        if a.state == AgentState::Running {
-            a.state = leftover;
-        }
-    });
+    live.state.settle_all_agents(leftover);
 }

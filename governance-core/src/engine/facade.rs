@@ -1,386 +1,40 @@
-//! [`Governance`]: the engine an embedding service holds. It spawns pipelines, continues,
-//! stops and reports on them, and streams their events.
+//! [`Governance`]: the engine an embedding service holds, and its public face. It spawns
+//! pipelines, continues, stops and reports on them, streams their events, resumes them after
+//! a crash and adopts those of a dead node. Build one with [`Governance::builder`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::agent::{Agent, Registered, RemoteAgent};
+use super::driver::{self, Stage};
+use super::parts::{Engine, Live};
+use super::requests::{ContinueRequest, SpawnRequest, validate_timeout};
 use crate::blackboard::{Blackboard, BlackboardSnapshot};
+use crate::circuit_breaker::BreakerState;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ids::PipelineId;
-use crate::llm::LlmClient;
-use crate::local_llm::LocalLlm;
-use crate::memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 use crate::message_bus::MessageBus;
-use crate::pipeline::{Live, Stage};
-use crate::roles::{Alpha, Beta, Gamma};
-use crate::spawn_controller::{SpawnController, ThresholdSpawnController};
+use crate::ownership::Command;
 use crate::state_machine::PipelineStatus;
 use crate::store::{
     CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, PipelineRegistry,
 };
 
-/// The longest objective accepted by default (characters).
-pub const DEFAULT_MAX_OBJECTIVE_LEN: usize = 4000;
-
-/// What `spawn` needs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpawnRequest {
-    /// What the pipeline should achieve.
-    pub objective: String,
-    /// Continue into orchestration after the report (default: `AUTO_ORCHESTRATE`).
-    #[serde(default)]
-    pub auto_continue: Option<bool>,
-    /// LLM mode (`local`, `openrouter`; default: the engine's default mode).
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Model (default: the default model of the mode's client: `local/deterministic` for the
-    /// local LLM, `OPENROUTER_MODEL` for OpenRouter).
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Orchestration timeout (default: `ORCHESTRATION_TIMEOUT`).
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-}
-
-impl SpawnRequest {
-    /// A request with just an objective.
-    #[must_use]
-    pub fn new(objective: impl Into<String>) -> Self {
-        Self {
-            objective: objective.into(),
-            ..Self::default()
-        }
-    }
-}
-
-/// What `continue_pipeline` takes (the seed's `POST /api/pipeline/continue`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContinueRequest {
-    /// LLM mode for the orchestration.
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Model (default: the pipeline's model; with a `mode`, that mode's client's default model).
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Orchestration timeout.
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-}
-
-/// The pieces an engine is built from.
-#[derive(Debug)]
-pub(crate) struct Engine {
-    pub config: Arc<Config>,
-    pub blackboard: Arc<dyn Blackboard>,
-    pub bus: Arc<dyn MessageBus>,
-    pub ledger: Arc<dyn LedgerStore>,
-    pub checkpoints: Arc<dyn CheckpointStore>,
-    pub registry: Arc<dyn PipelineRegistry>,
-    pub llms: HashMap<String, Arc<dyn LlmClient>>,
-    pub default_mode: String,
-    pub alpha: Arc<dyn Agent>,
-    pub beta: Arc<dyn Agent>,
-    pub gamma: Arc<dyn Agent>,
-    pub extra_roles: Vec<Arc<dyn Agent>>,
-    pub controller: Arc<dyn SpawnController>,
-    pub ownership: Arc<dyn crate::ownership::Ownership>,
-    pub hub: broadcast::Sender<Arc<Event>>,
-    pub live: Mutex<HashMap<PipelineId, Arc<Live>>>,
-    pub max_objective_len: usize,
-    pub tasks: TaskTracker,
-    pub shutdown: CancellationToken,
-    /// Pipelines whose next durable write is waiting for the storage (see [`crate::durable`]).
-    pub waiting_writes: Arc<AtomicUsize>,
-}
-
-impl Engine {
-    /// The retry policy of acknowledged pipelines' durable writes.
-    pub fn write_retry(&self) -> crate::durable::WriteRetry {
-        crate::durable::WriteRetry::new(self.shutdown.clone(), self.waiting_writes.clone())
-    }
-
-    pub fn llm(&self, mode: &str) -> Result<Arc<dyn LlmClient>> {
-        self.llms.get(mode).cloned().ok_or_else(|| {
-            let mut known: Vec<&str> = self.llms.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            Error::InvalidInput(format!(
-                "LLM mode {mode:?} is not available on this server (available: {})",
-                known.join(", ")
-            ))
-        })
-    }
-}
-
-/// Builds a [`Governance`]. Everything has an in-memory default.
-#[derive(Debug, Default)]
-pub struct GovernanceBuilder {
-    config: Option<Config>,
-    blackboard: Option<Arc<dyn Blackboard>>,
-    bus: Option<Arc<dyn MessageBus>>,
-    ledger: Option<Arc<dyn LedgerStore>>,
-    checkpoints: Option<Arc<dyn CheckpointStore>>,
-    registry: Option<Arc<dyn PipelineRegistry>>,
-    llms: HashMap<String, Arc<dyn LlmClient>>,
-    default_mode: Option<String>,
-    alpha: Option<Arc<dyn Agent>>,
-    beta: Option<Arc<dyn Agent>>,
-    gamma: Option<Arc<dyn Agent>>,
-    extra_roles: Vec<Arc<dyn Agent>>,
-    controller: Option<Arc<dyn SpawnController>>,
-    ownership: Option<Arc<dyn crate::ownership::Ownership>>,
-    max_objective_len: Option<usize>,
-    event_capacity: Option<usize>,
-}
-
-impl GovernanceBuilder {
-    /// The orchestrator settings (default: [`Config::default`]).
-    #[must_use]
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = Some(config);
-        self
-    }
-    /// The blackboard (default: in memory).
-    #[must_use]
-    pub fn blackboard(mut self, b: Arc<dyn Blackboard>) -> Self {
-        self.blackboard = Some(b);
-        self
-    }
-    /// The message bus (default: in memory).
-    #[must_use]
-    pub fn bus(mut self, b: Arc<dyn MessageBus>) -> Self {
-        self.bus = Some(b);
-        self
-    }
-    /// The ledger (default: in memory).
-    #[must_use]
-    pub fn ledger(mut self, l: Arc<dyn LedgerStore>) -> Self {
-        self.ledger = Some(l);
-        self
-    }
-    /// The checkpoint store (default: in memory).
-    #[must_use]
-    pub fn checkpoints(mut self, c: Arc<dyn CheckpointStore>) -> Self {
-        self.checkpoints = Some(c);
-        self
-    }
-    /// The pipeline registry (default: in memory).
-    #[must_use]
-    pub fn registry(mut self, r: Arc<dyn PipelineRegistry>) -> Self {
-        self.registry = Some(r);
-        self
-    }
-    /// One store object serving as ledger, checkpoint store and registry.
-    #[must_use]
-    pub fn stores<S>(self, s: Arc<S>) -> Self
-    where
-        S: LedgerStore + CheckpointStore + PipelineRegistry + 'static,
-    {
-        self.ledger(s.clone()).checkpoints(s.clone()).registry(s)
-    }
-    /// Registers an LLM client under a mode name (`local` is always available).
-    #[must_use]
-    pub fn llm(mut self, mode: impl Into<String>, client: Arc<dyn LlmClient>) -> Self {
-        self.llms.insert(mode.into(), client);
-        self
-    }
-    /// The mode used when a request names none (default `local`).
-    #[must_use]
-    pub fn default_mode(mut self, mode: impl Into<String>) -> Self {
-        self.default_mode = Some(mode.into());
-        self
-    }
-    /// Replaces the ALPHA role.
-    #[must_use]
-    pub fn alpha(mut self, a: Arc<dyn Agent>) -> Self {
-        self.alpha = Some(Registered::local(a));
-        self
-    }
-    /// Replaces the BETA role.
-    #[must_use]
-    pub fn beta(mut self, a: Arc<dyn Agent>) -> Self {
-        self.beta = Some(Registered::local(a));
-        self
-    }
-    /// Replaces the GAMMA role.
-    #[must_use]
-    pub fn gamma(mut self, a: Arc<dyn Agent>) -> Self {
-        self.gamma = Some(Registered::local(a));
-        self
-    }
-    /// Adds a custom role that runs beside ALPHA and BETA in every orchestration.
-    #[must_use]
-    pub fn role(mut self, a: Arc<dyn Agent>) -> Self {
-        self.extra_roles.push(Registered::local(a));
-        self
-    }
-    /// Registers a role played by another process (e.g. `governance-redis`'s `RemoteRole`):
-    /// named `ALPHA`, `BETA` or `GAMMA` it replaces that role, under any other name it joins
-    /// like [`role`](Self::role). Only agents registered this way receive a
-    /// [`RemoteLink`](crate::RemoteLink) to record what their remote half reports.
-    #[must_use]
-    pub fn remote_role(mut self, a: Arc<dyn RemoteAgent>) -> Self {
-        let role = a.role().to_owned();
-        let agent = Registered::remote(a);
-        match role.as_str() {
-            "ALPHA" => self.alpha = Some(agent),
-            "BETA" => self.beta = Some(agent),
-            "GAMMA" => self.gamma = Some(agent),
-            _ => self.extra_roles.push(agent),
-        }
-        self
-    }
-    /// Sets who owns the pipelines this engine runs (default [`SingleNode`](crate::SingleNode):
-    /// this engine alone). Several server nodes on one Redis use `governance-redis`'s leases.
-    #[must_use]
-    pub fn ownership(mut self, o: Arc<dyn crate::ownership::Ownership>) -> Self {
-        self.ownership = Some(o);
-        self
-    }
-
-    /// Replaces the spawn controller.
-    #[must_use]
-    pub fn spawn_controller(mut self, c: Arc<dyn SpawnController>) -> Self {
-        self.controller = Some(c);
-        self
-    }
-    /// The longest objective accepted (default 4000 characters).
-    #[must_use]
-    pub fn max_objective_len(mut self, n: usize) -> Self {
-        self.max_objective_len = Some(n);
-        self
-    }
-    /// Capacity of the live event channel (default 16384); slower subscribers lag.
-    #[must_use]
-    pub fn event_capacity(mut self, n: usize) -> Self {
-        self.event_capacity = Some(n);
-        self
-    }
-
-    /// Builds the engine.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the default mode has no client or a custom role name is invalid
-    /// or taken.
-    pub fn build(self) -> Result<Governance> {
-        let config = self.config.unwrap_or_default();
-        let mut llms = self.llms;
-        llms.entry("local".to_owned())
-            .or_insert_with(|| Arc::new(LocalLlm::default()));
-        let default_mode = self.default_mode.unwrap_or_else(|| "local".to_owned());
-        if !llms.contains_key(&default_mode) {
-            return Err(Error::config(
-                "GOVERNANCE_LLM_MODE",
-                format!("no LLM client registered for default mode {default_mode:?}"),
-            ));
-        }
-        let mut names = vec![
-            "ALPHA".to_owned(),
-            "BETA".to_owned(),
-            "GAMMA".to_owned(),
-            "REPORTER".to_owned(),
-            "ORCHESTRATOR".to_owned(),
-        ];
-        // replaced ALPHA/BETA: their names are their agent ids, so they must not pass for
-        // each other, GAMMA, the reporter or the orchestrator
-        let alpha_name = self.alpha.as_ref().map_or("ALPHA", |a| a.role());
-        let beta_name = self.beta.as_ref().map_or("BETA", |b| b.role());
-        for role in [alpha_name, beta_name] {
-            if role.len() > 32
-                || crate::ids::validate_id("role", role).is_err()
-                || role.starts_with("GAMMA")
-                || role == "REPORTER"
-                || role == "ORCHESTRATOR"
-                || alpha_name == beta_name
-            {
-                return Err(Error::config(
-                    "role",
-                    format!(
-                        "invalid ALPHA/BETA role name {role:?}: 1-32 of [A-Za-z0-9_-], distinct, \
-                         not GAMMA*, REPORTER or ORCHESTRATOR"
-                    ),
-                ));
-            }
-            if !names.iter().any(|n| n == role) {
-                names.push(role.to_owned());
-            }
-        }
-        for r in &self.extra_roles {
-            let role = r.role();
-            if role.len() > 32
-                || crate::ids::validate_id("role", role).is_err()
-                || role.starts_with("GAMMA")
-            {
-                return Err(Error::config(
-                    "role",
-                    format!("invalid custom role name {role:?}: 1-32 of [A-Za-z0-9_-], not GAMMA*"),
-                ));
-            }
-            if names.iter().any(|n| n == role) {
-                return Err(Error::config(
-                    "role",
-                    format!("role {role:?} is already registered"),
-                ));
-            }
-            names.push(role.to_owned());
-        }
-        let mem = Arc::new(MemoryStore::default());
-        let (hub, _) = broadcast::channel(self.event_capacity.unwrap_or(16_384).max(16));
-        let thresholds = config.gamma;
-        Ok(Governance {
-            engine: Arc::new(Engine {
-                config: Arc::new(config),
-                blackboard: self
-                    .blackboard
-                    .unwrap_or_else(|| Arc::new(MemoryBlackboard::default())),
-                bus: self.bus.unwrap_or_else(|| Arc::new(MemoryBus::default())),
-                ledger: self.ledger.unwrap_or_else(|| mem.clone()),
-                checkpoints: self.checkpoints.unwrap_or_else(|| mem.clone()),
-                registry: self.registry.unwrap_or(mem),
-                llms,
-                default_mode,
-                alpha: self.alpha.unwrap_or_else(|| Arc::new(Alpha)),
-                beta: self.beta.unwrap_or_else(|| Arc::new(Beta)),
-                gamma: self.gamma.unwrap_or_else(|| Arc::new(Gamma)),
-                extra_roles: self.extra_roles,
-                controller: self
-                    .controller
-                    .unwrap_or_else(|| Arc::new(ThresholdSpawnController::new(thresholds))),
-                ownership: self
-                    .ownership
-                    .unwrap_or_else(|| Arc::new(crate::ownership::SingleNode)),
-                hub,
-                live: Mutex::new(HashMap::new()),
-                max_objective_len: self.max_objective_len.unwrap_or(DEFAULT_MAX_OBJECTIVE_LEN),
-                tasks: TaskTracker::new(),
-                shutdown: CancellationToken::new(),
-                waiting_writes: Arc::default(),
-            }),
-        })
-    }
-}
-
 /// The governance engine. Cheap to clone; all clones share the same pipelines.
 #[derive(Debug, Clone)]
 pub struct Governance {
-    pub(crate) engine: Arc<Engine>,
+    engine: Arc<Engine>,
 }
 
 impl Governance {
-    /// A builder with in-memory defaults.
-    #[must_use]
-    pub fn builder() -> GovernanceBuilder {
-        GovernanceBuilder::default()
+    pub(super) fn new(engine: Engine) -> Self {
+        Self {
+            engine: Arc::new(engine),
+        }
     }
 
     /// The orchestrator settings.
@@ -472,9 +126,9 @@ impl Governance {
             .unwrap_or_else(|| self.engine.default_mode.clone());
         self.engine.llm(&mode)?;
         let live = Live::create(&self.engine, objective, &req, mode).await?;
-        let id = live.shared.id.clone();
+        let id = live.id().clone();
         self.engine.live.lock().insert(id.clone(), live.clone());
-        crate::pipeline::start(&self.engine, live, Stage::Running);
+        driver::start(&self.engine, live, Stage::Running);
         Ok(id)
     }
 
@@ -503,7 +157,7 @@ impl Governance {
             }) if self
                 .engine
                 .ownership
-                .forward(id, &crate::ownership::Command::Continue(req.clone()))
+                .forward(id, &Command::Continue(req.clone()))
                 .await? =>
             {
                 let rec = self
@@ -515,7 +169,7 @@ impl Governance {
             Err(e) => return Err(e),
         };
         live.prepare_continue(&req).await?;
-        crate::pipeline::start(&self.engine, live, Stage::Orchestrating);
+        driver::start(&self.engine, live, Stage::Orchestrating);
         Ok(())
     }
 
@@ -533,12 +187,7 @@ impl Governance {
                 return Ok(rec.status);
             }
             // it runs in another process (cluster mode): ask its owner, wait for the end
-            if self
-                .engine
-                .ownership
-                .forward(id, &crate::ownership::Command::Stop)
-                .await?
-            {
+            if self.engine.ownership.forward(id, &Command::Stop).await? {
                 return self
                     .wait_elsewhere(id, |s| s.is_terminal())
                     .await
@@ -552,7 +201,7 @@ impl Governance {
         live.stop.cancel();
         if !live.is_driven() {
             // resting at REPORT (or not started): stop it here
-            crate::pipeline::stop_resting(&self.engine, &live).await?;
+            driver::stop_resting(&self.engine, &live).await?;
         }
         let mut rx = live.status_rx();
         let st = *rx
@@ -654,7 +303,7 @@ impl Governance {
         let lives: Vec<_> = self.engine.live.lock().values().cloned().collect();
         let mut n = 0;
         for live in lives.into_iter().filter(|l| l.is_driven()) {
-            let own = live.shared.breaker.state() != crate::BreakerState::Closed;
+            let own = live.state.breaker().state() != BreakerState::Closed;
             if own
                 || (!modes_refused.is_empty()
                     && modes_refused.contains(&live.with_record(|r| r.mode.clone()).await.as_str()))
@@ -697,7 +346,7 @@ impl Governance {
     /// # Errors
     /// Backend errors listing the pipelines.
     pub async fn resume_incomplete(&self) -> Result<Vec<PipelineId>> {
-        crate::resume::resume_incomplete(&self.engine).await
+        driver::resume_incomplete(&self.engine).await
     }
 
     /// Polls the registry until `done(status)` holds for a pipeline another engine runs
@@ -750,7 +399,7 @@ impl Governance {
                 return Err(e);
             }
         };
-        match crate::resume::resume_one(&self.engine, rec).await {
+        match driver::resume_one(&self.engine, rec).await {
             Ok(resumed) => Ok(resumed),
             Err(e) => {
                 self.engine.ownership.release(id, false).await;
@@ -772,7 +421,7 @@ impl Governance {
         self.engine.ownership.node_id()
     }
 
-    pub(crate) async fn live(&self, id: &PipelineId) -> Result<Arc<Live>> {
+    async fn live(&self, id: &PipelineId) -> Result<Arc<Live>> {
         if let Some(l) = self.engine.live.lock().get(id).cloned() {
             return Ok(l);
         }
@@ -787,13 +436,4 @@ impl Governance {
             to: PipelineStatus::Orchestrating,
         })
     }
-}
-
-fn validate_timeout(t: Duration) -> Result<()> {
-    if t.is_zero() || t > Duration::from_secs(86_400) {
-        return Err(Error::InvalidInput(
-            "timeout must be between 1 second and 24 hours".into(),
-        ));
-    }
-    Ok(())
 }

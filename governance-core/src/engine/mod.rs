@@ -1,0 +1,26 @@
+//! The engine, read top-down; every file depends only on those below it:
+//!
+//! - [`Governance`] (`facade.rs`), the public face, built by [`GovernanceBuilder`]
+//!   (`builder.rs`) and asked with [`SpawnRequest`] / [`ContinueRequest`] (`requests.rs`);
+//! - `driver.rs`: one task per pipeline runs its stages in order and ends it;
+//! - the stages: `report.rs` (RUNNING → REPORT), `supervisor.rs` (ORCHESTRATING: agents,
+//!   GAMMA, handoffs, quorum), `resume.rs` (rebuilding a pipeline after a crash);
+//! - `live.rs`: a live pipeline's status changes and checkpoints, and how it ends (`Outcome`);
+//! - at the bottom, `parts.rs` (the stores, clients, roles and live table the layers share)
+//!   and `state.rs` (what a running pipeline's agents and supervisor share: private fields,
+//!   changed only through intent methods).
+
+mod builder;
+mod driver;
+mod facade;
+mod live;
+mod parts;
+mod report;
+mod requests;
+mod resume;
+pub(crate) mod state;
+mod supervisor;
+
+pub use builder::GovernanceBuilder;
+pub use facade::Governance;
+pub use requests::{ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, SpawnRequest};
