@@ -205,7 +205,7 @@ fn main() {
     let engine_store = Arc::new(rt.block_on(SqliteStore::open(&path)).expect("open"));
     let gov = Governance::builder()
         .config(Config::default())
-        .stores(Arc::clone(&engine_store))
+        .store(engine_store)
         .build()
         .expect("engine");
     let first = rt.block_on(engine_round(&gov, 0));

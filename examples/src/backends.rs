@@ -178,7 +178,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         );
         recorder = Some(store.clone());
         if !clustered {
-            builder = builder.stores(store.clone());
+            builder = builder.store(store.clone());
             summary.push(("ledger".to_owned(), format!("sqlite:{db}")));
         }
         sqlite = Some(store);
@@ -204,11 +204,8 @@ pub async fn from_env() -> anyhow::Result<Backends> {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let (leases, store) = redis.cluster(&node, lease)?;
             let leases = leases.on_finished(tx);
-            let shared = Arc::new(store.clone());
             builder = builder
-                .ledger(shared.clone())
-                .checkpoints(shared.clone())
-                .registry(shared)
+                .store(Arc::new(store.clone()))
                 .ownership(Arc::new(leases.clone()));
             summary.push((
                 "ledger".to_owned(),

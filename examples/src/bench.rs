@@ -221,7 +221,7 @@ async fn engine(
         let store = SqliteStore::open(db)
             .await
             .with_context(|| format!("opening --db {}", db.display()))?;
-        builder = builder.stores(Arc::new(store));
+        builder = builder.store(Arc::new(store));
         format!("sqlite:{}", db.display())
     } else {
         "memory".to_owned()

@@ -67,7 +67,7 @@ async fn a_full_disk_holds_running_pipelines_until_space_returns_then_they_finis
         ..LocalLlmConfig::default()
     });
     let gov = Governance::builder()
-        .stores(store.clone())
+        .store(store.clone())
         .llm("local", Arc::new(llm))
         .build()
         .unwrap();

@@ -55,7 +55,7 @@ async fn record(db: &Path, drop: fn(&LlmExchange) -> bool) -> (PipelineRecord, L
     });
     let gov = Governance::builder()
         .config(config())
-        .stores(store)
+        .store(store)
         .llm(
             "local",
             Arc::new(RecordingLlm::new(Arc::new(local.clone()), exchanges)),

@@ -10,7 +10,7 @@ use crate::durable::{WriteRetry, write};
 use crate::error::Result;
 use crate::event::{Event, EventKind};
 use crate::ids::PipelineId;
-use crate::store::{Checkpoint, LedgerStore, PipelineRecord};
+use crate::store::{Checkpoint, LedgerStore, PipelineRecord, StateStore, StatusChange};
 
 /// Emits the events of one pipeline. Events are appended to the ledger *before* they are
 /// broadcast, in `seq` order, so the live feed never shows an event the ledger does not have.
@@ -92,20 +92,20 @@ impl EventEmitter {
         Ok(seq)
     }
 
-    /// Appends `kinds` (in order) together with a checkpoint and the registry record: both are
-    /// stamped with the `seq` of the last of these events, so they are consistent with exactly
-    /// the ledger up to it. Returns whether the ledger backend stored the checkpoint and record
-    /// in the same atomic write (see [`LedgerStore::append_with_state`]); when it did not, the
-    /// caller must store them.
+    /// Commits `kinds` (in order) together with a checkpoint and the registry record as one
+    /// [`StatusChange`] of `store` (atomic: see [`StateStore::commit`]): both are stamped with
+    /// the `seq` of the last of these events, so they are consistent with exactly the ledger up
+    /// to it. `store` must hold this emitter's ledger.
     ///
     /// # Errors
-    /// The ledger's error; no `seq` is consumed then.
+    /// The store's error; no `seq` is consumed then, and nothing was written.
     pub async fn emit_with_state(
         &self,
+        store: &dyn StateStore,
         kinds: Vec<EventKind>,
         checkpoint: &mut Checkpoint,
         record: &mut PipelineRecord,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let mut next = self.next.lock().await;
         let ts = chrono::Utc::now();
         let events: Vec<Event> = kinds
@@ -117,18 +117,19 @@ impl EventEmitter {
         record.last_seq = last;
         checkpoint.seq = last;
         checkpoint.record.clone_from(record);
-        let (ledger, evs, cp, rec) = (&*self.ledger, &events[..], &*checkpoint, &*record);
-        let stored = write(self.retry.get(), "state change", || {
-            ledger.append_with_state(evs, Some(cp), Some(rec))
-        })
-        .await?;
+        let change = StatusChange {
+            events: &events,
+            checkpoint,
+            record,
+        };
+        write(self.retry.get(), "state change", || store.commit(change)).await?;
         *next = last;
         self.last.store(last, Ordering::Release);
         for event in events {
             log_status(&event);
             let _ = self.hub.send(Arc::new(event));
         }
-        Ok(stored)
+        Ok(())
     }
 }
 

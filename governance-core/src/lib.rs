@@ -75,3 +75,5 @@ pub use store::{
     PipelineRecord, PipelineRegistry, Report, UsageTotals,
 };
 pub use token_budget::{AgentBudget, PipelineBudget, Reservation};
+// the atomic system of record (issue 12)
+pub use store::{SplitStore, StateStore, StatusChange};

@@ -1,12 +1,16 @@
 //! Storage contracts for the system of record: the audit ledger, checkpoints and the
-//! pipeline registry. Implemented in memory here and on SQLite in `governance-sqlite`.
+//! pipeline registry, and the [`StateStore`] that holds all three and commits a status change
+//! as one atomic write. Implemented in memory here, on SQLite in `governance-sqlite` and on
+//! Redis in `governance-redis`; [`SplitStore`] combines separate backends (not atomically).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blackboard::BlackboardSnapshot;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{Event, GammaReason};
 use crate::ids::PipelineId;
 use crate::llm::Usage;
@@ -188,22 +192,6 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// The highest `seq` stored for `pipeline` (0 when none).
     async fn last_seq(&self, pipeline: &PipelineId) -> Result<u64>;
 
-    /// Appends `events` and, when this backend also holds checkpoints and the registry, saves
-    /// `checkpoint` and upserts `record` **in the same atomic write**, returning `true`. The
-    /// default appends the events only and returns `false`; the caller then stores the
-    /// checkpoint and the record through their own stores. The engine uses this at every
-    /// status change, so a status change, its events and its checkpoint are never half-written.
-    async fn append_with_state(
-        &self,
-        events: &[Event],
-        checkpoint: Option<&Checkpoint>,
-        record: Option<&PipelineRecord>,
-    ) -> Result<bool> {
-        let _ = (checkpoint, record);
-        self.append(events).await?;
-        Ok(false)
-    }
-
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<()> {
         Ok(())
@@ -246,4 +234,146 @@ pub trait PipelineRegistry: Send + Sync + std::fmt::Debug {
 
     /// Count of pipelines per status.
     async fn count_by_status(&self) -> Result<Vec<(PipelineStatus, u64)>>;
+}
+
+/// One status change of one pipeline: its events (the `status_changed`, the
+/// `checkpoint_created`), the checkpoint taken with them and the registry record, all stamped
+/// with the `seq` of the last event. [`StateStore::commit`] writes it as a whole.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    /// The events, in `seq` order (may be empty: a checkpoint and record only).
+    pub events: &'a [Event],
+    /// The checkpoint.
+    pub checkpoint: &'a Checkpoint,
+    /// The registry record.
+    pub record: &'a PipelineRecord,
+}
+
+impl StatusChange<'_> {
+    /// The pipeline it changes.
+    #[must_use]
+    pub fn pipeline(&self) -> &PipelineId {
+        &self.record.id
+    }
+
+    /// Checks that the events and the checkpoint all belong to the record's pipeline.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the stray pipeline.
+    pub fn validate(&self) -> Result<()> {
+        let id = self.pipeline();
+        let stray = self
+            .events
+            .iter()
+            .map(Event::pipeline_id)
+            .chain(std::iter::once(&self.checkpoint.record.id))
+            .find(|p| *p != id);
+        match stray {
+            Some(p) => Err(Error::InvalidInput(format!(
+                "a status change of pipeline {id} cannot write pipeline {p}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The system of record of pipelines: the ledger, the checkpoints and the registry in one
+/// backend, which commits a status change atomically.
+///
+/// # Contract
+/// - [`commit`](Self::commit) appends the events (with the [`LedgerStore`] rules: `seq` follows
+///   the stored tail, an identical repeat is a no-op), saves the checkpoint (as
+///   [`CheckpointStore::save`]) and replaces the record (as [`PipelineRegistry::upsert`]) **all
+///   or nothing**: when it returns an error (a ledger conflict, a full disk, a lost lease),
+///   none of the three is changed.
+/// - It is durable on `Ok` as the backend's other writes are.
+#[async_trait]
+pub trait StateStore: LedgerStore + CheckpointStore + PipelineRegistry {
+    /// Commits one status change atomically.
+    async fn commit(&self, change: StatusChange<'_>) -> Result<()>;
+}
+
+/// A [`StateStore`] made of separate ledger, checkpoint and registry backends (e.g. a ledger
+/// wrapped for a test, or stores on different systems).
+///
+/// **Not atomic**: [`commit`](StateStore::commit) appends the events, then saves the
+/// checkpoint, then upserts the record, one after the other; a failure in between leaves the
+/// earlier writes in place (a retry of the same change repeats them harmlessly: the ledger
+/// skips identical events). Use one backend's own store where atomicity matters.
+#[derive(Debug, Clone)]
+pub struct SplitStore {
+    ledger: Arc<dyn LedgerStore>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    registry: Arc<dyn PipelineRegistry>,
+}
+
+impl SplitStore {
+    /// Combines three backends into one (non-atomic) state store.
+    #[must_use]
+    pub fn new(
+        ledger: Arc<dyn LedgerStore>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        registry: Arc<dyn PipelineRegistry>,
+    ) -> Self {
+        Self {
+            ledger,
+            checkpoints,
+            registry,
+        }
+    }
+}
+
+#[async_trait]
+impl LedgerStore for SplitStore {
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        self.ledger.append(events).await
+    }
+    async fn read(&self, pipeline: &PipelineId, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.ledger.read(pipeline, after, limit).await
+    }
+    async fn last_seq(&self, pipeline: &PipelineId) -> Result<u64> {
+        self.ledger.last_seq(pipeline).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.ledger.ping().await
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for SplitStore {
+    async fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
+        self.checkpoints.save(checkpoint).await
+    }
+    async fn latest(&self, pipeline: &PipelineId) -> Result<Option<Checkpoint>> {
+        self.checkpoints.latest(pipeline).await
+    }
+    async fn count(&self, pipeline: &PipelineId) -> Result<usize> {
+        self.checkpoints.count(pipeline).await
+    }
+}
+
+#[async_trait]
+impl PipelineRegistry for SplitStore {
+    async fn upsert(&self, record: &PipelineRecord) -> Result<()> {
+        self.registry.upsert(record).await
+    }
+    async fn get(&self, id: &PipelineId) -> Result<Option<PipelineRecord>> {
+        self.registry.get(id).await
+    }
+    async fn list(&self, filter: &PipelineFilter) -> Result<Vec<PipelineRecord>> {
+        self.registry.list(filter).await
+    }
+    async fn count_by_status(&self) -> Result<Vec<(PipelineStatus, u64)>> {
+        self.registry.count_by_status().await
+    }
+}
+
+#[async_trait]
+impl StateStore for SplitStore {
+    async fn commit(&self, change: StatusChange<'_>) -> Result<()> {
+        change.validate()?;
+        self.ledger.append(change.events).await?;
+        self.checkpoints.save(change.checkpoint).await?;
+        self.registry.upsert(change.record).await
+    }
 }

@@ -53,3 +53,17 @@ async fn one_memory_store_serves_all_three_store_suites() {
     testkit::checkpoint_suite(store.clone()).await;
     testkit::registry_suite(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_state_store_conforms() {
+    let store = Arc::new(MemoryStore::new());
+    testkit::state_store_suite(store.clone()).await;
+    testkit::state_store_suite(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_store_refuses_conflicts_before_writing() {
+    let store = Arc::new(MemoryStore::new());
+    let split = governance_core::SplitStore::new(store.clone(), store.clone(), store);
+    testkit::state_store_suite(Arc::new(split)).await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use governance_core::{
     Fault, FaultKind, Governance, LocalLlm, LocalLlmConfig, MemoryBlackboard, MemoryStore,
-    PipelineRegistry, PipelineStatus, Purpose, SpawnRequest,
+    PipelineRegistry, PipelineStatus, Purpose, SpawnRequest, SplitStore,
 };
 
 #[test]
@@ -31,7 +31,7 @@ fn a_pipeline_whose_process_died_is_resumed_and_completes_without_doubling() {
             let gov = Governance::builder()
                 .config(fast_config())
                 .llm("local", Arc::new(llm))
-                .stores(store.clone())
+                .store(store.clone())
                 .build()
                 .unwrap();
             let mut rx = gov.subscribe();
@@ -61,7 +61,7 @@ fn a_pipeline_whose_process_died_is_resumed_and_completes_without_doubling() {
             .config(fast_config())
             .llm("local", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
             .blackboard(Arc::new(MemoryBlackboard::default()))
-            .stores(store.clone())
+            .store(store.clone())
             .build()
             .unwrap();
         let resumed = gov.resume_incomplete().await.unwrap();
@@ -126,9 +126,11 @@ fn a_consensus_decided_but_not_yet_in_the_ledger_is_recorded_once_on_resume() {
         rt.block_on(async {
             let gov = Governance::builder()
                 .config(fast_config())
-                .ledger(Arc::new(DiesBeforeConsensus(store.clone())))
-                .checkpoints(store.clone())
-                .registry(store.clone())
+                .store(Arc::new(SplitStore::new(
+                    Arc::new(DiesBeforeConsensus(store.clone())),
+                    store.clone(),
+                    store.clone(),
+                )))
                 .build()
                 .unwrap();
             let mut rx = gov.subscribe();
@@ -151,7 +153,7 @@ fn a_consensus_decided_but_not_yet_in_the_ledger_is_recorded_once_on_resume() {
     rt.block_on(async {
         let gov = Governance::builder()
             .config(fast_config())
-            .stores(store.clone())
+            .store(store.clone())
             .build()
             .unwrap();
         assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);
@@ -215,9 +217,11 @@ fn a_proposal_written_but_not_recorded_is_recorded_and_endorsed_on_resume() {
             let gov = Governance::builder()
                 .config(fast_config())
                 .blackboard(blackboard.clone())
-                .ledger(Arc::new(DiesBefore(store.clone(), "proposal_created")))
-                .checkpoints(store.clone())
-                .registry(store.clone())
+                .store(Arc::new(SplitStore::new(
+                    Arc::new(DiesBefore(store.clone(), "proposal_created")),
+                    store.clone(),
+                    store.clone(),
+                )))
                 .build()
                 .unwrap();
             let id = gov
@@ -241,7 +245,7 @@ fn a_proposal_written_but_not_recorded_is_recorded_and_endorsed_on_resume() {
         let gov = Governance::builder()
             .config(fast_config())
             .blackboard(blackboard.clone())
-            .stores(store.clone())
+            .store(store.clone())
             .build()
             .unwrap();
         assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);

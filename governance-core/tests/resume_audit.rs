@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use governance_core::{
     Event, EventKind, Fault, FaultKind, Governance, LedgerStore, LocalLlm, LocalLlmConfig,
-    MemoryBlackboard, MemoryStore, PipelineId, PipelineStatus, Purpose, SpawnRequest,
+    MemoryBlackboard, MemoryStore, PipelineId, PipelineStatus, Purpose, SpawnRequest, SplitStore,
 };
 
 /// One process's view of the shared ledger; `crash` stops every write after it.
@@ -70,9 +70,11 @@ fn engine(store: &Arc<MemoryStore>, llm: &LocalLlm) -> (Governance, Arc<ProcessL
         .config(fast_config())
         .llm("local", Arc::new(llm.clone()))
         .blackboard(Arc::new(MemoryBlackboard::default()))
-        .ledger(ledger.clone())
-        .checkpoints(store.clone())
-        .registry(store.clone())
+        .store(Arc::new(SplitStore::new(
+            ledger.clone(),
+            store.clone(),
+            store.clone(),
+        )))
         .build()
         .unwrap();
     (gov, ledger)

@@ -25,7 +25,7 @@ async fn shutdown_checkpoints_running_pipelines_and_a_new_engine_resumes_them() 
         .config(fast_config())
         .llm("local", Arc::new(LocalLlm::new(faults(vec![stall]))))
         .blackboard(board.clone())
-        .stores(store.clone())
+        .store(store.clone())
         .build()
         .unwrap();
     let mut rx = a.subscribe();
@@ -56,7 +56,7 @@ async fn shutdown_checkpoints_running_pipelines_and_a_new_engine_resumes_them() 
         .config(fast_config())
         .llm("local", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
         .blackboard(board)
-        .stores(store.clone())
+        .store(store.clone())
         .build()
         .unwrap();
     assert_eq!(b.resume_incomplete().await.unwrap(), vec![id.clone()]);

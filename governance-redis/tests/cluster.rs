@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{RedisServer, backend};
-use governance_core::testkit::{checkpoint_suite, ledger_suite, registry_suite};
+use governance_core::testkit::{
+    checkpoint_suite, failed_commit_leaves_nothing, ledger_suite, registry_suite, state_store_suite,
+};
 use governance_core::{
     Config, Error, Event, EventKind, Governance, LedgerStore, LocalLlm, LocalLlmConfig, Ownership,
     PipelineId, PipelineStatus, SpawnRequest,
@@ -23,6 +25,27 @@ async fn redis_store_passes_the_conformance_suites() {
     ledger_suite(Arc::new(b.store())).await;
     checkpoint_suite(Arc::new(b.store())).await;
     registry_suite(Arc::new(b.store())).await;
+    state_store_suite(Arc::new(b.store())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_a_stale_fencing_token_leaves_nothing_behind() {
+    let server = RedisServer::start();
+    let lease = Duration::from_secs(60);
+    let a = backend(&server).await;
+    let (leases_a, store_a) = a.cluster("node-a", lease).unwrap();
+    let b = backend(&server).await;
+    let (leases_b, _store_b) = b.cluster("node-b", lease).unwrap();
+    let id = PipelineId::generate();
+    leases_a.claim_new(&id).await.unwrap();
+    // after A's first commit, its lease runs out and B takes the pipeline over: A's token is
+    // stale when it commits the next status change
+    let err = failed_commit_leaves_nothing(Arc::new(store_a), id.clone(), 16, || async {
+        expire_lease(&server, &id).await;
+        assert!(leases_b.take_over(&id).await.unwrap(), "B takes over");
+    })
+    .await;
+    assert!(matches!(err, Error::Fenced { .. }), "got {err:?}");
 }
 
 async fn node(
@@ -41,9 +64,7 @@ async fn node(
         })
         .blackboard(b.blackboard())
         .bus(b.bus())
-        .ledger(store_arc.clone())
-        .checkpoints(store_arc.clone())
-        .registry(store_arc)
+        .store(store_arc)
         .ownership(Arc::new(leases.clone()))
         .llm(
             "local",

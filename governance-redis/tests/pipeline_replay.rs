@@ -23,7 +23,7 @@ async fn a_pipeline_subscriber_that_dies_replays_exactly_what_it_missed() {
         })
         .blackboard(b.blackboard())
         .bus(b.bus())
-        .stores(Arc::new(MemoryStore::default()))
+        .store(Arc::new(MemoryStore::default()))
         .llm(
             "local",
             Arc::new(LocalLlm::new(LocalLlmConfig {

@@ -43,7 +43,7 @@ async fn engine(server: &RedisServer) -> Governance {
         })
         .blackboard(b.blackboard())
         .bus(b.bus())
-        .stores(Arc::new(MemoryStore::default()))
+        .store(Arc::new(MemoryStore::default()))
         .llm("local", Arc::new(llm))
         .build()
         .expect("engine builds")

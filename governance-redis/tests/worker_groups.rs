@@ -33,7 +33,7 @@ async fn a_worker_recreates_a_deleted_work_group_and_plays_the_pipeline() {
         .config(config())
         .blackboard(b.blackboard())
         .bus(b.bus())
-        .stores(Arc::new(MemoryStore::default()));
+        .store(Arc::new(MemoryStore::default()));
     for role in ROLES {
         builder = builder.remote_role(Arc::new(RemoteRole::new(&b, role, true).unwrap()));
     }

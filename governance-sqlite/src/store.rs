@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use governance_core::{
     AgentId, Checkpoint, CheckpointStore, Error, Event, LedgerStore, PipelineFilter, PipelineId,
-    PipelineRecord, PipelineRegistry, PipelineStatus, Result,
+    PipelineRecord, PipelineRegistry, PipelineStatus, Result, StateStore, StatusChange,
 };
 
 use crate::checkpoints::{self, CheckpointRow};
@@ -216,25 +216,6 @@ impl LedgerStore for SqliteStore {
         self.inner.writer.submit(WriteOp::Append(rows)).await
     }
 
-    async fn append_with_state(
-        &self,
-        events: &[Event],
-        checkpoint: Option<&Checkpoint>,
-        record: Option<&PipelineRecord>,
-    ) -> Result<bool> {
-        let rows = events
-            .iter()
-            .map(LedgerRow::from_event)
-            .collect::<Result<Vec<_>>>()?;
-        let checkpoint = checkpoint.map(CheckpointRow::new).transpose()?;
-        let record = record.map(RecordRow::new).transpose()?;
-        self.inner
-            .writer
-            .submit(WriteOp::Transition(rows, checkpoint, record))
-            .await?;
-        Ok(true)
-    }
-
     async fn read(&self, pipeline: &PipelineId, after: u64, limit: usize) -> Result<Vec<Event>> {
         let pipeline = pipeline.clone();
         self.read(move |conn, path| {
@@ -351,5 +332,24 @@ impl PipelineRegistry for SqliteStore {
                 .collect()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    /// One write transaction: the events, the checkpoint and the record, or nothing.
+    async fn commit(&self, change: StatusChange<'_>) -> Result<()> {
+        change.validate()?;
+        let rows = change
+            .events
+            .iter()
+            .map(LedgerRow::from_event)
+            .collect::<Result<Vec<_>>>()?;
+        let checkpoint = CheckpointRow::new(change.checkpoint)?;
+        let record = RecordRow::new(change.record)?;
+        self.inner
+            .writer
+            .submit(WriteOp::Transition(rows, checkpoint, record))
+            .await
     }
 }

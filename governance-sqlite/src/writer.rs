@@ -42,7 +42,7 @@ pub(crate) enum WriteOp {
     /// A recorded LLM exchange.
     Exchange(ExchangeRow),
     /// A pipeline state change: its ledger entries, checkpoint and registry row, all or none.
-    Transition(Vec<LedgerRow>, Option<CheckpointRow>, Option<RecordRow>),
+    Transition(Vec<LedgerRow>, CheckpointRow, RecordRow),
     /// A health probe: takes a fresh page and gives it back, so it fails exactly when the file
     /// cannot grow (a full disk, the size cap). Leaves nothing behind.
     Probe,
@@ -198,13 +198,8 @@ fn apply(conn: &Connection, tails: &mut Tails, op: &WriteOp) -> Result<(), OpErr
             // the ledger batch is validated before its first insert, so a refused batch leaves
             // nothing behind; the checkpoint and the record are written only after it
             crate::ledger::append(conn, tails, rows)?;
-            if let Some(cp) = checkpoint {
-                crate::checkpoints::save(conn, cp)?;
-            }
-            if let Some(rec) = record {
-                crate::registry::upsert(conn, rec)?;
-            }
-            Ok(())
+            crate::checkpoints::save(conn, checkpoint)?;
+            crate::registry::upsert(conn, record)
         }
         WriteOp::Probe => {
             // a row larger than a page needs a fresh (overflow) page; deleting it in the same

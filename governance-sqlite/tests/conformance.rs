@@ -4,7 +4,10 @@ mod common;
 
 use std::sync::Arc;
 
-use governance_core::testkit::{checkpoint_suite, ledger_suite, registry_suite};
+use governance_core::testkit::{
+    checkpoint_suite, failed_commit_leaves_nothing, ledger_suite, registry_suite, state_store_suite,
+};
+use governance_sqlite::{SqliteOptions, SqliteStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ledger_conforms() {
@@ -36,4 +39,33 @@ async fn suites_pass_twice_on_one_file_after_reopen() {
     let store = Arc::new(common::open(&db).await);
     ledger_suite(store.clone()).await;
     checkpoint_suite(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn state_store_conforms() {
+    let db = common::temp_db();
+    state_store_suite(Arc::new(common::open(&db).await)).await;
+    let report = governance_sqlite::verify(&db.path).expect("verify");
+    assert!(report.is_intact(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_past_the_size_cap_leaves_nothing_behind() {
+    let db = common::temp_db();
+    let options = SqliteOptions {
+        max_size_bytes: Some(256 * 1024),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&db.path, options)
+        .await
+        .expect("open");
+    // the second commit's checkpoint alone is larger than the whole file may grow
+    let err = failed_commit_leaves_nothing(
+        Arc::new(store),
+        governance_core::PipelineId::generate(),
+        1024 * 1024,
+        || async {},
+    )
+    .await;
+    assert!(err.to_string().contains("full"), "{err}");
 }

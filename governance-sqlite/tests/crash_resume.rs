@@ -45,7 +45,7 @@ async fn crash_child() {
     });
     let gov = Governance::builder()
         .config(Config::default())
-        .stores(store)
+        .store(store)
         .llm("local", Arc::new(llm))
         .build()
         .expect("child: engine");
@@ -183,7 +183,7 @@ async fn kill_9_mid_orchestration_then_resume_completes_every_pipeline() {
     assert!(!unfinished.is_empty());
     let gov = Governance::builder()
         .config(Config::default())
-        .stores(Arc::clone(&store))
+        .store(store.clone())
         .build()
         .expect("engine");
     let resumed: BTreeSet<PipelineId> = gov

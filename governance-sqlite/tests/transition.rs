@@ -2,7 +2,8 @@
 
 use governance_core::{
     BlackboardSnapshot, Checkpoint, CheckpointStore, ErrorKind, Event, EventKind, LedgerStore,
-    PipelineId, PipelineRecord, PipelineRegistry, PipelineStatus, UsageTotals,
+    PipelineId, PipelineRecord, PipelineRegistry, PipelineStatus, StateStore, StatusChange,
+    UsageTotals,
 };
 use governance_sqlite::SqliteStore;
 
@@ -60,11 +61,14 @@ async fn state_change_is_stored_whole_or_not_at_all() {
         created_at: chrono::Utc::now(),
     };
 
-    let stored = store
-        .append_with_state(&[event(&id, 1), event(&id, 2)], Some(&cp), Some(&rec))
+    store
+        .commit(StatusChange {
+            events: &[event(&id, 1), event(&id, 2)],
+            checkpoint: &cp,
+            record: &rec,
+        })
         .await
         .unwrap();
-    assert!(stored, "SQLite writes the three together");
     assert_eq!(store.last_seq(&id).await.unwrap(), 2);
     assert_eq!(store.latest(&id).await.unwrap().unwrap().seq, 2);
     assert_eq!(store.get(&id).await.unwrap().unwrap().last_seq, 2);
@@ -79,7 +83,11 @@ async fn state_change_is_stored_whole_or_not_at_all() {
         ..cp
     };
     let err = store
-        .append_with_state(&[event(&id, 9)], Some(&cp2), Some(&rec2))
+        .commit(StatusChange {
+            events: &[event(&id, 9)],
+            checkpoint: &cp2,
+            record: &rec2,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);

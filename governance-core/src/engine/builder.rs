@@ -24,7 +24,7 @@ use crate::message_bus::MessageBus;
 use crate::ownership::{Ownership, SingleNode};
 use crate::roles::{Alpha, Beta, Gamma};
 use crate::spawn_controller::{SpawnController, ThresholdSpawnController};
-use crate::store::{CheckpointStore, LedgerStore, PipelineRegistry};
+use crate::store::StateStore;
 
 impl Governance {
     /// A builder with in-memory defaults.
@@ -40,9 +40,7 @@ pub struct GovernanceBuilder {
     config: Option<Config>,
     blackboard: Option<Arc<dyn Blackboard>>,
     bus: Option<Arc<dyn MessageBus>>,
-    ledger: Option<Arc<dyn LedgerStore>>,
-    checkpoints: Option<Arc<dyn CheckpointStore>>,
-    registry: Option<Arc<dyn PipelineRegistry>>,
+    store: Option<Arc<dyn StateStore>>,
     llms: HashMap<String, Arc<dyn LlmClient>>,
     default_mode: Option<String>,
     alpha: Option<Arc<dyn Agent>>,
@@ -74,31 +72,13 @@ impl GovernanceBuilder {
         self.bus = Some(b);
         self
     }
-    /// The ledger (default: in memory).
+    /// The system of record: ledger, checkpoints and registry in one store that commits each
+    /// status change atomically (default: a [`MemoryStore`]). To combine separate backends,
+    /// wrap them in a [`SplitStore`](crate::store::SplitStore) (not atomic).
     #[must_use]
-    pub fn ledger(mut self, l: Arc<dyn LedgerStore>) -> Self {
-        self.ledger = Some(l);
+    pub fn store(mut self, s: Arc<dyn StateStore>) -> Self {
+        self.store = Some(s);
         self
-    }
-    /// The checkpoint store (default: in memory).
-    #[must_use]
-    pub fn checkpoints(mut self, c: Arc<dyn CheckpointStore>) -> Self {
-        self.checkpoints = Some(c);
-        self
-    }
-    /// The pipeline registry (default: in memory).
-    #[must_use]
-    pub fn registry(mut self, r: Arc<dyn PipelineRegistry>) -> Self {
-        self.registry = Some(r);
-        self
-    }
-    /// One store object serving as ledger, checkpoint store and registry.
-    #[must_use]
-    pub fn stores<S>(self, s: Arc<S>) -> Self
-    where
-        S: LedgerStore + CheckpointStore + PipelineRegistry + 'static,
-    {
-        self.ledger(s.clone()).checkpoints(s.clone()).registry(s)
     }
     /// Registers an LLM client under a mode name (`local` is always available).
     #[must_use]
@@ -243,7 +223,9 @@ impl GovernanceBuilder {
             }
             names.push(role.to_owned());
         }
-        let mem = Arc::new(MemoryStore::default());
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::default()));
         let (hub, _) = broadcast::channel(self.event_capacity.unwrap_or(16_384).max(16));
         let thresholds = config.gamma;
         Ok(Governance::new(Engine {
@@ -252,9 +234,10 @@ impl GovernanceBuilder {
                 .blackboard
                 .unwrap_or_else(|| Arc::new(MemoryBlackboard::default())),
             bus: self.bus.unwrap_or_else(|| Arc::new(MemoryBus::default())),
-            ledger: self.ledger.unwrap_or_else(|| mem.clone()),
-            checkpoints: self.checkpoints.unwrap_or_else(|| mem.clone()),
-            registry: self.registry.unwrap_or(mem),
+            ledger: store.clone(),
+            checkpoints: store.clone(),
+            registry: store.clone(),
+            store,
             llms,
             default_mode,
             alpha: self.alpha.unwrap_or_else(|| Arc::new(Alpha)),

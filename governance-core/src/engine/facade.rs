@@ -21,7 +21,7 @@ use crate::message_bus::MessageBus;
 use crate::ownership::Command;
 use crate::state_machine::PipelineStatus;
 use crate::store::{
-    CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, PipelineRegistry,
+    CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, PipelineRegistry, StateStore,
 };
 
 /// The governance engine. Cheap to clone; all clones share the same pipelines.
@@ -67,6 +67,12 @@ impl Governance {
     #[must_use]
     pub fn bus(&self) -> &Arc<dyn MessageBus> {
         &self.engine.bus
+    }
+
+    /// The system of record (ledger, checkpoints and registry in one store).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.engine.store
     }
 
     /// The ledger backend.

@@ -1,6 +1,5 @@
 //! A live pipeline's state changes: creating it, restoring it for a resume, moving it from
-//! status to status with a checkpoint each time (atomically with its events when the ledger
-//! can), and building its agents' contexts. [`Outcome`] says how a pipeline ends.
+//! status to status with a checkpoint each time (one atomic commit with its events), and building its agents' contexts. [`Outcome`] says how a pipeline ends.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -16,7 +15,6 @@ use super::state::PipelineState;
 use crate::agent::{AgentContext, ContextParts};
 use crate::blackboard::BlackboardSnapshot;
 use crate::circuit_breaker::CircuitBreaker;
-use crate::durable::write;
 use crate::emitter::EventEmitter;
 use crate::error::{Error, Result};
 use crate::error_budget::CountingErrorBudget;
@@ -180,9 +178,9 @@ impl Live {
         Ok(())
     }
 
-    /// Writes the events of a state change (an optional `status_changed`, then
-    /// `checkpoint_created`), the checkpoint and the registry row, atomically when the ledger
-    /// backend can (SQLite), else one after the other.
+    /// Commits a state change (an optional `status_changed`, then `checkpoint_created`, the
+    /// checkpoint and the registry row) as one [`crate::store::StatusChange`] of the engine's
+    /// [`crate::store::StateStore`]: all or nothing.
     async fn commit_state(
         &self,
         engine: &Engine,
@@ -216,17 +214,10 @@ impl Live {
             is_final,
             created_at: Utc::now(),
         };
-        let stored = self
-            .state
+        self.state
             .emitter()
-            .emit_with_state(kinds, &mut cp, rec)
-            .await?;
-        if !stored {
-            let (policy, cp, rec) = (self.state.emitter().write_retry(), &cp, &*rec);
-            write(policy, "checkpoint", || engine.checkpoints.save(cp)).await?;
-            write(policy, "registry record", || engine.registry.upsert(rec)).await?;
-        }
-        Ok(())
+            .emit_with_state(&*engine.store, kinds, &mut cp, rec)
+            .await
     }
 
     /// A checkpoint in the current status (e.g. right after consensus).

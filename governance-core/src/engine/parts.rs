@@ -25,7 +25,7 @@ use crate::message_bus::MessageBus;
 use crate::ownership::Ownership;
 use crate::spawn_controller::SpawnController;
 use crate::state_machine::PipelineStatus;
-use crate::store::{CheckpointStore, LedgerStore, PipelineRecord, PipelineRegistry};
+use crate::store::{CheckpointStore, LedgerStore, PipelineRecord, PipelineRegistry, StateStore};
 
 /// The pieces an engine is built from.
 #[derive(Debug)]
@@ -33,6 +33,9 @@ pub(crate) struct Engine {
     pub config: Arc<Config>,
     pub blackboard: Arc<dyn Blackboard>,
     pub bus: Arc<dyn MessageBus>,
+    /// The system of record; every status change is one [`StateStore::commit`].
+    pub store: Arc<dyn StateStore>,
+    /// `store` as a ledger, a checkpoint store and a registry (for reads and plain appends).
     pub ledger: Arc<dyn LedgerStore>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub registry: Arc<dyn PipelineRegistry>,

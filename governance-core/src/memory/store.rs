@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: the in-memory ledger, checkpoint store and pipeline registry.
+//! [`MemoryStore`]: the in-memory ledger, checkpoint store and pipeline registry (a
+//! [`StateStore`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::ids::PipelineId;
 use crate::state_machine::PipelineStatus;
 use crate::store::{
     Checkpoint, CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, PipelineRegistry,
+    StateStore, StatusChange,
 };
 
 /// `list` limit used when the filter says `0`.
@@ -37,6 +39,9 @@ struct Checkpoints {
 /// - **Checkpoints**: only the latest checkpoint of each pipeline is kept (the highest `seq`,
 ///   the last saved on ties); [`count`](CheckpointStore::count) reports how many were saved.
 /// - **Registry**: a map of records; [`list`](PipelineRegistry::list) scans and sorts it.
+/// - **Commit**: [`commit`](StateStore::commit) holds the pipeline's ledger lock while it
+///   checks the events and then stores events, checkpoint and record, so a refused commit
+///   changes nothing and readers never see the events without their checkpoint for long.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     ledgers: RwLock<HashMap<PipelineId, Ledger>>,
@@ -53,6 +58,28 @@ impl MemoryStore {
 
     fn ledger(&self, pipeline: &PipelineId) -> Option<Ledger> {
         self.ledgers.read().get(pipeline).cloned()
+    }
+
+    fn save_checkpoint(&self, checkpoint: &Checkpoint) {
+        let mut all = self.checkpoints.write();
+        let id = &checkpoint.record.id;
+        match all.get_mut(id) {
+            Some(entry) => {
+                entry.saved += 1;
+                if checkpoint.seq >= entry.latest.seq {
+                    entry.latest = checkpoint.clone();
+                }
+            }
+            None => {
+                all.insert(
+                    id.clone(),
+                    Checkpoints {
+                        latest: checkpoint.clone(),
+                        saved: 1,
+                    },
+                );
+            }
+        }
     }
 
     fn ledger_or_create(&self, pipeline: &PipelineId) -> Ledger {
@@ -140,25 +167,7 @@ impl LedgerStore for MemoryStore {
 #[async_trait]
 impl CheckpointStore for MemoryStore {
     async fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        let mut all = self.checkpoints.write();
-        let id = &checkpoint.record.id;
-        match all.get_mut(id) {
-            Some(entry) => {
-                entry.saved += 1;
-                if checkpoint.seq >= entry.latest.seq {
-                    entry.latest = checkpoint.clone();
-                }
-            }
-            None => {
-                all.insert(
-                    id.clone(),
-                    Checkpoints {
-                        latest: checkpoint.clone(),
-                        saved: 1,
-                    },
-                );
-            }
-        }
+        self.save_checkpoint(checkpoint);
         Ok(())
     }
 
@@ -227,5 +236,22 @@ impl PipelineRegistry for MemoryStore {
             }
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn commit(&self, change: StatusChange<'_>) -> Result<()> {
+        change.validate()?;
+        let ledger = self.ledger_or_create(change.pipeline());
+        let mut events = ledger.lock();
+        // every check before the first write: a refused commit leaves nothing behind
+        let fresh = new_events(&events, change.events.iter())?;
+        events.extend(fresh);
+        self.save_checkpoint(change.checkpoint);
+        self.records
+            .write()
+            .insert(change.record.id.clone(), change.record.clone());
+        Ok(())
     }
 }

@@ -28,12 +28,14 @@ mod bus;
 mod checkpoint;
 mod ledger;
 mod registry;
+mod state;
 
 pub use blackboard::blackboard_suite;
 pub use bus::bus_suite;
 pub use checkpoint::checkpoint_suite;
 pub use ledger::ledger_suite;
 pub use registry::registry_suite;
+pub use state::{failed_commit_leaves_nothing, state_store_suite};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 

@@ -21,7 +21,7 @@ pub fn harness(config: Config, llm: LocalLlmConfig) -> Harness {
     let gov = Governance::builder()
         .config(config)
         .llm("local", Arc::new(llm.clone()))
-        .stores(store.clone())
+        .store(store.clone())
         .build()
         .expect("engine builds");
     Harness { gov, llm, store }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use governance_core::{CheckpointStore, Event, LedgerStore, PipelineId, PipelineRegistry, Result};
+use governance_core::{
+    CheckpointStore, Event, PipelineId, PipelineRegistry, Result, StateStore, StatusChange,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +36,7 @@ pub struct Archiver<A> {
 
 impl<A> Archiver<A>
 where
-    A: LedgerStore + CheckpointStore + PipelineRegistry + 'static,
+    A: StateStore + 'static,
 {
     /// An archiver for the node `node` with lease `lease` ([`RedisLeases::lease`](crate::RedisLeases::lease)).
     /// With no archive (`None`) it only drains the finished ids: nodes with one archive them.
@@ -125,7 +127,7 @@ where
 /// Either store fails, or a stored ledger entry is corrupt.
 pub async fn archive_pipeline<A>(store: &RedisStore, archive: &A, id: &PipelineId) -> Result<()>
 where
-    A: LedgerStore + CheckpointStore + PipelineRegistry + ?Sized,
+    A: StateStore + ?Sized,
 {
     let have = archive.last_seq(id).await?;
     let events: Vec<Event> = store
@@ -147,16 +149,27 @@ where
     for chunk in events[..last].chunks(CHUNK) {
         archive.append(chunk).await?;
     }
-    let stored = archive
-        .append_with_state(&events[last..], checkpoint.as_ref(), record.as_ref())
-        .await?;
-    if !stored {
-        if let Some(cp) = &checkpoint {
-            archive.save(cp).await?;
+    let tail = &events[last..];
+    match (&checkpoint, &record) {
+        (Some(checkpoint), Some(record)) => {
+            archive
+                .commit(StatusChange {
+                    events: tail,
+                    checkpoint,
+                    record,
+                })
+                .await
         }
-        if let Some(rec) = &record {
-            archive.upsert(rec).await?;
+        // not a whole state (never for a finished pipeline): copy what there is
+        (checkpoint, record) => {
+            archive.append(tail).await?;
+            if let Some(cp) = checkpoint {
+                archive.save(cp).await?;
+            }
+            if let Some(rec) = record {
+                archive.upsert(rec).await?;
+            }
+            Ok(())
         }
     }
-    Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use governance_core::{
     Checkpoint, CheckpointStore, Error, Event, LedgerStore, PipelineFilter, PipelineId,
-    PipelineRecord, PipelineRegistry, PipelineStatus, Result,
+    PipelineRecord, PipelineRegistry, PipelineStatus, Result, StateStore, StatusChange,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -32,7 +32,8 @@ type Tail = (i64, [u8; 32]);
 /// Most pipelines whose ledger tail is cached; past it the cache starts over.
 const MAX_TAILS: usize = 100_000;
 
-/// The [`LedgerStore`], [`CheckpointStore`] and [`PipelineRegistry`] on Redis / DragonflyDB.
+/// The [`StateStore`] ([`LedgerStore`], [`CheckpointStore`] and [`PipelineRegistry`]) on Redis /
+/// DragonflyDB.
 ///
 /// # Keys (all of one pipeline under its hash tag; see `docs/wire-protocol.md`)
 /// - `gov:{P}:ledger` LIST of [`LedgerEntry`] JSON, index `seq - 1`, hash-chained;
@@ -48,8 +49,8 @@ const MAX_TAILS: usize = 100_000;
 /// When built by [`RedisBackend::cluster`](crate::RedisBackend::cluster), every write of a
 /// pipeline carries the fencing token of this node's lease and the script refuses it with
 /// [`Error::Fenced`] when another node has taken the pipeline over since. Events, checkpoint
-/// and record of a status change are one script ([`LedgerStore::append_with_state`]), so they
-/// are never half-written.
+/// and record of a status change are one script ([`StateStore::commit`]), so they are never
+/// half-written: a stale token or a ledger conflict refuses the whole change.
 ///
 /// # Durability
 /// As durable as the server's persistence (`appendonly yes` + `appendfsync always` for
@@ -323,33 +324,6 @@ impl LedgerStore for RedisStore {
         Ok(n)
     }
 
-    async fn append_with_state(
-        &self,
-        events: &[Event],
-        checkpoint: Option<&Checkpoint>,
-        record: Option<&PipelineRecord>,
-    ) -> Result<bool> {
-        let groups = group(events);
-        let target = record
-            .map(|r| &r.id)
-            .or_else(|| checkpoint.map(|c| &c.record.id));
-        match (groups.as_slice(), target) {
-            ([(p, evs)], Some(t)) if *p == t => {
-                self.append_one(p, evs, checkpoint, record).await?;
-                Ok(true)
-            }
-            ([], Some(t)) => {
-                let t = t.clone();
-                self.set_fenced(&t, checkpoint, record).await?;
-                Ok(true)
-            }
-            _ => {
-                self.append(events).await?;
-                Ok(false)
-            }
-        }
-    }
-
     async fn ping(&self) -> Result<()> {
         self.shared.ping().await
     }
@@ -438,6 +412,21 @@ impl PipelineRegistry for RedisStore {
         let mut v: Vec<_> = counts.into_iter().collect();
         v.sort_by_key(|(s, _)| s.as_str());
         Ok(v)
+    }
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    /// One fenced script: the events, the checkpoint and the record, or nothing.
+    async fn commit(&self, change: StatusChange<'_>) -> Result<()> {
+        change.validate()?;
+        let pipeline = change.pipeline();
+        let (checkpoint, record) = (Some(change.checkpoint), Some(change.record));
+        if change.events.is_empty() {
+            return self.set_fenced(pipeline, checkpoint, record).await;
+        }
+        let events: Vec<&Event> = change.events.iter().collect();
+        self.append_one(pipeline, &events, checkpoint, record).await
     }
 }
 
