@@ -410,7 +410,7 @@ async fn without_auto_continue_the_pipeline_rests_at_report_until_continued() {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = h.gov.wait(&id, true).await.unwrap();
+    let rec = h.gov.wait_until_rest(&id).await.unwrap();
     assert_eq!(rec.status, S::Report);
     assert!(rec.report.is_some());
     h.gov
@@ -466,7 +466,7 @@ async fn a_pipeline_resting_at_report_can_be_stopped() {
         })
         .await
         .unwrap();
-    h.gov.wait(&id, true).await.unwrap();
+    h.gov.wait_until_rest(&id).await.unwrap();
     assert_eq!(h.gov.stop(&id).await.unwrap(), S::Stopped);
     let (rec, events) = h.finish(&id).await;
     assert_eq!(rec.status, S::Stopped);
@@ -608,7 +608,7 @@ async fn a_trickling_stream_is_published_in_chunks_that_add_up_to_the_answer() {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     assert_eq!(rec.status, S::Completed);
     let events = gov.events(&id, 0, 10_000).await.unwrap();
     let reporter: Vec<String> = events

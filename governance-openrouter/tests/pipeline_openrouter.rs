@@ -106,7 +106,7 @@ fn engine(server: &MockServer, budgets: TokenBudgetConfig) -> Governance {
 
 async fn run(gov: &Governance) -> (PipelineRecord, Vec<Event>) {
     let id = gov.spawn(SpawnRequest::new(OBJECTIVE)).await.unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     gov.shutdown(Duration::from_secs(10)).await;
     let events = gov.events(&id, 0, usize::MAX).await.unwrap();
     (rec, events)

@@ -243,7 +243,7 @@ async fn continue_and_stop_sent_to_another_node_are_carried_out_by_the_owner() {
     req.auto_continue = Some(false);
     let id = gov_a.spawn(req).await.unwrap();
     assert_eq!(
-        gov_a.wait(&id, true).await.unwrap().status,
+        gov_a.wait_until_rest(&id).await.unwrap().status,
         PipelineStatus::Report
     );
     assert_eq!(gov_b.live_count(), 0, "node B does not run it");

@@ -67,7 +67,7 @@ async fn a_worker_recreates_a_deleted_work_group_and_plays_the_pipeline() {
         .await
         .unwrap();
     // bounded only against a hang: without the group no work is ever claimed
-    let rec = tokio::time::timeout(Duration::from_secs(120), gov.wait(&id, false))
+    let rec = tokio::time::timeout(Duration::from_secs(120), gov.wait(&id))
         .await
         .expect("the pipeline finishes")
         .unwrap();

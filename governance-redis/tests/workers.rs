@@ -130,7 +130,7 @@ async fn pending_work(
 }
 
 async fn check_finished(gov: &Governance, id: &PipelineId) {
-    let rec = gov.wait(id, false).await.unwrap();
+    let rec = gov.wait(id).await.unwrap();
     assert_eq!(
         rec.status,
         PipelineStatus::Completed,

@@ -100,7 +100,7 @@ pub enum AgentOutcome {
 /// # async fn main() -> Result<()> {
 /// let gov = Governance::builder().role(Arc::new(Approver)).build()?;
 /// let id = gov.spawn(SpawnRequest::new("Design a caching strategy")).await?;
-/// let record = gov.wait(&id, false).await?;
+/// let record = gov.wait(&id).await?;
 /// assert_eq!(record.status, PipelineStatus::Completed);
 /// # Ok(()) }
 /// ```
