@@ -61,7 +61,7 @@ fn beta_stalls() -> Fault {
 async fn complexity_above_threshold_spawns_gamma_for_decomposition() {
     let h = harness(fast_config(), LocalLlmConfig::default());
     let objective = "Design a distributed, multi-region, real-time, fault-tolerant, sharded cache";
-    assert!(governance_core::local_llm::complexity_of(objective) > 0.8);
+    assert!(governance_core::complexity_of(objective) > 0.8);
     let (rec, events) = h.run(objective).await;
     assert_eq!(rec.status, S::Completed);
     let reasons: Vec<GammaReason> = events
@@ -580,7 +580,7 @@ impl governance_core::LlmClient for Trickle {
     async fn complete_streaming(
         &self,
         r: &governance_core::LlmRequest,
-        on_delta: governance_core::llm::DeltaSink<'_>,
+        on_delta: governance_core::DeltaSink<'_>,
     ) -> governance_core::Result<governance_core::LlmResponse> {
         let resp = self.0.complete(r).await?;
         for piece in resp.content.as_bytes().chunks(7) {

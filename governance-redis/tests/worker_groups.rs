@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{RedisServer, backend};
-use governance_core::roles::{Alpha, Beta, Gamma};
 use governance_core::{
     Agent, Config, Governance, LocalLlm, LocalLlmConfig, MemoryStore, PipelineStatus, SpawnRequest,
 };
+use governance_core::{Alpha, Beta, Gamma};
 use governance_redis::remote::WORKER_GROUP;
 use governance_redis::{RemoteRole, Worker};
 use tokio_util::sync::CancellationToken;

@@ -68,9 +68,8 @@ pub enum AgentOutcome {
 /// use std::sync::Arc;
 /// use governance_core::{
 ///     Agent, AgentContext, AgentOutcome, Governance, PipelineStatus, ProposalStatus, Result,
-///     SpawnRequest,
+///     SpawnRequest, async_trait,
 /// };
-/// use async_trait::async_trait;
 ///
 /// #[derive(Debug)]
 /// struct Approver;

@@ -23,6 +23,29 @@ use crate::state_machine::PipelineStatus;
 use crate::store::{CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord};
 
 /// The governance engine. Cheap to clone; all clones share the same pipelines.
+///
+/// # Example
+/// Spawn a pipeline that rests at REPORT, read its report, then continue it to the end:
+/// ```
+/// use governance_core::{ContinueRequest, Governance, PipelineStatus, SpawnRequest};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> governance_core::Result<()> {
+/// let gov = Governance::builder().build()?;
+/// let mut req = SpawnRequest::new("Plan a database migration");
+/// req.auto_continue = Some(false);
+/// let id = gov.spawn(req).await?;
+///
+/// let rested = gov.wait_until_rest(&id).await?;
+/// assert_eq!(rested.status, PipelineStatus::Report);
+/// assert!(rested.report.is_some());
+///
+/// gov.continue_pipeline(&id, ContinueRequest::default()).await?;
+/// let done = gov.wait(&id).await?;
+/// assert_eq!(done.status, PipelineStatus::Completed);
+/// assert!(!gov.events(&id, 0, 1000).await?.is_empty());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Governance {
     engine: Arc<Engine>,
