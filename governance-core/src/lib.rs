@@ -95,6 +95,9 @@ pub use recording::{
     ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
     ReplayKey, ReplayLlm, ReplayStats,
 };
+pub use results::{
+    PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
+};
 pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;

@@ -131,7 +131,7 @@ pub struct PipelineRecord {
     /// Token/cost totals.
     pub usage: UsageTotals,
     /// Results (complete or partial) once terminal.
-    pub results: Option<serde_json::Value>,
+    pub results: Option<crate::results::PipelineResults>,
     /// Why it failed / timed out / stopped.
     pub failure: Option<String>,
     /// The last event `seq` written for it.

@@ -157,8 +157,11 @@ async fn a_pipeline_in_openrouter_mode_completes_and_accounts_usage_and_cost() {
     let accepted = snap.proposals.iter().find(|p| p.id == cons.proposal_id);
     assert_eq!(accepted.map(|p| p.title.as_str()), Some(TITLE));
     assert!(
-        rec.results.as_ref().unwrap()["solution"]
-            .as_str()
+        rec.results
+            .as_ref()
+            .unwrap()
+            .solution
+            .as_ref()
             .is_some_and(|s| s.contains("cache-aside")),
         "{:?}",
         rec.results
