@@ -72,6 +72,7 @@ pub enum AgentState {
 
 /// One agent of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AgentRecord {
     /// Agent id.
     pub agent_id: String,
@@ -90,6 +91,7 @@ pub struct AgentRecord {
 
 /// GAMMA's spawn, when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GammaRecord {
     /// Why.
     pub reason: GammaReason,
@@ -99,6 +101,7 @@ pub struct GammaRecord {
 
 /// Everything known about one pipeline (the registry row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PipelineRecord {
     /// Id.
     pub id: PipelineId,
@@ -155,6 +158,7 @@ pub struct PipelineFilter {
 
 /// A checkpoint: enough to rebuild a pipeline's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Checkpoint {
     /// The pipeline record at the time.
     pub record: PipelineRecord,
@@ -246,4 +250,53 @@ pub trait PipelineRegistry: Send + Sync + std::fmt::Debug {
 
     /// Count of pipelines per status.
     async fn count_by_status(&self) -> Result<Vec<(PipelineStatus, u64)>>;
+}
+
+impl PipelineRecord {
+    /// A freshly SPAWNED record with the engine's defaults (auto-continue on, the `local` mode
+    /// and its model, a 120 s orchestration timeout); set the other public fields as needed.
+    /// Records are otherwise made by the engine: this is for backends and their tests.
+    #[must_use]
+    pub fn new(id: PipelineId, objective: impl Into<String>, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            objective: objective.into(),
+            status: PipelineStatus::Spawned,
+            history: vec![(PipelineStatus::Spawned, created_at)],
+            auto_continue: true,
+            mode: "local".into(),
+            model: "local/deterministic".into(),
+            timeout_secs: 120,
+            created_at,
+            updated_at: created_at,
+            orchestration_started_at: None,
+            report: None,
+            agents: Vec::new(),
+            gamma: None,
+            usage: UsageTotals::default(),
+            results: None,
+            failure: None,
+            last_seq: 0,
+        }
+    }
+}
+
+impl Checkpoint {
+    /// A checkpoint of `record` and `blackboard`, consistent with event `seq`.
+    #[must_use]
+    pub fn new(
+        record: PipelineRecord,
+        blackboard: BlackboardSnapshot,
+        seq: u64,
+        is_final: bool,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            record,
+            blackboard,
+            seq,
+            is_final,
+            created_at,
+        }
+    }
 }
