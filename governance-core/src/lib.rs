@@ -96,7 +96,7 @@ pub use recording::{
     ReplayKey, ReplayLlm, ReplayStats,
 };
 pub use results::{
-    PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
+    PartialReport, PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
 };
 pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};

@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::blackboard::{BlackboardSnapshot, ProposalStatus};
 use crate::ids::{AgentId, HandoffId, ProposalId};
 use crate::state_machine::PipelineStatus;
-use crate::store::Report;
 
 /// What a pipeline produced: the consensus, the solution and the state of the blackboard at
 /// its end. For any status but COMPLETED the results are `partial` and carry a
@@ -29,12 +28,8 @@ pub struct PipelineResults {
     /// `true` unless the pipeline COMPLETED.
     pub partial: bool,
     /// For partial results: a report built from what the blackboard holds.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "report_sorted"
-    )]
-    pub partial_report: Option<Report>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_report: Option<PartialReport>,
     /// Partial work agents stored under a key (e.g. GAMMA's decomposition).
     pub partials: BTreeMap<String, Value>,
     /// The winning proposal, if there is a consensus.
@@ -103,14 +98,18 @@ pub struct ResultHandoff {
     pub reason: String,
 }
 
-/// Writes the report with its keys sorted, as it was written inside a `Value`.
-fn report_sorted<S: Serializer>(report: &Option<Report>, s: S) -> Result<S::Ok, S::Error> {
-    let v = report
-        .as_ref()
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(serde::ser::Error::custom)?;
-    v.serialize(s)
+/// The partial report in [`PipelineResults`]: the JSON of a `Report` with `partial: true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PartialReport {
+    /// The complexity score of the pipeline's report, 0.0 without one.
+    pub complexity: f64,
+    /// One line per proposal.
+    pub findings: Vec<String>,
+    /// Always `true`.
+    pub partial: bool,
+    /// What the blackboard holds, in a sentence.
+    pub summary: String,
 }
 
 /// Builds the results. For any status but COMPLETED the results are partial and carry a
@@ -120,7 +119,7 @@ pub(crate) fn build(
     s: &BlackboardSnapshot,
     status: PipelineStatus,
     degraded: bool,
-    report: Option<&Report>,
+    complexity: f64,
 ) -> PipelineResults {
     let winner = s
         .consensus
@@ -139,7 +138,7 @@ pub(crate) fn build(
                 .iter()
                 .max_by_key(|p| p.approvals())
                 .map(|p| p.title.clone());
-            Report {
+            PartialReport {
                 summary: format!(
                     "Partial report ({status}): {} proposals ({open} open), {votes} votes, consensus: {}, {} solutions{}.",
                     s.proposals.len(),
@@ -154,7 +153,7 @@ pub(crate) fn build(
                     .iter()
                     .map(|p| format!("{} [{:?}] {}", p.id, p.status, p.title))
                     .collect(),
-                complexity: report.map_or(0.0, |r| r.complexity),
+                complexity,
                 partial: true,
             }
     });
@@ -258,14 +257,8 @@ mod tests {
     /// `serde_json::Value` they replace wrote (keys sorted at every level).
     #[test]
     fn typed_results_write_the_same_json_as_the_value_they_replace() {
-        let report = Report {
-            summary: "s".into(),
-            findings: vec![],
-            complexity: 0.5,
-            partial: false,
-        };
         for status in [PipelineStatus::Completed, PipelineStatus::Timeout] {
-            let r = build(&snapshot(), status, true, Some(&report));
+            let r = build(&snapshot(), status, true, 0.5);
             let typed = serde_json::to_string(&r).unwrap();
             let as_value = serde_json::to_string(&serde_json::to_value(&r).unwrap()).unwrap();
             assert_eq!(typed, as_value, "{status}");
@@ -277,7 +270,7 @@ mod tests {
             );
             assert_eq!(typed.contains("\"partial_report\""), r.partial);
         }
-        let done = build(&snapshot(), PipelineStatus::Completed, false, None);
+        let done = build(&snapshot(), PipelineStatus::Completed, false, 0.0);
         assert_eq!(
             done.proposal.as_ref().map(|p| p.content.as_str()),
             Some("Cache at the edge.")
