@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let id = gov
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await?;
-    let record = gov.wait(&id, false).await?;
+    let record = gov.wait(&id).await?;
     while let Ok(ev) = events.try_recv() {
         match &ev.kind {
             EventKind::VoteCast {

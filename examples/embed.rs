@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let id = gov
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await?;
-    let record = gov.wait(&id, false).await?;
+    let record = gov.wait(&id).await?;
     println!("pipeline {id}: {}", record.status);
     if let Some(results) = record.results {
         println!("{}", serde_json::to_string_pretty(&results)?);

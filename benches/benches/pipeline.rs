@@ -36,7 +36,7 @@ fn pipelines(c: &mut Criterion) {
                 .spawn(SpawnRequest::new("Design a caching strategy"))
                 .await
                 .expect("spawn");
-            let rec = gov.wait(&id, false).await.expect("wait");
+            let rec = gov.wait(&id).await.expect("wait");
             assert_eq!(rec.status, PipelineStatus::Completed);
         });
     });
@@ -54,7 +54,7 @@ fn pipelines(c: &mut Criterion) {
             }))
             .await;
             for id in ids {
-                let rec = gov.wait(&id, false).await.expect("wait");
+                let rec = gov.wait(&id).await.expect("wait");
                 assert_eq!(rec.status, PipelineStatus::Completed);
             }
         });

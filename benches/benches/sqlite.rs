@@ -141,7 +141,7 @@ async fn engine_round(gov: &Governance, round: usize) -> f64 {
     }))
     .await;
     for id in ids {
-        let rec = gov.wait(&id, false).await.expect("wait");
+        let rec = gov.wait(&id).await.expect("wait");
         assert_eq!(rec.status, PipelineStatus::Completed, "{id}");
     }
     per_second(PIPELINES as u64, start.elapsed())

@@ -163,7 +163,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
     let mut breakers = Vec::new();
 
     let clustered = match env("GOVERNANCE_CLUSTER") {
-        Some(v) => governance_core::config::parse_bool("GOVERNANCE_CLUSTER", &v)?,
+        Some(v) => governance_core::parse_bool("GOVERNANCE_CLUSTER", &v)?,
         None => false,
     };
     let db = env("GOVERNANCE_DB").unwrap_or_else(|| "./governance.db".to_owned());

@@ -135,7 +135,7 @@ async fn throughput(args: &BenchArgs, config: Config) -> anyhow::Result<BenchRep
             let id = gov
                 .spawn(SpawnRequest::new(format!("Design a caching strategy #{i}")))
                 .await?;
-            let rec = gov.wait(&id, false).await?;
+            let rec = gov.wait(&id).await?;
             drop(permit);
             anyhow::Ok((rec.status, t0.elapsed()))
         });

@@ -82,7 +82,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             timeout,
         })
         .await?;
-    let mut status = gov.wait(&new_id, !recorded.auto_continue).await?.status;
+    let mut status = if recorded.auto_continue {
+        gov.wait(&new_id).await?.status
+    } else {
+        gov.wait_until_rest(&new_id).await?.status
+    };
     if status == PipelineStatus::Report && recorded.status != PipelineStatus::Report {
         // the recorded pipeline was continued by hand: do the same
         gov.continue_pipeline(
@@ -94,7 +98,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
-        status = gov.wait(&new_id, false).await?.status;
+        status = gov.wait(&new_id).await?.status;
     }
     let events = gov.events(&new_id, 0, usize::MAX).await?;
     let replayed_consensus = consensus_title(&gov.blackboard_snapshot(&new_id).await?);

@@ -77,7 +77,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                break gov.wait(&id, false).await?.status;
+                break gov.wait(&id).await?.status;
             }
         }
     };

@@ -55,7 +55,7 @@ pub(crate) async fn shutdown_signal() {
 /// A boolean variable: unset or blank is `false`; an invalid value is an error naming it.
 fn env_bool(name: &str) -> anyhow::Result<bool> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(governance_core::config::parse_bool(name, &v)?),
+        Ok(v) if !v.trim().is_empty() => Ok(governance_core::parse_bool(name, &v)?),
         _ => Ok(false),
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use governance_core::roles::{Alpha, Beta, Gamma};
 use governance_core::{Agent, BreakerLlm, CircuitBreaker, Config, LlmClient};
+use governance_core::{Alpha, Beta, Gamma};
 use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_openrouter_key,
     select_mode,

@@ -151,7 +151,7 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
     assert_eq!(code, 201, "{body}");
     let id = body["pipeline_id"].as_str().unwrap().to_owned();
     let done = gov
-        .wait(&PipelineId::new(id.clone()).unwrap(), false)
+        .wait(&PipelineId::new(id.clone()).unwrap())
         .await
         .unwrap();
     assert_eq!(done.status, PipelineStatus::Completed);
@@ -217,10 +217,7 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
 
     redis.signal("CONT");
     wait_ready(&server).await;
-    let done = gov
-        .wait(&PipelineId::new(running).unwrap(), false)
-        .await
-        .unwrap();
+    let done = gov.wait(&PipelineId::new(running).unwrap()).await.unwrap();
     assert_eq!(done.status, PipelineStatus::Completed, "{:?}", done.failure);
 
     // a server that is gone for good (connection refused) is reported as fast

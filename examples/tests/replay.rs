@@ -63,7 +63,7 @@ async fn record(db: &Path, drop: fn(&LlmExchange) -> bool) -> (PipelineRecord, L
         .build()
         .unwrap();
     let id = gov.spawn(SpawnRequest::new(OBJECTIVE)).await.unwrap();
-    gov.wait(&id, false).await.unwrap();
+    gov.wait(&id).await.unwrap();
     gov.shutdown(Duration::from_secs(10)).await;
     (gov.get(&id).await.unwrap(), local)
 }
@@ -129,7 +129,7 @@ async fn a_run_recorded_to_sqlite_replays_in_process_to_the_same_consensus() {
         .build()
         .unwrap();
     let id = gov.spawn(SpawnRequest::new(OBJECTIVE)).await.unwrap();
-    let again = gov.wait(&id, false).await.unwrap();
+    let again = gov.wait(&id).await.unwrap();
     assert_eq!(again.status, rec.status);
     assert_eq!(consensus_title(&gov, &id).await, recorded_title);
     assert_eq!(local.calls(), calls, "the replay reached the real client");

@@ -206,6 +206,39 @@ impl BlackboardSnapshot {
 ///
 /// # Cancel safety
 /// Dropping a future may leave the operation applied or not, never half-applied.
+///
+/// # Example
+/// Two voters on a quorum of two: the second approval reaches consensus, exactly once.
+/// ```
+/// use governance_core::{
+///     AgentId, Blackboard, MemoryBlackboard, PipelineId, Proposal, ProposalId, ProposalStatus,
+///     Vote,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> governance_core::Result<()> {
+/// let bb = MemoryBlackboard::default();
+/// let p = PipelineId::new("p-1")?;
+/// let (alpha, beta) = (AgentId::new("ALPHA")?, AgentId::new("BETA")?);
+/// let id = ProposalId::new("prop-1")?;
+/// bb.create_proposal(&p, Proposal::new(id.clone(), alpha.clone(), "Edge cache", "details"))
+///     .await?;
+///
+/// let vote = |voter: &AgentId| Vote {
+///     voter: voter.clone(),
+///     approve: true,
+///     score: 0.9,
+///     rationale: "sound".into(),
+/// };
+/// let first = bb.vote(&p, &id, vote(&alpha), 2).await?;
+/// assert!(first.consensus.is_none());
+/// let second = bb.vote(&p, &id, vote(&beta), 2).await?;
+/// assert_eq!(second.consensus.map(|c| c.proposal_id), Some(id.clone()));
+///
+/// let snapshot = bb.snapshot(&p).await?;
+/// assert_eq!(snapshot.proposals[0].status, ProposalStatus::Accepted);
+/// # Ok(()) }
+/// ```
 #[async_trait]
 pub trait Blackboard: Send + Sync + std::fmt::Debug {
     /// Creates a proposal. Creating the same id again with the same author is idempotent

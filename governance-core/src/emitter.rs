@@ -9,14 +9,12 @@ use tokio::sync::broadcast;
 use crate::durable::{WriteRetry, write};
 use crate::error::Result;
 use crate::event::{Event, EventKind};
-use crate::ids::PipelineId;
 use crate::store::{Checkpoint, LedgerStore, PipelineRecord, StateStore, StatusChange};
 
 /// Emits the events of one pipeline. Events are appended to the ledger *before* they are
 /// broadcast, in `seq` order, so the live feed never shows an event the ledger does not have.
 #[derive(Debug)]
 pub struct EventEmitter {
-    pipeline: PipelineId,
     next: tokio::sync::Mutex<u64>,
     last: AtomicU64,
     ledger: Arc<dyn LedgerStore>,
@@ -29,13 +27,11 @@ impl EventEmitter {
     /// An emitter continuing after `last_seq`.
     #[must_use]
     pub fn new(
-        pipeline: PipelineId,
         last_seq: u64,
         ledger: Arc<dyn LedgerStore>,
         hub: broadcast::Sender<Arc<Event>>,
     ) -> Self {
         Self {
-            pipeline,
             next: tokio::sync::Mutex::new(last_seq),
             last: AtomicU64::new(last_seq),
             ledger,
@@ -53,12 +49,6 @@ impl EventEmitter {
     /// The retry policy of this pipeline's writes, once set.
     pub(crate) fn write_retry(&self) -> Option<&WriteRetry> {
         self.retry.get()
-    }
-
-    /// The pipeline.
-    #[must_use]
-    pub fn pipeline(&self) -> &PipelineId {
-        &self.pipeline
     }
 
     /// The last `seq` emitted.

@@ -224,7 +224,7 @@ pub enum EventKind {
         /// Final status.
         status: PipelineStatus,
         /// Results (or partial results).
-        results: serde_json::Value,
+        results: crate::results::PipelineResults,
     },
 }
 

@@ -9,58 +9,85 @@
 //!
 //! Backends live in their own crates (`governance-redis`, `governance-sqlite`,
 //! `governance-openrouter`); this crate knows none of them.
+//!
+//! Everything an embedder or a custom role needs is re-exported at the crate root; the
+//! `prompt` and `parse` modules hold the helpers the built-in roles use, and `testkit` (feature
+//! `testkit`) the conformance suites a backend runs.
+//!
+//! # Example
+//! Run one pipeline on the in-memory backends and the deterministic local LLM:
+//! ```
+//! use governance_core::{Governance, PipelineStatus, SpawnRequest};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> governance_core::Result<()> {
+//! let gov = Governance::builder().build()?;
+//! let id = gov.spawn(SpawnRequest::new("Design a caching strategy")).await?;
+//! let record = gov.wait(&id).await?;
+//! assert_eq!(record.status, PipelineStatus::Completed);
+//! assert!(record.results.is_some());
+//! # Ok(()) }
+//! ```
 
-pub mod agent;
-pub mod blackboard;
-pub mod chain;
-pub mod circuit_breaker;
-pub mod config;
+mod agent;
+mod blackboard;
+mod chain;
+mod circuit_breaker;
+mod config;
 mod durable;
-pub mod emitter;
+mod emitter;
 mod engine;
-pub mod error;
-pub mod error_budget;
-pub mod event;
-pub mod ids;
-pub mod llm;
-pub mod local_llm;
-pub mod memory;
-pub mod message_bus;
-pub mod ownership;
+mod error;
+mod error_budget;
+mod event;
+mod ids;
+mod llm;
+mod local_llm;
+mod memory;
+mod message_bus;
+mod ownership;
+/// Lenient parsing of LLM answers into drafts, for custom roles (see the `custom_role` example).
 pub mod parse;
+/// The prompts the built-in roles send, for custom roles that ask the same questions.
 pub mod prompt;
-pub mod recording;
-pub mod results;
-pub mod roles;
-pub mod spawn_controller;
-pub mod state_machine;
-pub mod store;
+mod recording;
+mod results;
+mod roles;
+mod spawn_controller;
+mod state_machine;
+mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod token_budget;
+mod token_budget;
+
+/// Re-exported so a custom [`Agent`] needs no extra dependency: `#[governance_core::async_trait]`.
+pub use async_trait::async_trait;
 
 pub use agent::{
     Agent, AgentContext, AgentOutcome, BoardView, DetachedContext, Inbox, QuorumHandle,
     RemoteAgent, RemoteLink, STREAM_RECIPIENT,
 };
 pub use blackboard::{
-    Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, ProposalStatus, Solution, Vote,
-    VoteOutcome,
+    BLACKBOARD_PAYLOAD_VERSION, Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal,
+    ProposalStatus, Solution, Vote, VoteOutcome,
 };
+pub use chain::{GENESIS as LEDGER_GENESIS, LedgerRow};
 pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker, Outage};
-pub use config::{BreakerConfig, Config, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig};
+pub use config::{
+    BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig,
+    parse_bool, parse_secs,
+};
 pub use engine::{
     ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder, SpawnRequest,
 };
 pub use error::{Error, ErrorKind, LlmFailure, Result};
-pub use error_budget::{BudgetVerdict, CountingErrorBudget, ErrorBudget, ErrorCounts};
 pub use event::{Event, EventKind, GammaReason};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{
-    ChatMessage, ChatRole, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose, RequestMeta,
-    Usage,
+    ChatMessage, ChatRole, DeltaSink, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose,
+    RequestMeta, Usage,
 };
-pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig};
+pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig, complexity_of};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
 pub use ownership::{Command, Ownership, SingleNode};
@@ -68,12 +95,15 @@ pub use recording::{
     ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
     ReplayKey, ReplayLlm, ReplayStats,
 };
+pub use results::{
+    PartialReport, PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
+};
+pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;
 pub use store::{
     AgentRecord, AgentState, Checkpoint, CheckpointStore, GammaRecord, LedgerStore, PipelineFilter,
     PipelineRecord, PipelineRegistry, Report, UsageTotals,
 };
-pub use token_budget::{AgentBudget, PipelineBudget, Reservation};
 // the atomic system of record (issue 12)
 pub use store::{SplitStore, StateStore, StatusChange};

@@ -24,12 +24,12 @@
 //!     .llm("local", Arc::new(RecordingLlm::new(Arc::new(LocalLlm::default()), store.clone())))
 //!     .build()?;
 //! let id = recorded.spawn(SpawnRequest::new("Plan a cache")).await?;
-//! let original = recorded.wait(&id, false).await?;
+//! let original = recorded.wait(&id).await?;
 //!
 //! let replay = Arc::new(ReplayLlm::from_store(store.as_ref(), &id).await?);
 //! let offline = Governance::builder().llm("local", replay.clone()).build()?;
 //! let again = offline.spawn(SpawnRequest::new("Plan a cache")).await?;
-//! assert_eq!(offline.wait(&again, false).await?.status, original.status);
+//! assert_eq!(offline.wait(&again).await?.status, original.status);
 //! assert!(replay.stats().missing.is_empty());
 //! # Ok(()) }
 //! ```

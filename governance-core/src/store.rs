@@ -76,6 +76,7 @@ pub enum AgentState {
 
 /// One agent of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AgentRecord {
     /// Agent id.
     pub agent_id: String,
@@ -94,6 +95,7 @@ pub struct AgentRecord {
 
 /// GAMMA's spawn, when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GammaRecord {
     /// Why.
     pub reason: GammaReason,
@@ -103,6 +105,7 @@ pub struct GammaRecord {
 
 /// Everything known about one pipeline (the registry row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PipelineRecord {
     /// Id.
     pub id: PipelineId,
@@ -135,7 +138,7 @@ pub struct PipelineRecord {
     /// Token/cost totals.
     pub usage: UsageTotals,
     /// Results (complete or partial) once terminal.
-    pub results: Option<serde_json::Value>,
+    pub results: Option<crate::results::PipelineResults>,
     /// Why it failed / timed out / stopped.
     pub failure: Option<String>,
     /// The last event `seq` written for it.
@@ -159,6 +162,7 @@ pub struct PipelineFilter {
 
 /// A checkpoint: enough to rebuild a pipeline's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Checkpoint {
     /// The pipeline record at the time.
     pub record: PipelineRecord,
@@ -375,5 +379,54 @@ impl StateStore for SplitStore {
         self.ledger.append(change.events).await?;
         self.checkpoints.save(change.checkpoint).await?;
         self.registry.upsert(change.record).await
+    }
+}
+
+impl PipelineRecord {
+    /// A freshly SPAWNED record with the engine's defaults (auto-continue on, the `local` mode
+    /// and its model, a 120 s orchestration timeout); set the other public fields as needed.
+    /// Records are otherwise made by the engine: this is for backends and their tests.
+    #[must_use]
+    pub fn new(id: PipelineId, objective: impl Into<String>, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            objective: objective.into(),
+            status: PipelineStatus::Spawned,
+            history: vec![(PipelineStatus::Spawned, created_at)],
+            auto_continue: true,
+            mode: "local".into(),
+            model: "local/deterministic".into(),
+            timeout_secs: 120,
+            created_at,
+            updated_at: created_at,
+            orchestration_started_at: None,
+            report: None,
+            agents: Vec::new(),
+            gamma: None,
+            usage: UsageTotals::default(),
+            results: None,
+            failure: None,
+            last_seq: 0,
+        }
+    }
+}
+
+impl Checkpoint {
+    /// A checkpoint of `record` and `blackboard`, consistent with event `seq`.
+    #[must_use]
+    pub fn new(
+        record: PipelineRecord,
+        blackboard: BlackboardSnapshot,
+        seq: u64,
+        is_final: bool,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            record,
+            blackboard,
+            seq,
+            is_final,
+            created_at,
+        }
     }
 }

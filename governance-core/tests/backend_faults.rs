@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use common::*;
 use governance_core::{
     AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, EventKind, Governance, Handoff,
-    HandoffId, LocalLlm, LocalLlmConfig, MemoryBlackboard, PipelineId, PipelineStatus, Proposal,
-    ProposalId, Result, Solution, SpawnRequest, Vote, VoteOutcome,
+    HandoffId, LocalLlm, LocalLlmConfig, MemoryBlackboard, MemoryStore, PipelineId,
+    PipelineRegistry, PipelineStatus, Proposal, ProposalId, Result, Solution, SpawnRequest, Vote,
+    VoteOutcome,
 };
 
 /// Fails the first `fail_first` `proposals()` calls with a retryable backend error.
@@ -91,7 +92,7 @@ async fn agents_restart_after_transient_backend_errors_and_the_pipeline_complete
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     let events = gov.events(&id, 0, 10_000).await.unwrap();
     assert_gap_free(&events);
     assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
@@ -174,20 +175,22 @@ async fn a_long_blackboard_outage_holds_a_status_change_instead_of_failing_the_p
         fail_first: 40,
         calls: AtomicU32::new(0),
     });
+    let store = Arc::new(MemoryStore::default());
     let gov = Governance::builder()
         .config(fast_config())
         .llm("local", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
         .blackboard(bb.clone())
+        .store(store.clone())
         .build()
         .unwrap();
     let id = gov
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
     assert!(bb.calls.load(Ordering::SeqCst) > 40, "the outage was hit");
-    let stored = gov.registry().get(&id).await.unwrap().expect("registry");
+    let stored = store.get(&id).await.unwrap().expect("registry");
     assert_eq!(stored.status, PipelineStatus::Completed);
     let events = gov.events(&id, 0, 10_000).await.unwrap();
     assert_gap_free(&events);

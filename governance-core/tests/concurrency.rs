@@ -59,7 +59,7 @@ async fn conflicting_pipelines_in_parallel_each_decide_exactly_once() {
     }))
     .await;
     for id in ids {
-        let rec = gov.wait(&id, false).await.unwrap();
+        let rec = gov.wait(&id).await.unwrap();
         let events = gov.events(&id, 0, 10_000).await.unwrap();
         assert_gap_free(&events);
         assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);

@@ -70,7 +70,7 @@ async fn a_custom_role_votes_talks_and_is_audited() {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     let events = gov.events(&id, 0, 10_000).await.unwrap();
     assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::OrchestrationStarted { agents, .. } if agents.contains(&"CRITIC".to_owned()))));

@@ -107,7 +107,7 @@ async fn run(gov: &Governance) -> (PipelineId, Vec<Event>) {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
     let events = gov.events(&id, 0, 100_000).await.unwrap();
     (id, events)

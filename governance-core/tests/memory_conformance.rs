@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use governance_core::memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 use governance_core::testkit;
+use governance_core::{MemoryBlackboard, MemoryBus, MemoryStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_blackboard_conforms() {

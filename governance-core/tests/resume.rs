@@ -66,7 +66,7 @@ fn a_pipeline_whose_process_died_is_resumed_and_completes_without_doubling() {
             .unwrap();
         let resumed = gov.resume_incomplete().await.unwrap();
         assert_eq!(resumed, vec![id.clone()]);
-        let rec = tokio::time::timeout(Duration::from_secs(60), gov.wait(&id, false))
+        let rec = tokio::time::timeout(Duration::from_secs(60), gov.wait(&id))
             .await
             .unwrap()
             .unwrap();
@@ -157,7 +157,7 @@ fn a_consensus_decided_but_not_yet_in_the_ledger_is_recorded_once_on_resume() {
             .build()
             .unwrap();
         assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);
-        let rec = tokio::time::timeout(Duration::from_secs(20), gov.wait(&id, false))
+        let rec = tokio::time::timeout(Duration::from_secs(20), gov.wait(&id))
             .await
             .expect("finishes without waiting for STUCK")
             .unwrap();
@@ -249,7 +249,7 @@ fn a_proposal_written_but_not_recorded_is_recorded_and_endorsed_on_resume() {
             .build()
             .unwrap();
         assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);
-        let rec = tokio::time::timeout(Duration::from_secs(20), gov.wait(&id, false))
+        let rec = tokio::time::timeout(Duration::from_secs(20), gov.wait(&id))
             .await
             .expect("finishes without waiting for STUCK")
             .unwrap();

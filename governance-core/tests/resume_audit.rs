@@ -131,7 +131,7 @@ fn every_resume_is_one_resumed_event_and_starts_are_recorded_once() {
     runtime().block_on(async {
         let (gov, _) = engine(&store, &LocalLlm::new(LocalLlmConfig::default()));
         assert_eq!(gov.resume_incomplete().await.unwrap(), vec![id.clone()]);
-        let rec = tokio::time::timeout(Duration::from_secs(60), gov.wait(&id, false))
+        let rec = tokio::time::timeout(Duration::from_secs(60), gov.wait(&id))
             .await
             .unwrap()
             .unwrap();

@@ -60,7 +60,7 @@ async fn shutdown_checkpoints_running_pipelines_and_a_new_engine_resumes_them() 
         .build()
         .unwrap();
     assert_eq!(b.resume_incomplete().await.unwrap(), vec![id.clone()]);
-    let rec = b.wait(&id, false).await.unwrap();
+    let rec = b.wait(&id).await.unwrap();
     assert_eq!(rec.status, PipelineStatus::Completed, "{:?}", rec.failure);
     let events = b.events(&id, 0, 1000).await.unwrap();
     assert_gap_free(&events);

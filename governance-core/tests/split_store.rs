@@ -31,7 +31,7 @@ async fn a_split_store_writes_each_of_its_parts() {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .expect("spawn");
-    let done = gov.wait(&id, false).await.expect("wait");
+    let done = gov.wait(&id).await.expect("wait");
     assert_eq!(done.status, PipelineStatus::Completed, "{:?}", done.failure);
 
     let record = registry

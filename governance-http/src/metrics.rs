@@ -105,7 +105,7 @@ impl Metrics {
 
     /// Renders the Prometheus text exposition, refreshing the gauges first.
     pub async fn render(&self, governance: &Governance) -> governance_core::Result<String> {
-        let counts = governance.registry().count_by_status().await?;
+        let counts = governance.count_by_status().await?;
         // read from the breakers themselves, not inferred from events: a pipeline refused by
         // the breaker its mode shares with others never sees its own breaker open
         let refused: Vec<&str> = self

@@ -18,7 +18,7 @@ async fn spawn_answers_201_with_id_and_pipeline_rests_at_report() {
     assert_eq!(st, 201, "{body}");
     let id = body["pipeline_id"].as_str().unwrap().to_owned();
     assert_eq!(body["auto_continue"], false);
-    assert_eq!(s.wait(&id, true).await.as_str(), "REPORT");
+    assert_eq!(s.wait_until_rest(&id).await.as_str(), "REPORT");
 
     let (st, rep) = s
         .get(&format!("/api/checkpoint/report?pipeline_id={id}"))
@@ -36,7 +36,7 @@ async fn spawn_answers_201_with_id_and_pipeline_rests_at_report() {
         .await;
     assert_eq!(st, 202, "{c}");
     assert_eq!(c["status"], "ORCHESTRATING");
-    assert_eq!(s.wait(&id, false).await.as_str(), "COMPLETED");
+    assert_eq!(s.wait(&id).await.as_str(), "COMPLETED");
 
     let (st, o) = s.get(&format!("/api/pipeline/{id}/orchestration")).await;
     assert_eq!(st, 200);
@@ -69,7 +69,7 @@ async fn spawn_answers_201_with_id_and_pipeline_rests_at_report() {
 async fn continue_when_not_at_report_is_409() {
     let s = start().await;
     let id = s.spawn("Design a caching strategy", true).await;
-    assert_eq!(s.wait(&id, false).await.as_str(), "COMPLETED");
+    assert_eq!(s.wait(&id).await.as_str(), "COMPLETED");
     let (st, body) = s
         .post(
             "/api/pipeline/continue",
@@ -294,7 +294,7 @@ async fn list_filters_pages_and_counts() {
         ids.push(s.spawn(&format!("objective {i}"), false).await);
     }
     for id in &ids {
-        s.wait(id, true).await;
+        s.wait_until_rest(id).await;
     }
     let (st, body) = s.get("/api/pipelines?status=REPORT&limit=2&offset=0").await;
     assert_eq!(st, 200);
@@ -322,7 +322,7 @@ async fn list_filters_pages_and_counts() {
 async fn logs_are_paged_by_seq_without_gaps() {
     let s = start().await;
     let id = s.spawn("Design a caching strategy", true).await;
-    s.wait(&id, false).await;
+    s.wait(&id).await;
     let mut after = 0;
     let mut seen = Vec::new();
     loop {
@@ -355,7 +355,7 @@ async fn logs_are_paged_by_seq_without_gaps() {
 async fn stop_ends_a_resting_pipeline_stopped_and_is_idempotent() {
     let s = start().await;
     let id = s.spawn("x", false).await;
-    s.wait(&id, true).await;
+    s.wait_until_rest(&id).await;
     let (st, body) = s
         .post(&format!("/api/pipeline/{id}/stop"), &json!({}))
         .await;
@@ -406,7 +406,7 @@ async fn health_ready_and_metrics() {
     assert_eq!(r["checks"]["blackboard"], "ok");
     assert_eq!(r["checks"]["ledger"], "ok");
     let id = s.spawn("Design a caching strategy", true).await;
-    s.wait(&id, false).await;
+    s.wait(&id).await;
     // the metrics task follows the event stream asynchronously: poll until it has caught up
     let mut text = String::new();
     for _ in 0..100 {

@@ -22,7 +22,7 @@ async fn a_hundred_concurrent_spawns_get_distinct_ids_and_all_complete() {
     let distinct: HashSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), 100);
     for id in &ids {
-        assert_eq!(s.wait(id, false).await.as_str(), "COMPLETED", "{id}");
+        assert_eq!(s.wait(id).await.as_str(), "COMPLETED", "{id}");
     }
     let (_, list) = s.get("/api/pipelines?status=COMPLETED&limit=1000").await;
     assert_eq!(list["total"], 100);
@@ -42,7 +42,7 @@ async fn shutdown_mid_run_suspends_running_pipelines_with_a_checkpoint() {
         ids.push(s.spawn(&format!("long objective {i}"), true).await);
     }
     let resting = s.spawn("rests at report", false).await;
-    s.wait(&resting, true).await;
+    s.wait_until_rest(&resting).await;
     let (gov, url) = (s.gov.clone(), s.url("/healthz"));
     s.shutdown().await;
     assert!(gov.is_shutting_down());
@@ -88,7 +88,7 @@ async fn json_shapes_are_stable() {
         .await;
     let id = spawned["pipeline_id"].as_str().unwrap().to_owned();
     insta::assert_json_snapshot!("spawn", spawned, {".pipeline_id" => "[id]", ".status" => "[SPAWNED|RUNNING]"});
-    s.wait(&id, true).await;
+    s.wait_until_rest(&id).await;
     let (_, report) = s
         .get(&format!("/api/checkpoint/report?pipeline_id={id}"))
         .await;
@@ -107,7 +107,7 @@ async fn json_shapes_are_stable() {
         )
         .await;
     insta::assert_json_snapshot!("continue", cont, {".pipeline_id" => "[id]"});
-    s.wait(&id, false).await;
+    s.wait(&id).await;
     let (_, orch) = s.get(&format!("/api/pipeline/{id}/orchestration")).await;
     insta::assert_json_snapshot!("orchestration_shape", shape(&orch));
     let (_, record) = s.get(&format!("/api/pipeline/{id}")).await;

@@ -104,7 +104,7 @@ async fn seed_manual_test_spawn_then_watch_the_websocket() {
 async fn ws_reconnect_with_since_gets_exactly_the_rest() {
     let s = start().await;
     let id = s.spawn("Design a caching strategy", true).await;
-    s.wait(&id, false).await;
+    s.wait(&id).await;
     let all: Vec<u64> = {
         let mut ws = connect(&s, &format!("?pipeline_id={id}&since=0")).await;
         read_until_final(&mut ws)
@@ -150,7 +150,7 @@ async fn ws_replay_while_running_switches_to_live_without_gaps() {
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, (2..=seqs.len() as u64 + 1).collect::<Vec<_>>());
-    assert_eq!(s.wait(&id, false).await.as_str(), "COMPLETED");
+    assert_eq!(s.wait(&id).await.as_str(), "COMPLETED");
     s.shutdown().await;
 }
 
@@ -237,7 +237,7 @@ async fn ws_and_sse_need_the_token_when_configured() {
 async fn sse_replays_with_since_and_last_event_id() {
     let s = start().await;
     let id = s.spawn("Design a caching strategy", true).await;
-    s.wait(&id, false).await;
+    s.wait(&id).await;
     let read = |since: Option<&'static str>, query: String| {
         let s = &s;
         async move {
@@ -302,7 +302,7 @@ async fn run_to_end(gov: &Governance) -> PipelineId {
         })
         .await
         .unwrap();
-    gov.wait(&id, false).await.unwrap();
+    gov.wait(&id).await.unwrap();
     id
 }
 
@@ -347,7 +347,7 @@ async fn a_slow_single_pipeline_client_catches_up_from_the_ledger() {
         FeedSpec::from_query(&gov2, &q).await.unwrap(),
         cancel.clone(),
     );
-    let rec = gov2.wait(&pending_id, false).await.unwrap();
+    let rec = gov2.wait(&pending_id).await.unwrap();
     let mut seqs = Vec::new();
     while seqs.len() < usize::try_from(rec.last_seq).unwrap() {
         match feed.next().await.unwrap() {

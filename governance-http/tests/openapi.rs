@@ -92,7 +92,7 @@ async fn spawn_accepts_exactly_what_the_schema_allows() {
         assert_eq!(st, want, "{body} -> {answer}");
     }
     let id = s.spawn("Design a caching strategy", false).await;
-    s.wait(&id, true).await;
+    s.wait_until_rest(&id).await;
     let (st, answer) = s
         .post(
             "/api/pipeline/continue",

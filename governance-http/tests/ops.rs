@@ -84,7 +84,7 @@ fn families(text: &str) -> (Vec<(String, String)>, Vec<String>) {
 async fn metrics_describe_every_family_and_count_http_requests_by_route_and_status() {
     let s = start_with(Opts::default()).await;
     let id = s.spawn("Design a caching strategy", true).await;
-    s.wait(&id, false).await;
+    s.wait(&id).await;
     let (st, _) = s.get("/api/pipelines").await;
     assert_eq!(st, 200);
     let (st, _) = s.get(&format!("/api/pipeline/{id}")).await;

@@ -76,7 +76,7 @@ fn statuses(events: &[&Value]) -> Vec<String> {
 async fn curl_events_after_the_pipeline_ended_still_shows_it() {
     let s = start().await;
     let id = s.spawn("Design a caching strategy", true).await;
-    assert_eq!(s.wait(&id, false).await.as_str(), "COMPLETED");
+    assert_eq!(s.wait(&id).await.as_str(), "COMPLETED");
     // the README's `curl -N http://localhost:3000/api/events`, verbatim: no parameters
     let events = read_sse(&s, "", &id).await;
     let mine = of(&events, &id);
@@ -93,9 +93,9 @@ async fn curl_events_after_the_pipeline_ended_still_shows_it() {
 async fn replay_is_oldest_pipeline_first_and_since_skips_each_ones_start() {
     let s = start().await;
     let a = s.spawn("first objective", true).await;
-    s.wait(&a, false).await;
+    s.wait(&a).await;
     let b = s.spawn("second objective", true).await;
-    s.wait(&b, false).await;
+    s.wait(&b).await;
     let events = read_sse(&s, "?replay_secs=3600&since=3", &b).await;
     let first_b = events
         .iter()
@@ -118,7 +118,7 @@ async fn replay_then_live_sends_every_seq_once() {
     let s = start().await;
     // resting at REPORT: replayed up to there, the rest comes live after `continue`
     let id = s.spawn("Design a caching strategy", false).await;
-    assert_eq!(s.wait(&id, true).await.as_str(), "REPORT");
+    assert_eq!(s.wait_until_rest(&id).await.as_str(), "REPORT");
     let (mut ws, _) = tokio_tungstenite::connect_async(s.ws_url("/ws"))
         .await
         .expect("ws connect");
@@ -161,7 +161,7 @@ async fn replay_then_live_sends_every_seq_once() {
 async fn replay_secs_zero_is_live_only() {
     let s = start().await;
     let old = s.spawn("an ended pipeline", true).await;
-    s.wait(&old, false).await;
+    s.wait(&old).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(s.ws_url("/ws?replay_secs=0"))
         .await
         .expect("ws connect");

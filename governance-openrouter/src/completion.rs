@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use governance_core::llm::DeltaSink;
+use governance_core::DeltaSink;
 use governance_core::{Error, LlmClient, LlmRequest, LlmResponse, Result};
 
 use crate::client::{OpenRouterClient, log_outcome};

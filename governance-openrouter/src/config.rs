@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use governance_core::config::{DEFAULT_MODEL, parse_secs};
+use governance_core::{DEFAULT_MODEL, parse_secs};
 use governance_core::{Error, Result};
 use secrecy::{ExposeSecret, SecretString};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
-use governance_core::llm::DeltaSink;
+use governance_core::DeltaSink;
 use governance_core::{Error, LlmFailure, LlmRequest, LlmResponse, Result};
 
 use crate::client::{OpenRouterClient, log_outcome};

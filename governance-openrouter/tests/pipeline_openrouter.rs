@@ -106,7 +106,7 @@ fn engine(server: &MockServer, budgets: TokenBudgetConfig) -> Governance {
 
 async fn run(gov: &Governance) -> (PipelineRecord, Vec<Event>) {
     let id = gov.spawn(SpawnRequest::new(OBJECTIVE)).await.unwrap();
-    let rec = gov.wait(&id, false).await.unwrap();
+    let rec = gov.wait(&id).await.unwrap();
     gov.shutdown(Duration::from_secs(10)).await;
     let events = gov.events(&id, 0, usize::MAX).await.unwrap();
     (rec, events)
@@ -157,8 +157,11 @@ async fn a_pipeline_in_openrouter_mode_completes_and_accounts_usage_and_cost() {
     let accepted = snap.proposals.iter().find(|p| p.id == cons.proposal_id);
     assert_eq!(accepted.map(|p| p.title.as_str()), Some(TITLE));
     assert!(
-        rec.results.as_ref().unwrap()["solution"]
-            .as_str()
+        rec.results
+            .as_ref()
+            .unwrap()
+            .solution
+            .as_ref()
             .is_some_and(|s| s.contains("cache-aside")),
         "{:?}",
         rec.results

@@ -53,7 +53,7 @@ async fn run(gov: &Governance) -> (PipelineRecord, Vec<Event>) {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .unwrap();
-    let rec = tokio::time::timeout(Duration::from_secs(60), gov.wait(&id, false))
+    let rec = tokio::time::timeout(Duration::from_secs(60), gov.wait(&id))
         .await
         .expect("the pipeline ended long before its one-hour orchestration timeout")
         .unwrap();

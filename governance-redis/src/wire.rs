@@ -1,7 +1,7 @@
 //! JSON payloads of the wire protocol (`docs/wire-protocol.md`). Every stored object carries
 //! `"v": 1`; readers ignore fields they do not know.
 
-use governance_core::blackboard::BLACKBOARD_PAYLOAD_VERSION;
+use governance_core::BLACKBOARD_PAYLOAD_VERSION;
 use governance_core::{Consensus, Error, Handoff, Message, Proposal, Result, Solution, Vote};
 use std::collections::{HashMap, HashSet};
 

@@ -80,26 +80,11 @@ async fn node(
 
 fn running_record(id: &PipelineId) -> governance_core::PipelineRecord {
     let now = chrono::Utc::now();
-    governance_core::PipelineRecord {
-        id: id.clone(),
-        objective: "fencing".into(),
-        status: PipelineStatus::Running,
-        history: vec![(PipelineStatus::Running, now)],
-        auto_continue: true,
-        mode: "local".into(),
-        model: "local/scripted".into(),
-        timeout_secs: 120,
-        created_at: now,
-        updated_at: now,
-        orchestration_started_at: None,
-        report: None,
-        agents: Vec::new(),
-        gamma: None,
-        usage: governance_core::UsageTotals::default(),
-        results: None,
-        failure: None,
-        last_seq: 0,
-    }
+    let mut r = governance_core::PipelineRecord::new(id.clone(), "fencing", now);
+    r.status = governance_core::PipelineStatus::Running;
+    r.history = vec![(governance_core::PipelineStatus::Running, now)];
+    r.model = "local/scripted".into();
+    r
 }
 
 fn event(id: &PipelineId, seq: u64) -> Event {
@@ -264,7 +249,7 @@ async fn continue_and_stop_sent_to_another_node_are_carried_out_by_the_owner() {
     req.auto_continue = Some(false);
     let id = gov_a.spawn(req).await.unwrap();
     assert_eq!(
-        gov_a.wait(&id, true).await.unwrap().status,
+        gov_a.wait_until_rest(&id).await.unwrap().status,
         PipelineStatus::Report
     );
     assert_eq!(gov_b.live_count(), 0, "node B does not run it");

@@ -11,26 +11,10 @@ use redis::AsyncCommands;
 
 fn record(id: &PipelineId) -> governance_core::PipelineRecord {
     let now = chrono::Utc::now();
-    governance_core::PipelineRecord {
-        id: id.clone(),
-        objective: "tamper".into(),
-        status: governance_core::PipelineStatus::Running,
-        history: vec![(governance_core::PipelineStatus::Running, now)],
-        auto_continue: true,
-        mode: "local".into(),
-        model: "local/deterministic".into(),
-        timeout_secs: 120,
-        created_at: now,
-        updated_at: now,
-        orchestration_started_at: None,
-        report: None,
-        agents: Vec::new(),
-        gamma: None,
-        usage: governance_core::UsageTotals::default(),
-        results: None,
-        failure: None,
-        last_seq: 0,
-    }
+    let mut r = governance_core::PipelineRecord::new(id.clone(), "tamper", now);
+    r.status = governance_core::PipelineStatus::Running;
+    r.history = vec![(governance_core::PipelineStatus::Running, now)];
+    r
 }
 
 fn event(id: &PipelineId, seq: u64) -> Event {

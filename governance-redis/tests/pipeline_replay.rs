@@ -81,7 +81,7 @@ async fn a_pipeline_subscriber_that_dies_replays_exactly_what_it_missed() {
     }
     received.extend(missed);
 
-    gov.wait(&id, false).await.expect("pipeline ends");
+    gov.wait(&id).await.expect("pipeline ends");
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), live.next()).await {
         if m.seq > received.last().map_or(0, |l| l.seq) {
             received.push(m);

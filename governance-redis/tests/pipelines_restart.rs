@@ -83,7 +83,7 @@ async fn wait_for_votes(
 
 /// Checks one finished pipeline; returns its status and, when not COMPLETED, its reason.
 async fn check_pipeline(gov: &Governance, id: &PipelineId) -> (PipelineStatus, Option<String>) {
-    let Ok(rec) = tokio::time::timeout(Duration::from_secs(240), gov.wait(id, false)).await else {
+    let Ok(rec) = tokio::time::timeout(Duration::from_secs(240), gov.wait(id)).await else {
         let rec = gov.get(id).await.expect("record");
         let events = gov.events(id, 0, 1_000_000).await.expect("events");
         let tail: Vec<_> = events

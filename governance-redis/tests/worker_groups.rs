@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{RedisServer, backend};
-use governance_core::roles::{Alpha, Beta, Gamma};
 use governance_core::{
     Agent, Config, Governance, LocalLlm, LocalLlmConfig, MemoryStore, PipelineStatus, SpawnRequest,
 };
+use governance_core::{Alpha, Beta, Gamma};
 use governance_redis::remote::WORKER_GROUP;
 use governance_redis::{RemoteRole, Worker};
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ async fn a_worker_recreates_a_deleted_work_group_and_plays_the_pipeline() {
         .await
         .unwrap();
     // bounded only against a hang: without the group no work is ever claimed
-    let rec = tokio::time::timeout(Duration::from_secs(120), gov.wait(&id, false))
+    let rec = tokio::time::timeout(Duration::from_secs(120), gov.wait(&id))
         .await
         .expect("the pipeline finishes")
         .unwrap();

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{RedisServer, backend};
-use governance_core::roles::{Alpha, Beta, Gamma};
 use governance_core::{
     Agent, Config, EventKind, Governance, LlmClient, LlmRequest, LlmResponse, LocalLlm,
     LocalLlmConfig, MemoryStore, PipelineId, PipelineStatus, SpawnRequest,
 };
+use governance_core::{Alpha, Beta, Gamma};
 use governance_redis::{RedisBackend, RemoteRole, Worker};
 use tokio_util::sync::CancellationToken;
 
@@ -130,7 +130,7 @@ async fn pending_work(
 }
 
 async fn check_finished(gov: &Governance, id: &PipelineId) {
-    let rec = gov.wait(id, false).await.unwrap();
+    let rec = gov.wait(id).await.unwrap();
     assert_eq!(
         rec.status,
         PipelineStatus::Completed,

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::errors::OpError;
 
-pub(crate) use governance_core::chain::{GENESIS, LedgerRow};
+pub(crate) use governance_core::{LEDGER_GENESIS as GENESIS, LedgerRow};
 
 /// Most pipelines whose tail [`Tails`] keeps; past it the cache starts over.
 const MAX_TAILS: usize = 100_000;

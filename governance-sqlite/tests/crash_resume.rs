@@ -198,7 +198,7 @@ async fn kill_9_mid_orchestration_then_resume_completes_every_pipeline() {
     );
 
     for rec in &records {
-        let done = tokio::time::timeout(DEADLINE, gov.wait(&rec.id, false))
+        let done = tokio::time::timeout(DEADLINE, gov.wait(&rec.id))
             .await
             .unwrap_or_else(|_| panic!("{} did not finish within {DEADLINE:?}", rec.id))
             .expect("wait");

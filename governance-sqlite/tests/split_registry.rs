@@ -34,7 +34,7 @@ async fn a_sqlite_ledger_with_another_registry_updates_that_registry() {
         .spawn(SpawnRequest::new("Design a caching strategy"))
         .await
         .expect("spawn");
-    let done = gov.wait(&id, false).await.expect("wait");
+    let done = gov.wait(&id).await.expect("wait");
     assert_eq!(done.status, PipelineStatus::Completed, "{:?}", done.failure);
 
     let record = other

@@ -3,35 +3,20 @@
 use governance_core::{
     BlackboardSnapshot, Checkpoint, CheckpointStore, ErrorKind, Event, EventKind, LedgerStore,
     PipelineId, PipelineRecord, PipelineRegistry, PipelineStatus, StateStore, StatusChange,
-    UsageTotals,
 };
 use governance_sqlite::SqliteStore;
 
 fn record(id: &PipelineId) -> PipelineRecord {
     let now = chrono::Utc::now();
-    PipelineRecord {
-        id: id.clone(),
-        objective: "o".into(),
-        status: PipelineStatus::Running,
-        history: vec![
-            (PipelineStatus::Spawned, now),
-            (PipelineStatus::Running, now),
-        ],
-        auto_continue: true,
-        mode: "local".into(),
-        model: "m".into(),
-        timeout_secs: 120,
-        created_at: now,
-        updated_at: now,
-        orchestration_started_at: None,
-        report: None,
-        agents: Vec::new(),
-        gamma: None,
-        usage: UsageTotals::default(),
-        results: None,
-        failure: None,
-        last_seq: 2,
-    }
+    let mut r = PipelineRecord::new(id.clone(), "o", now);
+    r.status = PipelineStatus::Running;
+    r.history = vec![
+        (PipelineStatus::Spawned, now),
+        (PipelineStatus::Running, now),
+    ];
+    r.model = "m".into();
+    r.last_seq = 2;
+    r
 }
 
 fn event(id: &PipelineId, seq: u64) -> Event {
@@ -53,13 +38,13 @@ async fn state_change_is_stored_whole_or_not_at_all() {
     let store = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
     let id = PipelineId::generate();
     let rec = record(&id);
-    let cp = Checkpoint {
-        record: rec.clone(),
-        blackboard: BlackboardSnapshot::default(),
-        seq: 2,
-        is_final: false,
-        created_at: chrono::Utc::now(),
-    };
+    let cp = Checkpoint::new(
+        rec.clone(),
+        BlackboardSnapshot::default(),
+        2,
+        false,
+        chrono::Utc::now(),
+    );
 
     store
         .commit(StatusChange {
@@ -77,11 +62,9 @@ async fn state_change_is_stored_whole_or_not_at_all() {
     let mut rec2 = rec.clone();
     rec2.last_seq = 9;
     rec2.status = PipelineStatus::Report;
-    let cp2 = Checkpoint {
-        record: rec2.clone(),
-        seq: 9,
-        ..cp
-    };
+    let mut cp2 = cp.clone();
+    cp2.record = rec2.clone();
+    cp2.seq = 9;
     let err = store
         .commit(StatusChange {
             events: &[event(&id, 9)],

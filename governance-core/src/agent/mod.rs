@@ -68,9 +68,8 @@ pub enum AgentOutcome {
 /// use std::sync::Arc;
 /// use governance_core::{
 ///     Agent, AgentContext, AgentOutcome, Governance, PipelineStatus, ProposalStatus, Result,
-///     SpawnRequest,
+///     SpawnRequest, async_trait,
 /// };
-/// use async_trait::async_trait;
 ///
 /// #[derive(Debug)]
 /// struct Approver;
@@ -100,7 +99,7 @@ pub enum AgentOutcome {
 /// # async fn main() -> Result<()> {
 /// let gov = Governance::builder().role(Arc::new(Approver)).build()?;
 /// let id = gov.spawn(SpawnRequest::new("Design a caching strategy")).await?;
-/// let record = gov.wait(&id, false).await?;
+/// let record = gov.wait(&id).await?;
 /// assert_eq!(record.status, PipelineStatus::Completed);
 /// # Ok(()) }
 /// ```

@@ -339,7 +339,7 @@ impl AgentContext {
     #[must_use]
     pub fn detached(p: DetachedContext) -> Self {
         let (hub, _) = tokio::sync::broadcast::channel(16);
-        let emitter = crate::emitter::EventEmitter::new(p.pipeline_id.clone(), 0, p.events, hub);
+        let emitter = crate::emitter::EventEmitter::new(0, p.events, hub);
         let shared = PipelineState::new(
             p.pipeline_id,
             Arc::from(p.objective.as_str()),

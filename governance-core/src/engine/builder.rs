@@ -35,6 +35,30 @@ impl Governance {
 }
 
 /// Builds a [`Governance`]. Everything has an in-memory default.
+///
+/// # Example
+/// One store object for ledger, checkpoints and registry, a shared blackboard, a faulty LLM
+/// mode next to the always-present `local` one, and settings of your own:
+/// ```
+/// use std::sync::Arc;
+/// use governance_core::{
+///     Config, Governance, LocalLlm, LocalLlmConfig, MemoryBlackboard, MemoryStore,
+/// };
+///
+/// let mut config = Config::default();
+/// config.auto_orchestrate = false;
+/// let gov = Governance::builder()
+///     .config(config)
+///     .stores(Arc::new(MemoryStore::default()))
+///     .blackboard(Arc::new(MemoryBlackboard::default()))
+///     .llm("flaky", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
+///     .default_mode("flaky")
+///     .build()
+///     .expect("a valid configuration");
+/// assert_eq!(gov.modes(), ["flaky", "local"]);
+/// assert_eq!(gov.default_mode(), "flaky");
+/// assert!(!gov.config().auto_orchestrate);
+/// ```
 #[derive(Debug, Default)]
 pub struct GovernanceBuilder {
     config: Option<Config>,

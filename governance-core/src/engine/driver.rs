@@ -129,7 +129,8 @@ async fn finish(engine: &Engine, live: &Live, outcome: Outcome) -> Result<()> {
     // it drops to 1 whenever the agents finish.
     let degraded = snapshot.consensus.as_ref().is_some_and(|c| c.votes < 2);
     let report = live.state.report();
-    let results = crate::results::build(&snapshot, status, degraded, report.as_deref());
+    let complexity = report.as_deref().map_or(0.0, |r| r.complexity);
+    let results = crate::results::build(&snapshot, status, degraded, complexity);
     let orchestrated = live
         .with_record(|r| {
             r.results = Some(results.clone());

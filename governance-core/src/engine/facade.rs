@@ -20,11 +20,32 @@ use crate::ids::PipelineId;
 use crate::message_bus::MessageBus;
 use crate::ownership::Command;
 use crate::state_machine::PipelineStatus;
-use crate::store::{
-    CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, PipelineRegistry, StateStore,
-};
+use crate::store::{CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord, StateStore};
 
 /// The governance engine. Cheap to clone; all clones share the same pipelines.
+///
+/// # Example
+/// Spawn a pipeline that rests at REPORT, read its report, then continue it to the end:
+/// ```
+/// use governance_core::{ContinueRequest, Governance, PipelineStatus, SpawnRequest};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> governance_core::Result<()> {
+/// let gov = Governance::builder().build()?;
+/// let mut req = SpawnRequest::new("Plan a database migration");
+/// req.auto_continue = Some(false);
+/// let id = gov.spawn(req).await?;
+///
+/// let rested = gov.wait_until_rest(&id).await?;
+/// assert_eq!(rested.status, PipelineStatus::Report);
+/// assert!(rested.report.is_some());
+///
+/// gov.continue_pipeline(&id, ContinueRequest::default()).await?;
+/// let done = gov.wait(&id).await?;
+/// assert_eq!(done.status, PipelineStatus::Completed);
+/// assert!(!gov.events(&id, 0, 1000).await?.is_empty());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Governance {
     engine: Arc<Engine>,
@@ -85,12 +106,6 @@ impl Governance {
     #[must_use]
     pub fn checkpoints(&self) -> &Arc<dyn CheckpointStore> {
         &self.engine.checkpoints
-    }
-
-    /// The registry backend.
-    #[must_use]
-    pub fn registry(&self) -> &Arc<dyn PipelineRegistry> {
-        &self.engine.registry
     }
 
     /// Live events of every pipeline (at-most-once; replay from the ledger with
@@ -277,22 +292,47 @@ impl Governance {
         self.engine.ledger.read(id, after, limit).await
     }
 
-    /// Waits until the pipeline reaches a terminal status (or, when `rest` is true, REPORT)
-    /// and returns its record. With auto-continue on, a pipeline passes REPORT without resting:
-    /// the record returned for `rest = true` may then already show ORCHESTRATING or later.
-    /// A pipeline resting at REPORT with `rest = false` waits until it is continued or stopped.
+    /// Waits until the pipeline reaches a terminal status (COMPLETED, STOPPED, a failure) and
+    /// returns its record. A pipeline resting at REPORT (auto-continue off) waits here until it
+    /// is continued or stopped; use [`wait_until_rest`](Self::wait_until_rest) to stop there.
     ///
     /// # Errors
     /// [`Error::NotFound`].
-    pub async fn wait(&self, id: &PipelineId, rest: bool) -> Result<PipelineRecord> {
+    pub async fn wait(&self, id: &PipelineId) -> Result<PipelineRecord> {
+        self.wait_for_status(id, PipelineStatus::is_terminal).await
+    }
+
+    /// Waits until the pipeline comes to rest: it reaches REPORT (where it rests unless
+    /// auto-continue is on) or a terminal status, and returns its record. With auto-continue
+    /// on, a pipeline passes REPORT without resting: the record returned may then already show
+    /// ORCHESTRATING or later.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub async fn wait_until_rest(&self, id: &PipelineId) -> Result<PipelineRecord> {
+        self.wait_for_status(id, |s| s.is_terminal() || s == PipelineStatus::Report)
+            .await
+    }
+
+    async fn wait_for_status(
+        &self,
+        id: &PipelineId,
+        done: impl Fn(PipelineStatus) -> bool,
+    ) -> Result<PipelineRecord> {
         let live = self.engine.live.lock().get(id).cloned();
         if let Some(live) = live {
             let mut rx = live.status_rx();
-            let _ = rx
-                .wait_for(|s| s.is_terminal() || (rest && *s == PipelineStatus::Report))
-                .await;
+            let _ = rx.wait_for(|s| done(*s)).await;
         }
         self.get(id).await
+    }
+
+    /// How many pipelines the registry holds in each status (statuses with none left out).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn count_by_status(&self) -> Result<Vec<(PipelineStatus, u64)>> {
+        self.engine.registry.count_by_status().await
     }
 
     /// Number of pipelines currently held live (not terminal).

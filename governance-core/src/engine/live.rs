@@ -64,12 +64,7 @@ impl Outcome {
 
 impl Live {
     pub(super) fn build(engine: &Engine, record: PipelineRecord, last_seq: u64) -> Arc<Self> {
-        let emitter = EventEmitter::new(
-            record.id.clone(),
-            last_seq,
-            engine.ledger.clone(),
-            engine.hub.clone(),
-        );
+        let emitter = EventEmitter::new(last_seq, engine.ledger.clone(), engine.hub.clone());
         let state = PipelineState::new(
             record.id.clone(),
             Arc::from(record.objective.as_str()),

@@ -96,7 +96,9 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
     }
     live.set_status(engine, PipelineStatus::Report, None)
         .await?;
-    if live.stop.is_cancelled() {
+    // a stop that is the engine shutting down suspends the pipeline at REPORT (its checkpoint
+    // is written): only an operator's stop ends it
+    if live.stop.is_cancelled() && !engine.shutdown.is_cancelled() {
         return Ok(Some(Outcome::Stopped));
     }
     Ok(None)

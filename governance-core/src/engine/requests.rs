@@ -11,6 +11,25 @@ use crate::error::{Error, Result};
 pub const DEFAULT_MAX_OBJECTIVE_LEN: usize = 4000;
 
 /// What `spawn` needs.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use governance_core::{Governance, SpawnRequest};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> governance_core::Result<()> {
+/// let mut req = SpawnRequest::new("Design a caching strategy");
+/// req.mode = Some("local".into());
+/// req.timeout = Some(Duration::from_secs(60));
+/// let gov = Governance::builder().build()?;
+/// gov.spawn(req).await?;
+///
+/// // an empty objective is the caller's mistake, refused before anything starts
+/// let err = gov.spawn(SpawnRequest::new("  ")).await.unwrap_err();
+/// assert_eq!(err.kind(), governance_core::ErrorKind::InvalidInput);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpawnRequest {
     /// What the pipeline should achieve.

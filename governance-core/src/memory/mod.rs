@@ -14,5 +14,5 @@ mod bus;
 mod store;
 
 pub use blackboard::MemoryBlackboard;
-pub use bus::{DEFAULT_SUBSCRIBER_CAPACITY, MemoryBus};
-pub use store::{DEFAULT_LIST_LIMIT, MemoryStore};
+pub use bus::MemoryBus;
+pub use store::MemoryStore;

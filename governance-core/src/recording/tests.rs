@@ -25,7 +25,7 @@ async fn run(llm: Arc<dyn LlmClient>, req: SpawnRequest) -> (Governance, Pipelin
         .build()
         .unwrap();
     let id = g.spawn(req).await.unwrap();
-    let rec = g.wait(&id, false).await.unwrap();
+    let rec = g.wait(&id).await.unwrap();
     (g, rec)
 }
 

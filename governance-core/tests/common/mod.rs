@@ -45,7 +45,7 @@ impl Harness {
     }
 
     pub async fn finish(&self, id: &PipelineId) -> (PipelineRecord, Vec<Event>) {
-        let rec = tokio::time::timeout(Duration::from_secs(3600), self.gov.wait(id, false))
+        let rec = tokio::time::timeout(Duration::from_secs(3600), self.gov.wait(id))
             .await
             .expect("pipeline ends")
             .expect("wait");

@@ -361,7 +361,7 @@ pub async fn list(
             ..PipelineFilter::default()
         })
         .await?;
-    let counts = gov.registry().count_by_status().await?;
+    let counts = gov.count_by_status().await?;
     let total: u64 = counts
         .iter()
         .filter(|(s, _)| statuses.is_empty() || statuses.contains(s))

@@ -110,10 +110,20 @@ impl Server {
         body["pipeline_id"].as_str().unwrap().to_owned()
     }
 
-    /// Waits (engine side) until the pipeline ends or rests at REPORT.
-    pub async fn wait(&self, id: &str, rest: bool) -> PipelineStatus {
+    /// Waits (engine side) until the pipeline ends.
+    pub async fn wait(&self, id: &str) -> PipelineStatus {
         let id = PipelineId::new(id).unwrap();
-        tokio::time::timeout(Duration::from_secs(60), self.gov.wait(&id, rest))
+        tokio::time::timeout(Duration::from_secs(60), self.gov.wait(&id))
+            .await
+            .expect("pipeline did not settle within 60 s")
+            .unwrap()
+            .status
+    }
+
+    /// Waits (engine side) until the pipeline ends or rests at REPORT.
+    pub async fn wait_until_rest(&self, id: &str) -> PipelineStatus {
+        let id = PipelineId::new(id).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.gov.wait_until_rest(&id))
             .await
             .expect("pipeline did not settle within 60 s")
             .unwrap()

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governance_core::ids::validate_id;
+use governance_core::validate_id;
 use governance_core::{Message, PipelineId, Result};
 use redis::FromRedisValue;
 

@@ -1,8 +1,8 @@
 //! Appending to a pipeline's ledger (with its checkpoint and record) in one fenced
 //! `append_state` script call, against the cached tail of its hash chain.
 
-use governance_core::chain::{GENESIS, LedgerRow};
 use governance_core::{Checkpoint, Error, Event, PipelineId, PipelineRecord, Result};
+use governance_core::{LEDGER_GENESIS as GENESIS, LedgerRow};
 
 use super::entry::LedgerEntry;
 use super::relay::relay_payload;

@@ -1,7 +1,7 @@
 //! The ledger as stored: [`LedgerEntry`] (one hash-chained entry of `gov:{P}:ledger`), and
 //! reading and verifying the chains ([`RedisStore::entries`], [`RedisStore::verify`]).
 
-use governance_core::chain::{GENESIS, LedgerRow};
+use governance_core::{LEDGER_GENESIS as GENESIS, LedgerRow};
 use governance_core::{PipelineId, Result};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeZone, Utc};
 use governance_core::{
     AgentId, BlackboardSnapshot, Checkpoint, Event, EventKind, PipelineId, PipelineRecord,
-    PipelineStatus, UsageTotals,
+    PipelineStatus,
 };
 use governance_sqlite::SqliteStore;
 
@@ -53,34 +53,19 @@ pub fn message(p: &PipelineId, seq: u64, text: &str) -> Event {
 
 /// A minimal registry record.
 pub fn record(p: &PipelineId, status: PipelineStatus, created: i64) -> PipelineRecord {
-    PipelineRecord {
-        id: p.clone(),
-        objective: "objective".into(),
-        status,
-        history: vec![(status, at(created))],
-        auto_continue: true,
-        mode: "local".into(),
-        model: "local/scripted".into(),
-        timeout_secs: 120,
-        created_at: at(created),
-        updated_at: at(created),
-        orchestration_started_at: None,
-        report: None,
-        agents: Vec::new(),
-        gamma: None,
-        usage: UsageTotals::default(),
-        results: None,
-        failure: None,
-        last_seq: 0,
-    }
+    let mut r = PipelineRecord::new(p.clone(), "objective", at(created));
+    r.status = status;
+    r.history = vec![(status, at(created))];
+    r.model = "local/scripted".into();
+    r
 }
 
 pub fn checkpoint(p: &PipelineId, seq: u64, status: PipelineStatus, is_final: bool) -> Checkpoint {
-    Checkpoint {
-        record: record(p, status, 0),
-        blackboard: BlackboardSnapshot::default(),
+    Checkpoint::new(
+        record(p, status, 0),
+        BlackboardSnapshot::default(),
         seq,
         is_final,
-        created_at: at(i64::try_from(seq).expect("seq")),
-    }
+        at(i64::try_from(seq).expect("seq")),
+    )
 }
