@@ -49,7 +49,7 @@ impl Governance {
 /// config.auto_orchestrate = false;
 /// let gov = Governance::builder()
 ///     .config(config)
-///     .stores(Arc::new(MemoryStore::default()))
+///     .store(Arc::new(MemoryStore::default()))
 ///     .blackboard(Arc::new(MemoryBlackboard::default()))
 ///     .llm("flaky", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
 ///     .default_mode("flaky")
