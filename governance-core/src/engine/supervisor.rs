@@ -195,10 +195,11 @@ pub(super) async fn orchestrate(
                 let (agent_id, result) = match joined {
                     Ok(exit) => exit,
                     // nothing here aborts an agent before the loop ends: a cancelled task
-                    // means the runtime is shutting down (the process dies). Not a panic, and
-                    // not the pipeline's end: write nothing more, a resume picks it up.
+                    // means the runtime is shutting down (the process dies; `run` ends early
+                    // on a closed pipe, say). Not a panic, and not the pipeline's end: write
+                    // nothing more, a resume picks it up. Logged at info: it is expected.
                     Err(e) if e.is_cancelled() => {
-                        tracing::warn!("agent task cancelled by the runtime's shutdown; leaving the pipeline to a resume");
+                        tracing::info!("agent task cancelled by the runtime's shutdown; leaving the pipeline to a resume");
                         return Ok(None);
                     }
                     Err(e) => (AgentId::new("UNKNOWN")?, Err(Error::Internal(format!("agent task panicked: {e}")))),
