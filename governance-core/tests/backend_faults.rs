@@ -15,12 +15,40 @@ use governance_core::{
     VoteOutcome,
 };
 
-/// Fails the first `fail_first` `proposals()` calls with a retryable backend error.
+/// The blackboard call a [`Flaky`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fails {
+    Proposals,
+    Snapshot,
+}
+
+/// Fails the first `fail_first` calls of `fails` with a retryable backend error (Redis out of
+/// reach).
 #[derive(Debug)]
 struct Flaky {
     inner: MemoryBlackboard,
+    fails: Fails,
     fail_first: u32,
     calls: AtomicU32,
+}
+
+impl Flaky {
+    fn new(fails: Fails, fail_first: u32) -> Self {
+        Self {
+            inner: MemoryBlackboard::default(),
+            fails,
+            fail_first,
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    /// `Err` while the failing call has failed fewer than `fail_first` times.
+    fn fault(&self, call: Fails) -> Result<()> {
+        if call == self.fails && self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            return Err(Error::backend("flaky", "connection refused", true));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -32,9 +60,7 @@ impl Blackboard for Flaky {
         self.inner.proposal(p, id).await
     }
     async fn proposals(&self, p: &PipelineId) -> Result<Vec<Proposal>> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-            return Err(Error::backend("flaky", "connection refused", true));
-        }
+        self.fault(Fails::Proposals)?;
         self.inner.proposals(p).await
     }
     async fn vote(
@@ -65,6 +91,7 @@ impl Blackboard for Flaky {
         self.inner.put_partial(p, k, v).await
     }
     async fn snapshot(&self, p: &PipelineId) -> Result<BlackboardSnapshot> {
+        self.fault(Fails::Snapshot)?;
         self.inner.snapshot(p).await
     }
     async fn restore(&self, p: &PipelineId, s: BlackboardSnapshot) -> Result<()> {
@@ -77,11 +104,7 @@ impl Blackboard for Flaky {
 
 #[tokio::test(start_paused = true)]
 async fn agents_restart_after_transient_backend_errors_and_the_pipeline_completes() {
-    let bb = Arc::new(Flaky {
-        inner: MemoryBlackboard::default(),
-        fail_first: 4,
-        calls: AtomicU32::new(0),
-    });
+    let bb = Arc::new(Flaky::new(Fails::Proposals, 4));
     let gov = Governance::builder()
         .config(fast_config())
         .llm("local", Arc::new(LocalLlm::new(LocalLlmConfig::default())))
@@ -106,75 +129,10 @@ async fn agents_restart_after_transient_backend_errors_and_the_pipeline_complete
     );
 }
 
-/// Fails the first `fail_first` `snapshot()` calls with a retryable backend error (Redis out of
-/// reach for longer than any single operation rides out).
-#[derive(Debug)]
-struct NoSnapshots {
-    inner: MemoryBlackboard,
-    fail_first: u32,
-    calls: AtomicU32,
-}
-
-#[async_trait]
-impl Blackboard for NoSnapshots {
-    async fn create_proposal(&self, p: &PipelineId, proposal: Proposal) -> Result<Proposal> {
-        self.inner.create_proposal(p, proposal).await
-    }
-    async fn proposal(&self, p: &PipelineId, id: &ProposalId) -> Result<Proposal> {
-        self.inner.proposal(p, id).await
-    }
-    async fn proposals(&self, p: &PipelineId) -> Result<Vec<Proposal>> {
-        self.inner.proposals(p).await
-    }
-    async fn vote(
-        &self,
-        p: &PipelineId,
-        id: &ProposalId,
-        vote: Vote,
-        quorum: u32,
-    ) -> Result<VoteOutcome> {
-        self.inner.vote(p, id, vote, quorum).await
-    }
-    async fn consensus(&self, p: &PipelineId) -> Result<Option<Consensus>> {
-        self.inner.consensus(p).await
-    }
-    async fn add_solution(&self, p: &PipelineId, s: Solution) -> Result<()> {
-        self.inner.add_solution(p, s).await
-    }
-    async fn create_handoff(&self, p: &PipelineId, h: Handoff) -> Result<()> {
-        self.inner.create_handoff(p, h).await
-    }
-    async fn claim_handoff(&self, p: &PipelineId, id: &HandoffId, c: &AgentId) -> Result<bool> {
-        self.inner.claim_handoff(p, id, c).await
-    }
-    async fn handoffs(&self, p: &PipelineId) -> Result<Vec<Handoff>> {
-        self.inner.handoffs(p).await
-    }
-    async fn put_partial(&self, p: &PipelineId, k: &str, v: serde_json::Value) -> Result<()> {
-        self.inner.put_partial(p, k, v).await
-    }
-    async fn snapshot(&self, p: &PipelineId) -> Result<BlackboardSnapshot> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-            return Err(Error::backend("flaky", "connection refused", true));
-        }
-        self.inner.snapshot(p).await
-    }
-    async fn restore(&self, p: &PipelineId, s: BlackboardSnapshot) -> Result<()> {
-        self.inner.restore(p, s).await
-    }
-    async fn clear(&self, p: &PipelineId) -> Result<()> {
-        self.inner.clear(p).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_long_blackboard_outage_holds_a_status_change_instead_of_failing_the_pipeline() {
     // 40 failed snapshots: far more than one operation's bounded retries (8)
-    let bb = Arc::new(NoSnapshots {
-        inner: MemoryBlackboard::default(),
-        fail_first: 40,
-        calls: AtomicU32::new(0),
-    });
+    let bb = Arc::new(Flaky::new(Fails::Snapshot, 40));
     let store = Arc::new(MemoryStore::default());
     let gov = Governance::builder()
         .config(fast_config())
