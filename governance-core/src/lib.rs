@@ -52,6 +52,7 @@ pub mod parse;
 pub mod prompt;
 mod recording;
 mod results;
+mod retry;
 mod roles;
 mod spawn_controller;
 mod state_machine;
@@ -98,6 +99,7 @@ pub use recording::{
 pub use results::{
     PartialReport, PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
 };
+pub use retry::{RetryPolicy, Schedule};
 pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::{AgentContext, STREAM_RECIPIENT};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
-use crate::ids::AgentId;
 use crate::llm::{ChatMessage, LlmRequest, LlmResponse, Purpose, RequestMeta};
 use crate::parse::LenientParse;
+use crate::retry::RetryPolicy;
 
 impl AgentContext {
     /// One governed LLM call: token budget reserved first (refused calls are never sent),
@@ -30,7 +30,8 @@ impl AgentContext {
     ) -> Result<LlmResponse> {
         let c = &self.inner;
         let max_tokens = c.config.budgets.max_completion_tokens;
-        let mut sent = 0u32;
+        let mut schedule =
+            RetryPolicy::llm_call(c.config.llm_max_attempts).schedule(c.agent_id.as_str());
         let mut request = LlmRequest {
             model: Some(c.model.clone()),
             messages: messages.into(),
@@ -60,7 +61,6 @@ impl AgentContext {
                 continue;
             }
             c.attempt.fetch_add(1, Ordering::Relaxed);
-            sent += 1;
             let opened_before = c.shared.breaker().times_opened();
             let started = tokio::time::Instant::now();
             let call = async {
@@ -129,12 +129,10 @@ impl AgentContext {
             }
             match result {
                 Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() && sent < c.config.llm_max_attempts => {
-                    let backoff = e
-                        .retry_after()
-                        .unwrap_or_else(|| backoff(sent, &c.agent_id));
-                    self.sleep(backoff).await?;
-                }
+                Err(e) if e.is_retryable() => match schedule.next_delay(&e) {
+                    Some(wait) => self.sleep(wait).await?,
+                    None => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }
@@ -239,17 +237,4 @@ impl AgentContext {
             }
         }
     }
-}
-
-/// Exponential backoff with deterministic jitter: 250 ms × 2^(n-1), capped at 8 s, ±25 %.
-fn backoff(attempt: u32, agent: &AgentId) -> Duration {
-    let base = 250u64
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(5))
-        .min(8_000);
-    let h = agent.as_str().bytes().fold(u64::from(attempt), |h, b| {
-        h.wrapping_mul(31).wrapping_add(u64::from(b))
-    });
-    let jitter = (h % 51) as i64 - 25; // -25..=25 %
-    let ms = i64::try_from(base).unwrap_or(8_000) * (100 + jitter) / 100;
-    Duration::from_millis(u64::try_from(ms).unwrap_or(250))
 }
