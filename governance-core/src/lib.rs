@@ -42,6 +42,7 @@ mod error_budget;
 mod event;
 mod ids;
 mod llm;
+mod llm_stack;
 mod local_llm;
 mod memory;
 mod message_bus;
@@ -88,6 +89,7 @@ pub use llm::{
     ChatMessage, ChatRole, DeltaSink, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose,
     RequestMeta, Usage,
 };
+pub use llm_stack::{LlmCall, LlmLayer, LlmStage, Next};
 pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig, complexity_of};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};

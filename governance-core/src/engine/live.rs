@@ -291,6 +291,7 @@ impl Live {
             blackboard: engine.blackboard.clone(),
             bus: engine.bus.clone(),
             llm,
+            stack: engine.llm_stack.clone(),
             model,
             config: engine.config.clone(),
             error_budget: Arc::new(CountingErrorBudget::new(engine.config.error_budget)),
