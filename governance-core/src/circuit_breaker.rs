@@ -171,6 +171,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Gives back a call let through by [`acquire`](Self::acquire) that was not sent after
+    /// all (refused further in): its outcome says nothing about the provider.
+    pub(crate) fn release(&self) {
+        self.inner.lock().trial_in_flight = false;
+    }
+
     /// Reports the outcome of a call let through by [`acquire`](Self::acquire).
     pub fn record(&self, outcome: std::result::Result<(), &Error>) {
         let mut i = self.inner.lock();

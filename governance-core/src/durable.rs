@@ -2,8 +2,9 @@
 //! and registry record, and the blackboard snapshot a checkpoint holds).
 //!
 //! A write that fails with a retryable backend error — nothing was written: a full disk, a
-//! locked database, a store that cannot be reached — is tried again with backoff (100 ms,
-//! doubling, at most 5 s apart) for as long as that takes. The pipeline waits for its storage
+//! locked database, a store that cannot be reached — is tried again with backoff
+//! ([`RetryPolicy::durable_write`]: 100 ms, doubling, at most 5 s apart) for as long as that
+//! takes. The pipeline waits for its storage
 //! instead of dying, and goes on by itself once a write succeeds again. Only an engine shutdown
 //! ends the wait: the write then fails, and the next engine resumes the pipeline from its last
 //! durable state. Non-retryable errors (a ledger conflict, a lost lease, a write whose outcome
@@ -12,16 +13,11 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
 
-/// Delay before the first repeat.
-const FIRST_DELAY: Duration = Duration::from_millis(100);
-/// Longest delay between two attempts.
-const MAX_DELAY: Duration = Duration::from_secs(5);
 /// A waiting write is logged again every this many attempts.
 const LOG_EVERY: u32 = 20;
 
@@ -46,12 +42,12 @@ impl WriteRetry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut delay = FIRST_DELAY;
-        let mut failures = 0u32;
+        let mut schedule = RetryPolicy::durable_write().schedule("");
         let mut waiting: Option<Waiting> = None;
         loop {
             let err = match attempt().await {
                 Ok(v) => {
+                    let failures = schedule.failures();
                     if failures > 0 {
                         tracing::info!(what, failures, "storage is writable again; going on");
                     }
@@ -60,7 +56,11 @@ impl WriteRetry {
                 Err(e) if retryable(&e) && !self.cancel.is_cancelled() => e,
                 Err(e) => return Err(e),
             };
-            failures += 1;
+            // the durable-write policy is unbounded: only the shutdown below ends the wait
+            let Some(delay) = schedule.next_delay(&err) else {
+                return Err(err);
+            };
+            let failures = schedule.failures();
             if waiting.is_none() {
                 waiting = Some(Waiting::new(&self.waiting));
                 tracing::warn!(what, error = %err, "durable write failed; the pipeline waits and retries");
@@ -71,7 +71,6 @@ impl WriteRetry {
                 () = tokio::time::sleep(delay) => {}
                 () = self.cancel.cancelled() => return Err(err),
             }
-            delay = (delay * 2).min(MAX_DELAY);
         }
     }
 }
@@ -115,6 +114,8 @@ impl Drop for Waiting {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn full() -> Error {

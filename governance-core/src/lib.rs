@@ -42,6 +42,7 @@ mod error_budget;
 mod event;
 mod ids;
 mod llm;
+mod llm_stack;
 mod local_llm;
 mod memory;
 mod message_bus;
@@ -52,6 +53,7 @@ pub mod parse;
 pub mod prompt;
 mod recording;
 mod results;
+mod retry;
 mod roles;
 mod spawn_controller;
 mod state_machine;
@@ -87,6 +89,7 @@ pub use llm::{
     ChatMessage, ChatRole, DeltaSink, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose,
     RequestMeta, Usage,
 };
+pub use llm_stack::{LlmCall, LlmLayer, LlmStage, Next};
 pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig, complexity_of};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
@@ -98,6 +101,7 @@ pub use recording::{
 pub use results::{
     PartialReport, PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
 };
+pub use retry::{RetryPolicy, Schedule};
 pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;

@@ -7,9 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::sync::WaitForCancellationFuture;
 
-use crate::blackboard::{
-    Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal, Solution, Vote, VoteOutcome,
-};
+use super::board::BoardView;
+use crate::blackboard::{Blackboard, Proposal, Solution, Vote, VoteOutcome};
 use crate::config::Config;
 use crate::engine::state::PipelineState;
 use crate::error::{Error, Result};
@@ -17,6 +16,7 @@ use crate::error_budget::{BudgetVerdict, ErrorBudget};
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
 use crate::llm::LlmClient;
+use crate::llm_stack::LlmStack;
 use crate::message_bus::{Message, MessageBus};
 use crate::store::Report;
 use crate::token_budget::AgentBudget;
@@ -88,11 +88,14 @@ pub(super) struct CtxInner {
     pub(super) blackboard: Arc<dyn Blackboard>,
     pub(super) bus: Arc<dyn MessageBus>,
     pub(super) llm: Arc<dyn LlmClient>,
+    /// The governed call's layers (the engine's; a role cannot change them).
+    pub(super) stack: Arc<LlmStack>,
     pub(super) model: String,
     pub(super) config: Arc<Config>,
     pub(super) error_budget: Arc<dyn ErrorBudget>,
     pub(super) budget: AgentBudget,
     pub(super) cancel: CancellationToken,
+    /// Requests this agent sent to the model ([`crate::RequestMeta::attempt`]).
     pub(super) attempt: AtomicU32,
     pub(super) gamma_reason: Option<GammaReason>,
     /// The quorum a detached context follows (set by its owner); `None`: the pipeline's.
@@ -132,68 +135,12 @@ pub(crate) struct ContextParts {
     pub blackboard: Arc<dyn Blackboard>,
     pub bus: Arc<dyn MessageBus>,
     pub llm: Arc<dyn LlmClient>,
+    pub stack: Arc<LlmStack>,
     pub model: String,
     pub config: Arc<Config>,
     pub error_budget: Arc<dyn ErrorBudget>,
     pub cancel: CancellationToken,
     pub gamma_reason: Option<GammaReason>,
-}
-
-/// A read-only view of the pipeline's blackboard (from [`AgentContext::board`]): what is
-/// there, never a way to change it. Writing past the context does not compile:
-/// ```compile_fail,E0599
-/// # async fn forge(ctx: governance_core::AgentContext, p: governance_core::ProposalId) {
-/// let beta: governance_core::AgentId = "BETA".parse().unwrap();
-/// let vote = governance_core::Vote { voter: beta, approve: true, score: 1.0, rationale: "x".into() };
-/// ctx.board().vote(&p, vote, 1).await; // BoardView has no write methods
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct BoardView {
-    blackboard: Arc<dyn Blackboard>,
-    pipeline: PipelineId,
-}
-
-impl BoardView {
-    /// Everything on the board.
-    ///
-    /// # Errors
-    /// Blackboard failures.
-    pub async fn snapshot(&self) -> Result<BlackboardSnapshot> {
-        self.blackboard.snapshot(&self.pipeline).await
-    }
-
-    /// The proposals, oldest first.
-    ///
-    /// # Errors
-    /// Blackboard failures.
-    pub async fn proposals(&self) -> Result<Vec<Proposal>> {
-        self.blackboard.proposals(&self.pipeline).await
-    }
-
-    /// One proposal.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown proposal; blackboard failures.
-    pub async fn proposal(&self, id: &ProposalId) -> Result<Proposal> {
-        self.blackboard.proposal(&self.pipeline, id).await
-    }
-
-    /// The consensus, once there is one.
-    ///
-    /// # Errors
-    /// Blackboard failures.
-    pub async fn consensus(&self) -> Result<Option<Consensus>> {
-        self.blackboard.consensus(&self.pipeline).await
-    }
-
-    /// The handoffs (work a failed or revoked agent left).
-    ///
-    /// # Errors
-    /// Blackboard failures.
-    pub async fn handoffs(&self) -> Result<Vec<Handoff>> {
-        self.blackboard.handoffs(&self.pipeline).await
-    }
 }
 
 impl AgentContext {
@@ -203,10 +150,7 @@ impl AgentContext {
 
     pub(super) fn build(p: ContextParts, quorum: Option<QuorumHandle>) -> Self {
         let budget = p.shared.budget().agent();
-        let board = BoardView {
-            blackboard: p.blackboard.clone(),
-            pipeline: p.shared.id().clone(),
-        };
+        let board = BoardView::new(p.blackboard.clone(), p.shared.id().clone());
         Self {
             inner: Arc::new(CtxInner {
                 agent_id: p.agent_id,
@@ -216,6 +160,7 @@ impl AgentContext {
                 blackboard: p.blackboard,
                 bus: p.bus,
                 llm: p.llm,
+                stack: p.stack,
                 model: p.model,
                 config: p.config,
                 error_budget: p.error_budget,

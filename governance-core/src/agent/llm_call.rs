@@ -1,211 +1,64 @@
-//! The governed LLM call ([`AgentContext::llm`]) and the lenient ask on top of it
-//! ([`AgentContext::ask`]).
+//! The governed LLM call ([`AgentContext::llm`]: the request, run through the engine's layer
+//! stack, `crate::llm_stack`) and the lenient ask on top of it ([`AgentContext::ask`]).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
-use super::{AgentContext, STREAM_RECIPIENT};
+use super::AgentContext;
 use crate::error::{Error, Result};
-use crate::event::EventKind;
-use crate::ids::AgentId;
 use crate::llm::{ChatMessage, LlmRequest, LlmResponse, Purpose, RequestMeta};
+use crate::llm_stack::LlmCall;
 use crate::parse::LenientParse;
 
 impl AgentContext {
-    /// One governed LLM call: token budget reserved first (refused calls are never sent),
-    /// the circuit breaker consulted, retryable failures retried up to
-    /// `Config::llm_max_attempts` times (honouring `Retry-After`, else exponential backoff with
-    /// jitter), every attempt recorded as an `llm_call` event. When the pipeline's breaker is
-    /// open and its half-open trials (`Config::breaker_trials`) have failed, the call is not
-    /// sent and fails with [`Error::ProviderDown`] naming the cause.
+    /// One governed LLM call, through the engine's stack of [`LlmLayer`](crate::LlmLayer)s
+    /// (default order: retry, token budget, circuit breaker, events, the embedder's layers,
+    /// the client): token budget reserved first (refused calls are never sent), the circuit
+    /// breaker consulted, retryable failures retried under the engine's LLM
+    /// [`RetryPolicy`](crate::RetryPolicy) (default `Config::llm_max_attempts` sends,
+    /// honouring `Retry-After`, else exponential backoff with deterministic jitter), every
+    /// request sent recorded as an `llm_call` event. When the pipeline's breaker is open and
+    /// its half-open trials (`Config::breaker_trials`) have failed, the call is not sent and
+    /// fails with [`Error::ProviderDown`] naming the cause.
     ///
     /// # Errors
-    /// The last attempt's error, [`Error::ProviderDown`], [`Error::BudgetExceeded`] or
-    /// [`Error::Cancelled`].
+    /// The last attempt's error, [`Error::ProviderDown`], [`Error::BudgetExceeded`],
+    /// [`Error::Cancelled`], or what an embedder's layer refused the call with.
     pub async fn llm(
         &self,
         purpose: Purpose,
         messages: impl Into<Arc<[ChatMessage]>> + Send,
     ) -> Result<LlmResponse> {
         let c = &self.inner;
-        let max_tokens = c.config.budgets.max_completion_tokens;
-        let mut sent = 0u32;
-        let mut request = LlmRequest {
+        self.check_cancel()?;
+        let request = LlmRequest {
             model: Some(c.model.clone()),
             messages: messages.into(),
-            max_tokens,
+            max_tokens: c.config.budgets.max_completion_tokens,
             temperature: 0.2,
             json: true,
             meta: RequestMeta {
                 pipeline_id: c.shared.id().clone(),
                 agent_id: c.agent_id.clone(),
                 purpose,
-                attempt: 0,
+                attempt: 0, // stamped when it is sent
             },
         };
-        loop {
-            self.check_cancel()?;
-            request.meta.attempt = c.attempt.load(Ordering::Relaxed);
-            let reservation = c
-                .budget
-                .reserve(u64::from(request.estimated_prompt_tokens()) + u64::from(max_tokens))?;
-            if let Err(e) = c.shared.breaker().acquire() {
-                c.budget.settle(reservation, None);
-                if let Some(down) = self.provider_down() {
-                    return Err(down);
-                }
-                self.sleep(e.retry_after().unwrap_or(Duration::from_secs(1)))
-                    .await?;
-                continue;
-            }
-            c.attempt.fetch_add(1, Ordering::Relaxed);
-            sent += 1;
-            let opened_before = c.shared.breaker().times_opened();
-            let started = tokio::time::Instant::now();
-            let call = async {
-                if c.config.stream_llm {
-                    self.complete_streaming(&request).await
-                } else {
-                    c.llm.complete(&request).await
-                }
-            };
-            let result = tokio::select! {
-                r = call => r,
-                () = c.cancel.cancelled() => {
-                    c.budget.settle(reservation, None);
-                    c.shared.breaker().record(Err(&Error::Cancelled));
-                    return Err(Error::Cancelled);
-                }
-            };
-            c.shared.breaker().record(result.as_ref().map(|_| ()));
-            c.budget
-                .settle(reservation, result.as_ref().ok().map(|r| &r.usage));
-            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (model, usage, error) = match &result {
-                Ok(r) => (r.model.clone(), r.usage, None),
-                Err(e) => (
-                    c.model.clone(),
-                    crate::llm::Usage::default(),
-                    Some(e.kind().as_str().to_owned()),
-                ),
-            };
-            c.shared.record_llm_call(
-                c.agent_id.as_str(),
-                result.is_ok().then_some(&usage),
-                c.budget.tokens_used(),
-            );
-            c.shared
-                .emitter()
-                .emit(EventKind::LlmCall {
-                    pipeline_id: c.shared.id().clone(),
-                    agent_id: c.agent_id.clone(),
-                    model,
-                    prompt_tokens: usage.prompt_tokens,
-                    completion_tokens: usage.completion_tokens,
-                    cost_usd: usage.cost_usd,
-                    latency_ms,
-                    error,
-                })
-                .await?;
-            if c.shared.breaker().times_opened() > opened_before {
-                c.shared
-                    .emitter()
-                    .emit(EventKind::Error {
-                        pipeline_id: c.shared.id().clone(),
-                        agent_id: Some(c.agent_id.clone()),
-                        kind: "circuit_open".into(),
-                        message: format!(
-                            "circuit breaker opened after {} consecutive failures",
-                            c.config.breaker.failure_threshold
-                        ),
-                    })
-                    .await?;
-            }
-            if result.is_err()
-                && let Some(down) = self.provider_down()
-            {
-                return Err(down);
-            }
-            match result {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() && sent < c.config.llm_max_attempts => {
-                    let backoff = e
-                        .retry_after()
-                        .unwrap_or_else(|| backoff(sent, &c.agent_id));
-                    self.sleep(backoff).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// [`Error::ProviderDown`] when the pipeline's breaker is open and has failed the half-open
-    /// trials it is allowed: the provider stays down, waiting longer is pointless.
-    fn provider_down(&self) -> Option<Error> {
-        let c = &self.inner;
-        let o = c.shared.breaker().outage(c.config.breaker_trials)?;
-        let last = o
-            .last_failure
-            .map_or_else(|| "an unknown error".to_owned(), |e| e.to_string());
-        let trials = match o.failed_trials {
-            0 => String::new(),
-            1 => " and its half-open trial failed too".to_owned(),
-            n => format!(" and {n} half-open trials failed too"),
+        let call = LlmCall {
+            state: &c.shared,
+            agent_id: &c.agent_id,
+            role: &c.role,
+            purpose,
+            model: &c.model,
+            budget: &c.budget,
+            config: &c.config,
+            client: &c.llm,
+            cancel: &c.cancel,
+            requests: &c.attempt,
+            sent: AtomicU32::new(0),
+            abandoned: AtomicBool::new(false),
         };
-        Some(Error::ProviderDown(format!(
-            "the LLM provider ({}) is down: {} calls in a row failed, the last with: {last}; \
-             the circuit breaker is open{trials}",
-            c.llm.name(),
-            o.consecutive_failures,
-        )))
-    }
-
-    /// A streaming call: pieces of the answer are published as `agent_message` events to the
-    /// pseudo-recipient `stream` as they arrive (in chunks of at least 256 bytes, and the rest at
-    /// the end), so a UI shows the answer while it is being written.
-    async fn complete_streaming(&self, request: &LlmRequest) -> Result<LlmResponse> {
-        const CHUNK: usize = 256;
-        let c = &self.inner;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let sink = move |delta: &str| {
-            let _ = tx.send(delta.to_owned());
-        };
-        let call = c.llm.complete_streaming(request, &sink);
-        tokio::pin!(call);
-        let mut buf = String::new();
-        let result = loop {
-            tokio::select! {
-                r = &mut call => break r,
-                Some(delta) = rx.recv() => {
-                    buf.push_str(&delta);
-                    if buf.len() >= CHUNK {
-                        self.emit_stream(std::mem::take(&mut buf)).await?;
-                    }
-                }
-            }
-        };
-        while let Ok(delta) = rx.try_recv() {
-            buf.push_str(&delta);
-        }
-        if !buf.is_empty() {
-            self.emit_stream(buf).await?;
-        }
-        result
-    }
-
-    async fn emit_stream(&self, content: String) -> Result<()> {
-        let c = &self.inner;
-        c.shared
-            .emitter()
-            .emit(EventKind::AgentMessage {
-                pipeline_id: c.shared.id().clone(),
-                from: c.agent_id.clone(),
-                to: STREAM_RECIPIENT.to_owned(),
-                content,
-            })
-            .await
-            .map(|_| ())
+        c.stack.run(&call, request).await
     }
 
     /// Asks the model and parses the answer leniently, retrying (within the error budget) on
@@ -239,17 +92,4 @@ impl AgentContext {
             }
         }
     }
-}
-
-/// Exponential backoff with deterministic jitter: 250 ms × 2^(n-1), capped at 8 s, ±25 %.
-fn backoff(attempt: u32, agent: &AgentId) -> Duration {
-    let base = 250u64
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(5))
-        .min(8_000);
-    let h = agent.as_str().bytes().fold(u64::from(attempt), |h, b| {
-        h.wrapping_mul(31).wrapping_add(u64::from(b))
-    });
-    let jitter = (h % 51) as i64 - 25; // -25..=25 %
-    let ms = i64::try_from(base).unwrap_or(8_000) * (100 + jitter) / 100;
-    Duration::from_millis(u64::try_from(ms).unwrap_or(250))
 }

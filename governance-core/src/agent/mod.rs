@@ -12,8 +12,10 @@
 //! agent receives a [`RemoteLink`], the owner-side plumbing that records what the worker
 //! reported. The worker side of such a role runs in an [`AgentContext::detached`] context.
 //!
-//! Files: `context.rs` (the context, its reads and writes), `inbox.rs` (messages),
-//! `llm_call.rs` (the governed LLM call), `remote.rs` (the remote link and detached contexts).
+//! Files: `context.rs` (the context, its reads and writes), `board.rs` (the read-only
+//! blackboard view), `inbox.rs` (messages), `llm_call.rs` (the governed LLM call through the
+//! engine's [`LlmLayer`](crate::LlmLayer) stack), `remote.rs` (the remote link and detached
+//! contexts).
 
 use std::sync::Arc;
 
@@ -21,19 +23,19 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+mod board;
 mod context;
 mod inbox;
 mod llm_call;
 mod remote;
 
+pub use board::BoardView;
 pub(crate) use context::ContextParts;
-pub use context::{AgentContext, BoardView, QuorumHandle};
+pub use context::{AgentContext, QuorumHandle};
 pub use inbox::Inbox;
 pub use remote::{DetachedContext, RemoteLink};
 
-/// The pseudo-recipient of `agent_message` events that carry pieces of an answer being
-/// streamed from the model (with `GOVERNANCE_LLM_STREAM=true`).
-pub const STREAM_RECIPIENT: &str = "stream";
+pub use crate::llm_stack::STREAM_RECIPIENT;
 
 /// How an agent's run ended (errors are returned as `Err`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, PipelineId};
 use crate::llm::LlmClient;
+use crate::llm_stack::LlmStack;
 use crate::message_bus::MessageBus;
+use crate::retry::RetryPolicy;
 use crate::store::{LedgerStore, Report};
 
 /// The owner's side of a role played by a worker: records the events the worker reported,
@@ -364,6 +366,9 @@ impl AgentContext {
                 blackboard: p.blackboard,
                 bus: p.bus,
                 llm: p.llm,
+                stack: Arc::new(LlmStack::governed(&RetryPolicy::llm_call(
+                    p.config.llm_max_attempts,
+                ))),
                 model: p.model,
                 config: p.config,
                 error_budget,

@@ -18,10 +18,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::validate_id;
 use crate::llm::LlmClient;
+use crate::llm_stack::{LlmLayer, LlmStack, LlmStage};
 use crate::local_llm::LocalLlm;
 use crate::memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 use crate::message_bus::MessageBus;
 use crate::ownership::{Ownership, SingleNode};
+use crate::retry::RetryPolicy;
 use crate::roles::{Alpha, Beta, Gamma};
 use crate::spawn_controller::{SpawnController, ThresholdSpawnController};
 use crate::store::StateStore;
@@ -66,6 +68,9 @@ pub struct GovernanceBuilder {
     bus: Option<Arc<dyn MessageBus>>,
     store: Option<Arc<dyn StateStore>>,
     llms: HashMap<String, Arc<dyn LlmClient>>,
+    llm_order: Option<Vec<LlmStage>>,
+    llm_layers: Vec<Arc<dyn LlmLayer>>,
+    llm_retry: Option<RetryPolicy>,
     default_mode: Option<String>,
     alpha: Option<Arc<dyn Agent>>,
     beta: Option<Arc<dyn Agent>>,
@@ -108,6 +113,35 @@ impl GovernanceBuilder {
     #[must_use]
     pub fn llm(mut self, mode: impl Into<String>, client: Arc<dyn LlmClient>) -> Self {
         self.llms.insert(mode.into(), client);
+        self
+    }
+    /// Adds a layer to every governed LLM call (see [`LlmLayer`] for the stack): below the
+    /// built-in stages (retry, token budget, circuit breaker, events) and above the client, in
+    /// the order added (the first added is the outermost). A call it refuses is never sent and
+    /// is recorded as an `error` event (kind `llm_refused`).
+    #[must_use]
+    pub fn llm_layer(mut self, layer: Arc<dyn LlmLayer>) -> Self {
+        self.llm_layers.push(layer);
+        self
+    }
+    /// Orders the governed LLM call's stack, outermost first (default
+    /// [`LlmStage::default_order`]: retry, token budget, circuit breaker, events). It must
+    /// name each built-in stage exactly once ([`build`](Self::build) fails otherwise), so no
+    /// order drops the budget or the breaker; [`LlmStage::Layer`]s go where they are listed,
+    /// and layers added with [`llm_layer`](Self::llm_layer) below all of them. Each built-in
+    /// does its job on what passes through it: a layer above `Retry` sees a call once (not
+    /// each try), above `TokenBudget` or `CircuitBreaker` it sees calls they will refuse, and
+    /// the calls a layer above `Events` refuses are not recorded as `llm_refused` events.
+    #[must_use]
+    pub fn llm_stack(mut self, order: Vec<LlmStage>) -> Self {
+        self.llm_order = Some(order);
+        self
+    }
+    /// The retry policy of the governed LLM call's [`LlmStage::Retry`] (default
+    /// [`RetryPolicy::llm_call`] with [`Config::llm_max_attempts`]).
+    #[must_use]
+    pub fn llm_retry(mut self, policy: RetryPolicy) -> Self {
+        self.llm_retry = Some(policy);
         self
     }
     /// The mode used when a request names none (default `local`).
@@ -186,8 +220,9 @@ impl GovernanceBuilder {
     /// Builds the engine.
     ///
     /// # Errors
-    /// [`Error::Config`] when the default mode has no client or a custom role name is invalid
-    /// or taken.
+    /// [`Error::Config`] when the default mode has no client, a custom role name is invalid
+    /// or taken, or the [`llm_stack`](Self::llm_stack) order does not name each built-in
+    /// stage once.
     pub fn build(self) -> Result<Governance> {
         let config = self.config.unwrap_or_default();
         let mut llms = self.llms;
@@ -247,6 +282,13 @@ impl GovernanceBuilder {
             }
             names.push(role.to_owned());
         }
+        let llm_stack = LlmStack::new(
+            self.llm_order.unwrap_or_else(LlmStage::default_order),
+            self.llm_layers,
+            &self
+                .llm_retry
+                .unwrap_or_else(|| RetryPolicy::llm_call(config.llm_max_attempts)),
+        )?;
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::default()));
@@ -263,6 +305,7 @@ impl GovernanceBuilder {
             registry: store.clone(),
             store,
             llms,
+            llm_stack: Arc::new(llm_stack),
             default_mode,
             alpha: self.alpha.unwrap_or_else(|| Arc::new(Alpha)),
             beta: self.beta.unwrap_or_else(|| Arc::new(Beta)),

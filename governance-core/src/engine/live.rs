@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -20,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::error_budget::CountingErrorBudget;
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, PipelineId};
+use crate::retry::RetryPolicy;
 use crate::state_machine::PipelineStatus;
 use crate::store::{Checkpoint, PipelineRecord, UsageTotals};
 use crate::token_budget::PipelineBudget;
@@ -291,6 +291,7 @@ impl Live {
             blackboard: engine.blackboard.clone(),
             bus: engine.bus.clone(),
             llm,
+            stack: engine.llm_stack.clone(),
             model,
             config: engine.config.clone(),
             error_budget: Arc::new(CountingErrorBudget::new(engine.config.error_budget)),
@@ -300,21 +301,22 @@ impl Live {
     }
 }
 
-/// The blackboard, retrying transient backend failures for a while (about 12 s).
+/// The blackboard, retrying transient backend failures for a while
+/// ([`RetryPolicy::checkpoint_read`]: about 12 s).
 pub(super) async fn snapshot_retrying(
     engine: &Engine,
     id: &PipelineId,
 ) -> Result<BlackboardSnapshot> {
-    let mut delay = Duration::from_millis(100);
-    let mut tries = 0;
+    let mut schedule = RetryPolicy::checkpoint_read().schedule("");
     loop {
         match engine.blackboard.snapshot(id).await {
             Ok(s) => return Ok(s),
-            Err(e) if e.is_retryable() && tries < 8 => {
-                tries += 1;
+            Err(e) if e.is_retryable() => {
+                let Some(delay) = schedule.next_delay(&e) else {
+                    return Err(e);
+                };
                 tracing::warn!(error = %e, "blackboard unavailable for a checkpoint; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(3));
             }
             Err(e) => return Err(e),
         }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ids::PipelineId;
 use crate::llm::LlmClient;
+use crate::llm_stack::LlmStack;
 use crate::message_bus::MessageBus;
 use crate::ownership::Ownership;
 use crate::spawn_controller::SpawnController;
@@ -40,6 +41,8 @@ pub(crate) struct Engine {
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub registry: Arc<dyn PipelineRegistry>,
     pub llms: HashMap<String, Arc<dyn LlmClient>>,
+    /// The layers every governed LLM call goes through.
+    pub llm_stack: Arc<LlmStack>,
     pub default_mode: String,
     pub alpha: Arc<dyn Agent>,
     pub beta: Arc<dyn Agent>,

@@ -205,13 +205,21 @@ impl PipelineState {
     /// An LLM call of `agent_id` ended: adds its usage (`None`: it failed, it only counts as a
     /// call) and the agent's tokens so far.
     pub(crate) fn record_llm_call(&self, agent_id: &str, usage: Option<&Usage>, tokens_used: u64) {
-        {
-            let mut u = self.usage.lock();
-            match usage {
-                Some(usage) => u.add(usage),
-                None => u.calls += 1,
-            }
+        self.record_llm_usage(usage);
+        self.record_agent_tokens(agent_id, tokens_used);
+    }
+
+    /// One LLM call was sent (with its usage when it succeeded).
+    pub(crate) fn record_llm_usage(&self, usage: Option<&Usage>) {
+        let mut u = self.usage.lock();
+        match usage {
+            Some(usage) => u.add(usage),
+            None => u.calls += 1,
         }
+    }
+
+    /// Agent `agent_id` has used `tokens_used` tokens so far.
+    pub(crate) fn record_agent_tokens(&self, agent_id: &str, tokens_used: u64) {
         self.update_agent(agent_id, |a| a.tokens_used = tokens_used);
     }
 

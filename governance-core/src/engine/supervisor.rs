@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, HandoffId};
 use crate::message_bus::{BROADCAST, Message};
+use crate::retry::{RetryPolicy, Schedule};
 use crate::spawn_controller::ProgressSnapshot;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, GammaRecord};
@@ -32,12 +33,10 @@ struct Running {
     voters: Vec<(AgentId, bool)>,
     /// What each agent is, so it can be restarted after a transient backend failure.
     agents: HashMap<AgentId, (Arc<dyn Agent>, Option<GammaReason>)>,
-    restarts: HashMap<AgentId, u32>,
+    /// Each restarted agent's progress through [`RetryPolicy::agent_restart`].
+    restarts: HashMap<AgentId, Schedule>,
     token: CancellationToken,
 }
-
-/// Restarts allowed per agent after retryable backend errors (Redis restarting, ...).
-const MAX_BACKEND_RESTARTS: u32 = 8;
 
 /// ORCHESTRATING (`resumed`: already in it, after a crash). Returns how the pipeline ends (the
 /// driver finishes it, or checkpoints it when [`Outcome::Suspended`]); `None` when the engine
@@ -290,10 +289,15 @@ async fn agent_exited(
         && e.kind() == ErrorKind::Backend
         && e.is_retryable()
     {
-        let n = running.restarts.entry(id.clone()).or_insert(0);
-        if *n < MAX_BACKEND_RESTARTS && !live.stop.is_cancelled() {
-            *n += 1;
-            let attempt = *n;
+        // restarts allowed per agent after retryable backend errors (Redis restarting, ...)
+        let schedule = running
+            .restarts
+            .entry(id.clone())
+            .or_insert_with(|| RetryPolicy::agent_restart().schedule(id.as_str()));
+        if !live.stop.is_cancelled()
+            && let Some(delay) = schedule.next_delay(e)
+        {
+            let attempt = schedule.failures();
             tracing::warn!(agent_id = %id, error = %e, attempt, "agent hit a transient backend error; restarting it");
             let _ = shared
                 .emitter()
@@ -304,7 +308,6 @@ async fn agent_exited(
                     message: format!("{e}; restarting the agent (attempt {attempt})"),
                 })
                 .await;
-            let delay = Duration::from_millis(250 * (1 << attempt.min(5)));
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = live.stop.cancelled() => return Ok(None),
