@@ -74,11 +74,12 @@ pub use blackboard::{
 pub use chain::{GENESIS as LEDGER_GENESIS, LedgerRow};
 pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker, Outage};
 pub use config::{
-    BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig,
-    parse_bool, parse_secs,
+    ApprovalSettings, BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds,
+    TokenBudgetConfig, parse_bool, parse_secs,
 };
 pub use engine::{
-    ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder, SpawnRequest,
+    ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
+    MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,
 };
 pub use error::{Error, ErrorKind, LlmFailure, Result};
 pub use event::{Event, EventKind, GammaReason};
