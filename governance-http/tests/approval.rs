@@ -93,6 +93,15 @@ async fn approve_completes_and_reject_runs_a_revision_round() {
     assert_eq!(rec["status"], "COMPLETED");
     assert_eq!(rec["revisions"], 1);
 
+    // `1.0` is the number 1 (JSON does not tell them apart): a 409 for the decided pipeline,
+    // like any decision now
+    let (st, _) = s
+        .post(
+            &url,
+            &json!({"approve": true, "by": "carol", "revision": 1.0}),
+        )
+        .await;
+    assert_eq!(st, 409);
     // decided: a further decision is a conflict
     let (st, body) = s.post(&url, &json!({"approve": true, "by": "carol"})).await;
     assert_eq!(st, 409, "{body}");
@@ -117,6 +126,14 @@ async fn a_bad_decision_is_a_400_naming_the_field_and_changes_nothing() {
         ),
         (json!({"approve": true, "by": "x".repeat(129)}), "by"),
         (json!({"approve": true, "by": "alice", "extra": 1}), "extra"),
+        (
+            json!({"approve": true, "by": "alice", "revision": 1.5}),
+            "revision",
+        ),
+        (
+            json!({"approve": true, "by": "alice", "revision": -1}),
+            "revision",
+        ),
     ] {
         let (st, resp) = s.post(&url, &body).await;
         assert_eq!(st, 400, "{body}: {resp}");

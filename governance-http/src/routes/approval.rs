@@ -25,8 +25,34 @@ pub struct ApproveBody {
     pub by: String,
     /// The revision decided on (`revision` of the `approval_requested` the reviewer saw);
     /// another one waiting is a 409. Absent or null: whatever waits now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_u32")]
     pub revision: Option<u32>,
+}
+
+/// A whole number 0..=u32::MAX: JSON (and the document's `integer`) does not tell `3` from
+/// `3.0`, so both are accepted; a fraction, a negative or a larger number is refused (400).
+fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let u = f as u64;
+                u
+            })
+    });
+    whole
+        .and_then(|u| u32::try_from(u).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "revision must be a whole number 0-{}, got {n}",
+                u32::MAX
+            ))
+        })
 }
 
 /// `POST /api/pipeline/{id}/approve`: 200 with `{"pipeline_id", "status"}`, the status the
