@@ -6,6 +6,8 @@
 //! shared [`Blackboard`] and [`MessageBus`], a GAMMA mediator spawned by the
 //! [`SpawnController`] when they are STUCK, in CONFLICT or the task is too COMPLEX, error budgets,
 //! a circuit breaker and token budgets around every LLM call, and every step in an audit ledger.
+//! A pipeline can require a human's approval of its outcome (`AWAITING_APPROVAL`,
+//! [`Governance::approve`]): a rejection's feedback reaches ALPHA and a revision round runs.
 //!
 //! Backends live in their own crates (`governance-redis`, `governance-sqlite`,
 //! `governance-openrouter`); this crate knows none of them.

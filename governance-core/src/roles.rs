@@ -9,7 +9,10 @@
 //! other voter is running, the quorum drops to 1 and the surviving agent takes over its
 //! partner's work from the handoff (results are marked `degraded` when the consensus was then
 //! accepted with that lone approval).
-//! The pipeline is COMPLETED when it has a consensus and a solution built from it.
+//! The pipeline is COMPLETED when it has a consensus and a solution built from it (or, when it
+//! requires approval, rests at AWAITING_APPROVAL for a human; a rejection starts a revision
+//! round in which every earlier proposal is SUPERSEDED and ALPHA's first prompt quotes the
+//! reviewer's feedback, [`AgentContext::reviewer_feedback`]).
 
 use async_trait::async_trait;
 

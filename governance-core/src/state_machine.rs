@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! SPAWNED ─▶ RUNNING ─▶ REPORT ─▶ ORCHESTRATING ─▶ COMPLETED
-//!    │          │          │          ▲   │ ├─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED
-//!    │          │          │          │   │ └─▶ ORCHESTRATION_ERROR | STOPPED
-//!    │          │          │ rejected │   ▼ consensus + solution, approval required
-//!    │          │          │      AWAITING_APPROVAL ─▶ COMPLETED (approved)
-//!    │          │          │            └─▶ FAILED (too many revisions) | TIMEOUT | STOPPED
-//!    │          │          │            └─▶ ORCHESTRATION_FAILED | ORCHESTRATION_ERROR
+//!    │          │          │            ├─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED
+//!    │          │          │            ├─▶ ORCHESTRATION_ERROR | STOPPED
+//!    │          │          │            └─▶ AWAITING_APPROVAL ─▶ COMPLETED (approved)
+//!    │          │          │                   ├─▶ ORCHESTRATING (rejected: a revision round)
+//!    │          │          │                   ├─▶ FAILED (rejected too often) | TIMEOUT | STOPPED
+//!    │          │          │                   └─▶ ORCHESTRATION_FAILED | ORCHESTRATION_ERROR
 //!    │          │          ├─▶ ORCHESTRATION_ERROR (could not start) | ORCHESTRATION_FAILED | STOPPED
 //!    │          └─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED | ORCHESTRATION_ERROR | STOPPED
 //!    └─▶ FAILED | ORCHESTRATION_FAILED | ORCHESTRATION_ERROR | STOPPED

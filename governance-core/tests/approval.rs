@@ -297,6 +297,14 @@ async fn a_decision_on_a_pipeline_that_is_not_waiting_is_a_conflict() {
     assert!(e.to_string().contains("by"), "{e}");
     assert_eq!(gov.get(&waiting).await.unwrap().status, S::AwaitingApproval);
     assert!(decisions(&ledger(&gov, &waiting).await).is_empty());
+
+    // stopped while waiting: STOPPED, and no decision after that
+    assert_eq!(gov.stop(&waiting).await.unwrap(), S::Stopped);
+    let e = gov
+        .approve(&waiting, ApprovalDecision::approve("alice"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -293,8 +293,9 @@ impl Governance {
     }
 
     /// Waits until the pipeline reaches a terminal status (COMPLETED, STOPPED, a failure) and
-    /// returns its record. A pipeline resting at REPORT (auto-continue off) waits here until it
-    /// is continued or stopped; use [`wait_until_rest`](Self::wait_until_rest) to stop there.
+    /// returns its record. A pipeline resting at REPORT (auto-continue off) or at
+    /// AWAITING_APPROVAL waits here until it is continued, decided or stopped; use
+    /// [`wait_until_rest`](Self::wait_until_rest) to stop there.
     ///
     /// # Errors
     /// [`Error::NotFound`].
