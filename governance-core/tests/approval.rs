@@ -61,7 +61,7 @@ async fn spawn_waiting(gov: &Governance) -> PipelineId {
     let id = gov.spawn(req).await.unwrap();
     // it passes REPORT (auto-continue) on its way: wait for the rest it is meant to reach
     let mut rec = gov.wait_until_rest(&id).await.unwrap();
-    while rec.status == S::Report {
+    while !(rec.status == S::AwaitingApproval || rec.status.is_terminal()) {
         tokio::time::sleep(Duration::from_millis(5)).await;
         rec = gov.wait_until_rest(&id).await.unwrap();
     }

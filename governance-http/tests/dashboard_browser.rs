@@ -97,7 +97,9 @@ async fn a_pipeline_awaiting_approval_is_decided_from_its_own_page() {
     let id = body["pipeline_id"].as_str().unwrap().to_owned();
     let pid = governance_core::PipelineId::new(&id).unwrap();
     let mut rec = s.gov.wait_until_rest(&pid).await.unwrap();
-    while rec.status == governance_core::PipelineStatus::Report {
+    while !(rec.status == governance_core::PipelineStatus::AwaitingApproval
+        || rec.status.is_terminal())
+    {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         rec = s.gov.wait_until_rest(&pid).await.unwrap();
     }

@@ -48,7 +48,7 @@ async fn a_decision_sent_to_another_node_is_carried_out_by_the_owner_and_exactly
         req.require_approval = Some(true);
         let id = gov.spawn(req).await.unwrap();
         let mut rec = gov.wait_until_rest(&id).await.unwrap();
-        while rec.status == PipelineStatus::Report {
+        while !(rec.status == PipelineStatus::AwaitingApproval || rec.status.is_terminal()) {
             tokio::time::sleep(Duration::from_millis(10)).await;
             rec = gov.wait_until_rest(&id).await.unwrap();
         }
