@@ -80,6 +80,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             mode: Some(recorded.mode.clone()),
             model: Some(recorded.model.clone()),
             timeout,
+            // no human here to ask: a replay re-runs the first round and ends there
+            require_approval: Some(false),
         })
         .await?;
     let mut status = if recorded.auto_continue {

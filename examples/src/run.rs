@@ -52,6 +52,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             objective: args.objective,
             auto_continue: Some(true),
             timeout: args.timeout.map(Duration::from_secs),
+            // one command, no one to ask: `run` never rests at AWAITING_APPROVAL
+            require_approval: Some(false),
             ..SpawnRequest::default()
         })
         .await?;

@@ -67,6 +67,31 @@ impl Default for BreakerConfig {
     }
 }
 
+/// Human approval of a pipeline's outcome (`GOVERNANCE_REQUIRE_APPROVAL`,
+/// `GOVERNANCE_MAX_REVISIONS`, `GOVERNANCE_APPROVAL_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// Whether a pipeline spawned without saying rests at `AWAITING_APPROVAL` after consensus
+    /// and solution instead of completing (default false).
+    pub required: bool,
+    /// Rejections that start a revision round; the next one ends the pipeline FAILED
+    /// (default 2).
+    pub max_revisions: u32,
+    /// How long a pipeline waits for a decision before it ends TIMEOUT, counted from its
+    /// `approval_requested` (default: no limit).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            required: false,
+            max_revisions: 2,
+            timeout: None,
+        }
+    }
+}
+
 /// Token and cost budgets (fail closed: a call that would pass one is not sent).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TokenBudgetConfig {
@@ -129,6 +154,8 @@ pub struct Config {
     /// `GOVERNANCE_LLM_STREAM`: stream model answers and publish them as they arrive as
     /// `agent_message` events to `stream` (default false).
     pub stream_llm: bool,
+    /// `GOVERNANCE_REQUIRE_APPROVAL`, `GOVERNANCE_MAX_REVISIONS`, `GOVERNANCE_APPROVAL_TIMEOUT`.
+    pub approval: ApprovalSettings,
 }
 
 impl Default for Config {
@@ -146,6 +173,7 @@ impl Default for Config {
             max_proposals_per_agent: 8,
             agent_poll_interval: Duration::from_millis(200),
             stream_llm: false,
+            approval: ApprovalSettings::default(),
         }
     }
 }
@@ -243,6 +271,15 @@ impl Config {
         }
         if let Some(v) = get("GOVERNANCE_MAX_PROPOSALS") {
             c.max_proposals_per_agent = parse_num("GOVERNANCE_MAX_PROPOSALS", &v, 1)?;
+        }
+        if let Some(v) = get("GOVERNANCE_REQUIRE_APPROVAL") {
+            c.approval.required = parse_bool("GOVERNANCE_REQUIRE_APPROVAL", &v)?;
+        }
+        if let Some(v) = get("GOVERNANCE_MAX_REVISIONS") {
+            c.approval.max_revisions = parse_num("GOVERNANCE_MAX_REVISIONS", &v, 0)?;
+        }
+        if let Some(v) = get("GOVERNANCE_APPROVAL_TIMEOUT") {
+            c.approval.timeout = Some(parse_secs("GOVERNANCE_APPROVAL_TIMEOUT", &v)?);
         }
         Ok(c)
     }
@@ -356,6 +393,29 @@ mod tests {
             ("GAMMA_COMPLEXITY_THRESHOLD", "1.5"),
             ("GAMMA_CONFLICT_THRESHOLD", "0"),
             ("GOVERNANCE_MAX_TOKENS_PER_AGENT", "lots"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn approval_is_off_by_default_and_read_from_its_variables() {
+        assert_eq!(cfg(&[]).unwrap().approval, ApprovalSettings::default());
+        assert_eq!(ApprovalSettings::default().max_revisions, 2);
+        let c = cfg(&[
+            ("GOVERNANCE_REQUIRE_APPROVAL", "true"),
+            ("GOVERNANCE_MAX_REVISIONS", "0"),
+            ("GOVERNANCE_APPROVAL_TIMEOUT", "3600"),
+        ])
+        .unwrap();
+        assert!(c.approval.required);
+        assert_eq!(c.approval.max_revisions, 0);
+        assert_eq!(c.approval.timeout, Some(Duration::from_secs(3600)));
+        for (k, v) in [
+            ("GOVERNANCE_REQUIRE_APPROVAL", "perhaps"),
+            ("GOVERNANCE_MAX_REVISIONS", "-1"),
+            ("GOVERNANCE_APPROVAL_TIMEOUT", "0"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert!(e.to_string().contains(k), "{e}");

@@ -217,6 +217,49 @@ pub enum EventKind {
         /// Message (never contains a secret).
         message: String,
     },
+    /// Consensus and solution are in and the pipeline waits for a human decision
+    /// (`AWAITING_APPROVAL`): what is to be approved.
+    ApprovalRequested {
+        /// Pipeline.
+        pipeline_id: PipelineId,
+        /// Revision rounds run before this one (0 for the first outcome).
+        revision: u32,
+        /// The accepted proposal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proposal_id: Option<ProposalId>,
+        /// Its title.
+        title: String,
+        /// Its text.
+        proposal: String,
+        /// The solution built from it.
+        solution: String,
+        /// When the pipeline ends TIMEOUT without a decision (`GOVERNANCE_APPROVAL_TIMEOUT`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// A human decided on a pipeline at `AWAITING_APPROVAL` (the `status_changed` that
+    /// follows says what it led to: COMPLETED, a revision round, or FAILED).
+    ApprovalDecided {
+        /// Pipeline.
+        pipeline_id: PipelineId,
+        /// The revision the decision is about (as in its `approval_requested`).
+        revision: u32,
+        /// The proposal decided on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proposal_id: Option<ProposalId>,
+        /// Approved (`true`) or rejected.
+        approve: bool,
+        /// Who decided.
+        by: String,
+        /// When the decision was made (on the node that took it).
+        decided_at: chrono::DateTime<chrono::Utc>,
+        /// The reviewer's feedback (ALPHA's reviewer feedback on a rejection).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feedback: Option<String>,
+        /// Identifies the request, so a node that forwarded it can tell whether its decision
+        /// is the one that won.
+        decision_id: String,
+    },
     /// The orchestration finished (any terminal status).
     OrchestrationComplete {
         /// Pipeline.
@@ -248,6 +291,8 @@ impl EventKind {
             Self::CheckpointCreated { .. } => "checkpoint_created",
             Self::Error { .. } => "error",
             Self::OrchestrationComplete { .. } => "orchestration_complete",
+            Self::ApprovalRequested { .. } => "approval_requested",
+            Self::ApprovalDecided { .. } => "approval_decided",
         }
     }
 
@@ -269,7 +314,9 @@ impl EventKind {
             | Self::HandoffCreated { pipeline_id, .. }
             | Self::CheckpointCreated { pipeline_id, .. }
             | Self::Error { pipeline_id, .. }
-            | Self::OrchestrationComplete { pipeline_id, .. } => pipeline_id,
+            | Self::OrchestrationComplete { pipeline_id, .. }
+            | Self::ApprovalRequested { pipeline_id, .. }
+            | Self::ApprovalDecided { pipeline_id, .. } => pipeline_id,
         }
     }
 

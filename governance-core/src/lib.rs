@@ -6,6 +6,8 @@
 //! shared [`Blackboard`] and [`MessageBus`], a GAMMA mediator spawned by the
 //! [`SpawnController`] when they are STUCK, in CONFLICT or the task is too COMPLEX, error budgets,
 //! a circuit breaker and token budgets around every LLM call, and every step in an audit ledger.
+//! A pipeline can require a human's approval of its outcome (`AWAITING_APPROVAL`,
+//! [`Governance::approve`]): a rejection's feedback reaches ALPHA and a revision round runs.
 //!
 //! Backends live in their own crates (`governance-redis`, `governance-sqlite`,
 //! `governance-openrouter`); this crate knows none of them.
@@ -76,11 +78,12 @@ pub use blackboard::{
 pub use chain::{GENESIS as LEDGER_GENESIS, LedgerRow};
 pub use circuit_breaker::{BreakerLlm, BreakerState, CircuitBreaker, Outage};
 pub use config::{
-    BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig,
-    parse_bool, parse_secs,
+    ApprovalSettings, BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds,
+    TokenBudgetConfig, parse_bool, parse_secs,
 };
 pub use engine::{
-    ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder, SpawnRequest,
+    ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
+    MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,
 };
 pub use error::{Error, ErrorKind, LlmFailure, Result};
 pub use event::{Event, EventKind, GammaReason};

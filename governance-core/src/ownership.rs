@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ContinueRequest;
+use crate::engine::{ApprovalDecision, ContinueRequest};
 use crate::error::Result;
 use crate::ids::PipelineId;
 
@@ -25,6 +25,15 @@ pub enum Command {
     Stop,
     /// Continue from REPORT into orchestration.
     Continue(ContinueRequest),
+    /// A human's decision on a pipeline waiting at `AWAITING_APPROVAL`; the owner carries it
+    /// out with [`Governance::approve_forwarded`](crate::Governance::approve_forwarded).
+    Approve {
+        /// The decision.
+        decision: ApprovalDecision,
+        /// Identifies the request in the `approval_decided` event, so the asking node can
+        /// tell whether its decision won.
+        decision_id: String,
+    },
 }
 
 /// Ownership of pipelines by this engine.

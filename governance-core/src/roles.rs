@@ -9,7 +9,10 @@
 //! other voter is running, the quorum drops to 1 and the surviving agent takes over its
 //! partner's work from the handoff (results are marked `degraded` when the consensus was then
 //! accepted with that lone approval).
-//! The pipeline is COMPLETED when it has a consensus and a solution built from it.
+//! The pipeline is COMPLETED when it has a consensus and a solution built from it (or, when it
+//! requires approval, rests at AWAITING_APPROVAL for a human; a rejection starts a revision
+//! round in which every earlier proposal is SUPERSEDED and ALPHA's first prompt quotes the
+//! reviewer's feedback, [`AgentContext::reviewer_feedback`]).
 
 use async_trait::async_trait;
 
@@ -37,6 +40,9 @@ pub struct Gamma;
 struct Work {
     inbox: Inbox,
     written: u32,
+    /// Own proposals of earlier rounds (superseded by a revision): not counted against the
+    /// per-round maximum.
+    earlier: u32,
     takeover: bool,
     wrote_since_takeover: bool,
     feedback: Vec<String>,
@@ -54,6 +60,10 @@ impl Work {
             .filter(|p| &p.author == ctx.agent_id())
             .collect();
         let written = own.len();
+        let earlier = own
+            .iter()
+            .filter(|p| p.status == ProposalStatus::Superseded)
+            .count();
         // an earlier run that died between writing a proposal and endorsing it: endorse now
         // (one vote per voter, so a repeat changes nothing)
         for p in own
@@ -66,9 +76,11 @@ impl Work {
         Ok(Self {
             inbox: ctx.inbox().await?,
             written: u32::try_from(written).unwrap_or(u32::MAX),
+            earlier: u32::try_from(earlier).unwrap_or(u32::MAX),
             takeover: false,
             wrote_since_takeover: false,
-            feedback: Vec::new(),
+            // a revision round: what the human reviewer asked for comes first
+            feedback: ctx.reviewer_feedback(),
             first: true,
         })
     }
@@ -173,7 +185,10 @@ impl Agent for Alpha {
 
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
         let mut w = Work::new(&ctx).await?;
-        let max = ctx.config().max_proposals_per_agent;
+        let max = ctx
+            .config()
+            .max_proposals_per_agent
+            .saturating_add(w.earlier);
         loop {
             w.next_round(&ctx).await?;
             if let Some(cons) = ctx.board().consensus().await? {

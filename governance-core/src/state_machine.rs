@@ -3,13 +3,20 @@
 //! ```text
 //! SPAWNED ─▶ RUNNING ─▶ REPORT ─▶ ORCHESTRATING ─▶ COMPLETED
 //!    │          │          │            ├─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED
-//!    │          │          │            └─▶ ORCHESTRATION_ERROR | STOPPED
+//!    │          │          │            ├─▶ ORCHESTRATION_ERROR | STOPPED
+//!    │          │          │            └─▶ AWAITING_APPROVAL ─▶ COMPLETED (approved)
+//!    │          │          │                   ├─▶ ORCHESTRATING (rejected: a revision round)
+//!    │          │          │                   ├─▶ FAILED (rejected too often) | TIMEOUT | STOPPED
+//!    │          │          │                   └─▶ ORCHESTRATION_FAILED | ORCHESTRATION_ERROR
 //!    │          │          ├─▶ ORCHESTRATION_ERROR (could not start) | ORCHESTRATION_FAILED | STOPPED
 //!    │          └─▶ FAILED | TIMEOUT | ORCHESTRATION_FAILED | ORCHESTRATION_ERROR | STOPPED
 //!    └─▶ FAILED | ORCHESTRATION_FAILED | ORCHESTRATION_ERROR | STOPPED
 //! ```
 //! `ORCHESTRATION_ERROR` from SPAWNED/RUNNING covers a pipeline whose LLM provider refused the
 //! credentials (or whose backends were unreachable) before orchestration.
+//! A pipeline spawned with `require_approval` rests at `AWAITING_APPROVAL` after consensus and
+//! solution; a reviewer's rejection sends it back to ORCHESTRATING for a revision round, the
+//! one loop in the machine (bounded by `GOVERNANCE_MAX_REVISIONS`, enforced by the engine).
 //! Terminal statuses have no way out. `ORCHESTRATION_FAILED` is reachable from every
 //! non-terminal status because it is what a pipeline that cannot be resumed after a crash
 //! ends as.
@@ -33,6 +40,9 @@ pub enum PipelineStatus {
     Report,
     /// ALPHA and BETA (and maybe GAMMA) are working.
     Orchestrating,
+    /// Consensus and solution are in; a human reviewer approves them (COMPLETED) or rejects
+    /// them with feedback (a revision round: back to ORCHESTRATING). No agent runs meanwhile.
+    AwaitingApproval,
     /// Finished with results.
     Completed,
     /// The work failed (e.g. both orchestration agents failed).
@@ -49,11 +59,12 @@ pub enum PipelineStatus {
 
 impl PipelineStatus {
     /// Every status, in declaration order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Spawned,
         Self::Running,
         Self::Report,
         Self::Orchestrating,
+        Self::AwaitingApproval,
         Self::Completed,
         Self::Failed,
         Self::Timeout,
@@ -103,6 +114,16 @@ impl PipelineStatus {
             ) | (
                 S::Orchestrating,
                 S::Completed
+                    | S::AwaitingApproval
+                    | S::Failed
+                    | S::Timeout
+                    | S::OrchestrationFailed
+                    | S::OrchestrationError
+                    | S::Stopped,
+            ) | (
+                S::AwaitingApproval,
+                S::Completed
+                    | S::Orchestrating
                     | S::Failed
                     | S::Timeout
                     | S::OrchestrationFailed
@@ -132,6 +153,7 @@ impl PipelineStatus {
             Self::Running => "RUNNING",
             Self::Report => "REPORT",
             Self::Orchestrating => "ORCHESTRATING",
+            Self::AwaitingApproval => "AWAITING_APPROVAL",
             Self::Completed => "COMPLETED",
             Self::Failed => "FAILED",
             Self::Timeout => "TIMEOUT",
@@ -171,6 +193,28 @@ mod tests {
             s = s.transition(next).unwrap();
         }
         assert!(s.is_terminal());
+    }
+
+    #[test]
+    fn a_rejected_outcome_loops_through_a_revision_round() {
+        let mut s = S::Spawned;
+        for next in [
+            S::Running,
+            S::Report,
+            S::Orchestrating,
+            S::AwaitingApproval,
+            S::Orchestrating,
+            S::AwaitingApproval,
+            S::Completed,
+        ] {
+            s = s.transition(next).unwrap();
+        }
+        assert!(s.is_terminal());
+        assert!(!S::AwaitingApproval.is_terminal());
+        // approval is only asked for an orchestrated outcome
+        for from in [S::Spawned, S::Running, S::Report] {
+            assert!(from.transition(S::AwaitingApproval).is_err(), "{from}");
+        }
     }
 
     #[test]
@@ -226,6 +270,14 @@ mod tests {
             (S::Orchestrating, S::OrchestrationFailed),
             (S::Orchestrating, S::OrchestrationError),
             (S::Orchestrating, S::Stopped),
+            (S::Orchestrating, S::AwaitingApproval),
+            (S::AwaitingApproval, S::Completed),
+            (S::AwaitingApproval, S::Orchestrating),
+            (S::AwaitingApproval, S::Failed),
+            (S::AwaitingApproval, S::Timeout),
+            (S::AwaitingApproval, S::OrchestrationFailed),
+            (S::AwaitingApproval, S::OrchestrationError),
+            (S::AwaitingApproval, S::Stopped),
         ];
         EDGES.contains(&(from, to))
     }
@@ -276,11 +328,20 @@ mod tests {
         }
         fn check_invariants(sut: &S, reference: &<Model as ReferenceStateMachine>::State) {
             assert_eq!(*sut, reference.0);
-            // statuses only move forward: no status repeats in the history
-            let mut seen = reference.1.clone();
+            // statuses only move forward: no status repeats in the history, except through
+            // the revision loop ORCHESTRATING ⇄ AWAITING_APPROVAL
+            let mut seen: Vec<S> = reference
+                .1
+                .iter()
+                .copied()
+                .filter(|s| !matches!(s, S::Orchestrating | S::AwaitingApproval))
+                .collect();
+            let n = seen.len();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), reference.1.len());
+            assert_eq!(seen.len(), n);
+            // and the loop alternates: never the same status twice in a row
+            assert!(reference.1.windows(2).all(|w| w[0] != w[1]));
         }
     }
 

@@ -143,6 +143,13 @@ pub struct PipelineRecord {
     pub failure: Option<String>,
     /// The last event `seq` written for it.
     pub last_seq: u64,
+    /// Whether it rests at `AWAITING_APPROVAL` for a human decision after consensus and
+    /// solution (absent in records written before approvals existed: `false`).
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Revision rounds run after a reviewer's rejection.
+    #[serde(default)]
+    pub revisions: u32,
 }
 
 /// A filter for [`PipelineRegistry::list`].
@@ -407,6 +414,8 @@ impl PipelineRecord {
             results: None,
             failure: None,
             last_seq: 0,
+            require_approval: false,
+            revisions: 0,
         }
     }
 }

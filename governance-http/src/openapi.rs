@@ -9,7 +9,7 @@
 //! request/response testers cannot follow it past the upgrade, so the schemathesis test leaves
 //! it out and `governance-http/tests/live.rs` covers it over a real socket.
 
-use governance_core::PipelineStatus;
+use governance_core::{MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, PipelineStatus};
 use serde_json::{Map, Value, json};
 
 use crate::live::{DEFAULT_REPLAY_SECS, MAX_REPLAY_SECS};
@@ -24,7 +24,7 @@ const NON_BLANK: &str =
 /// A model name: printable ASCII without spaces, 1–200 characters.
 pub const MODEL_PATTERN: &str = "^[!-~]{1,200}$";
 /// Event types a pipeline's ledger holds.
-const EVENT_TYPES: [&str; 15] = [
+const EVENT_TYPES: [&str; 17] = [
     "status_changed",
     "orchestration_started",
     "agent_spawned",
@@ -40,6 +40,8 @@ const EVENT_TYPES: [&str; 15] = [
     "error",
     "orchestration_complete",
     "resumed",
+    "approval_requested",
+    "approval_decided",
 ];
 
 fn err(desc: &str) -> Value {
@@ -110,6 +112,7 @@ fn pipeline_links() -> Value {
         "getPipeline": {"operationId": "getPipeline", "parameters": {"id": id}},
         "orchestration": {"operationId": "orchestration", "parameters": {"id": id}},
         "stop": {"operationId": "stop", "parameters": {"id": id}},
+        "approve": {"operationId": "approve", "parameters": {"id": id}},
         "report": {"operationId": "report", "parameters": {"pipeline_id": id}},
         "logs": {"operationId": "logs", "parameters": {"pipeline_id": id}},
         "events": {"operationId": "events", "parameters": {"pipeline_id": id}},
@@ -224,6 +227,16 @@ fn paths() -> Value {
             "responses": {"200": ok("stopped (or already ended)", &obj("Status"))}}),
             &[("400", "invalid id"), ("404", "unknown pipeline"), ("409", "another process runs it and it cannot be reached"),
               ("504", "cluster mode: handed to the owning node, not stopped within 60 s")], true)},
+        "/api/pipeline/{id}/approve": {"post": secured(json!({
+            "summary": "Decide on a pipeline waiting at AWAITING_APPROVAL", "operationId": "approve",
+            "description": "approve: true ends it COMPLETED; approve: false sends `feedback` to ALPHA and runs a revision round (ORCHESTRATING, then AWAITING_APPROVAL again), or ends it FAILED once GOVERNANCE_MAX_REVISIONS rounds were rejected. The decision is an `approval_decided` event (by, decided_at, feedback). Of decisions racing on one wait exactly one wins; the others get 409.",
+            "parameters": [id_param("path")],
+            "requestBody": body("ApproveRequest", &json!({"approve": false, "feedback": "Add a rollback plan", "by": "alice", "revision": 0})),
+            "responses": {"200": ok("the status the decision led to: COMPLETED, ORCHESTRATING (a revision round) or FAILED", &obj("Status"))}}),
+            &[("400", "invalid id or body: the message names the field (approve, by, feedback)"), ("404", "unknown pipeline"),
+              ("409", "not awaiting approval (of this revision), or another decision came first"), ("413", "body too large"),
+              ("415", "not `Content-Type: application/json`"),
+              ("504", "cluster mode: handed to the owning node, not decided within 60 s")], true)},
         "/api/pipelines": {"get": secured(json!({
             "summary": "Pipelines, newest first", "operationId": "list",
             "parameters": [
@@ -268,7 +281,16 @@ fn request_schemas(modes: &[String], max_objective_len: usize) -> Map<String, Va
         "objective": {"type": "string", "minLength": 1, "maxLength": max_objective_len, "pattern": NON_BLANK,
                       "description": "what the pipeline should achieve: not blank (it is trimmed), at most the server's limit in characters"},
         "auto_continue": {"type": ["boolean", "null"], "description": "continue past REPORT; null or absent: AUTO_ORCHESTRATE"},
+        "require_approval": {"type": ["boolean", "null"], "description": "rest at AWAITING_APPROVAL after consensus and solution until POST /api/pipeline/{id}/approve; null or absent: GOVERNANCE_REQUIRE_APPROVAL"},
         "mode": mode, "model": model, "timeout": timeout}}));
+    m.insert("ApproveRequest".into(), json!({"type": "object", "required": ["approve", "by"], "additionalProperties": false, "properties": {
+        "approve": {"type": "boolean", "description": "true: complete; false: reject (a revision round with the feedback)"},
+        "feedback": {"type": ["string", "null"], "maxLength": MAX_FEEDBACK_LEN,
+                     "description": "what the reviewer wants changed: ALPHA's reviewer feedback on a rejection"},
+        "by": {"type": "string", "minLength": 1, "maxLength": MAX_REVIEWER_LEN, "pattern": NON_BLANK,
+               "description": "who decides (recorded in the ledger): not blank"},
+        "revision": {"type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX,
+                     "description": "the revision decided on (of the approval_requested seen); another one waiting is a 409; null or absent: whatever waits now"}}}));
     m.insert("ContinueRequest".into(), json!({"type": "object", "required": ["pipeline_id"], "additionalProperties": false, "properties": {
         "pipeline_id": id_schema(), "mode": mode, "model": model, "timeout": timeout}}));
     m
@@ -284,7 +306,8 @@ fn response_schemas() -> Value {
                            "message": {"type": "string"}}}}},
         "PipelineStatus": {"type": "string", "enum": statuses},
         "Spawned": {"type": "object", "required": ["pipeline_id", "status", "auto_continue", "mode"], "properties": {
-            "pipeline_id": id_schema(), "status": obj("PipelineStatus"), "auto_continue": {"type": "boolean"}, "mode": {"type": "string"}}},
+            "pipeline_id": id_schema(), "status": obj("PipelineStatus"), "auto_continue": {"type": "boolean"}, "mode": {"type": "string"},
+            "require_approval": {"type": "boolean"}}},
         "Status": {"type": "object", "required": ["pipeline_id", "status"], "properties": {"pipeline_id": id_schema(), "status": obj("PipelineStatus")}},
         "ReportStatus": {"type": "object", "required": ["pipeline_id", "status", "report", "ready", "auto_continue", "can_continue"], "properties": {
             "pipeline_id": id_schema(), "status": obj("PipelineStatus"), "report": {"oneOf": [obj("Report"), {"type": "null"}]},
@@ -327,7 +350,9 @@ fn record_schemas() -> Value {
             "auto_continue": {"type": "boolean"}, "mode": {"type": "string"}, "model": {"type": "string"}, "timeout_secs": {"type": "integer"},
             "created_at": {"type": "string"}, "updated_at": {"type": "string"}, "orchestration_started_at": {"type": ["string", "null"]},
             "report": {"oneOf": [obj("Report"), {"type": "null"}]}, "agents": {"type": "array", "items": obj("Agent")}, "gamma": obj("Gamma"),
-            "usage": obj("Usage"), "results": {}, "failure": {"type": ["string", "null"]}, "last_seq": {"type": "integer"}}},
+            "usage": obj("Usage"), "results": {}, "failure": {"type": ["string", "null"]}, "last_seq": {"type": "integer"},
+            "require_approval": {"type": "boolean", "description": "it rests at AWAITING_APPROVAL for a human decision"},
+            "revisions": {"type": "integer", "minimum": 0, "description": "revision rounds run after a reviewer's rejection"}}},
         "Orchestration": {"type": "object", "required": ["pipeline_id", "status"], "properties": {"pipeline_id": id_schema(), "status": obj("PipelineStatus"),
             "mode": {"type": "string"}, "model": {"type": "string"}, "timeout_secs": {"type": "integer"},
             "orchestration_started_at": {"type": ["string", "null"]}, "agents": {"type": "array", "items": obj("Agent")}, "gamma": obj("Gamma"),
@@ -358,7 +383,7 @@ pub fn document(modes: &[String], max_objective_len: usize) -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "governance", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Governed multi-agent LLM pipelines: spawn, report, continue, observe, stop. \
+                 "description": "Governed multi-agent LLM pipelines: spawn, report, continue, approve, observe, stop. \
                                  Every error is {\"error\": {\"code\", \"message\"}}; optional request fields may be null, meaning the default."},
         "paths": paths(),
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

@@ -1,184 +1,15 @@
 //! The dashboard in headless Chromium (Debian's `chromium`), driven over the DevTools protocol:
 //! load the page, spawn from the form, watch the pipeline reach COMPLETED; agent text is never
-//! parsed as HTML. Fails (never skips) when Chromium is missing.
+//! parsed as HTML; a pipeline awaiting approval is decided from its own page
+//! (`/#/pipeline/<id>`), whose ledger shows proposals and rationales in full. Fails (never
+//! skips) when Chromium is missing.
 
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        }) {
-            return p;
-        }
-    }
-    panic!("chromium is not installed: `apt-get install -y chromium` (this test never skips)");
-}
-
-struct Browser {
-    _child: Child,
-    _profile: tempfile::TempDir,
-    ws: Ws,
-    next_id: u64,
-}
-
-impl Browser {
-    async fn open(url: &str) -> Self {
-        let profile = tempfile::tempdir().unwrap();
-        let child = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--window-size=1400,1000",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromium");
-        let port_file = profile.path().join("DevToolsActivePort");
-        let mut port = None;
-        for _ in 0..300 {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && let Some(p) = text
-                    .lines()
-                    .next()
-                    .and_then(|l| l.trim().parse::<u16>().ok())
-            {
-                port = Some(p);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let port = port.expect("chromium did not open its DevTools port within 30 s");
-        let mut target = None;
-        for _ in 0..100 {
-            let list: Vec<Value> = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            target = list
-                .into_iter()
-                .find(|t| t["type"] == "page")
-                .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned));
-            if target.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let (ws, _) = tokio_tungstenite::connect_async(target.expect("no page target"))
-            .await
-            .unwrap();
-        Self {
-            _child: child,
-            _profile: profile,
-            ws,
-            next_id: 0,
-        }
-    }
-
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
-        self.ws.send(Message::Text(msg.into())).await.unwrap();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
-                .await
-                .expect("DevTools did not answer")
-                .unwrap()
-                .unwrap();
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["id"] == id {
-                    assert!(v["error"].is_null(), "{method}: {v}");
-                    return v["result"].clone();
-                }
-            }
-        }
-    }
-
-    async fn eval(&mut self, expr: &str) -> Value {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
-            )
-            .await;
-        assert!(r["exceptionDetails"].is_null(), "{expr}: {r}");
-        r["result"]["value"].clone()
-    }
-
-    /// Polls `expr` until it is `true` (60 s at most).
-    async fn wait_for(&mut self, expr: &str) {
-        for _ in 0..600 {
-            if self.eval(expr).await == json!(true) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let dom = self.eval("document.body.innerText").await;
-        panic!("timed out waiting for {expr}; page text:\n{dom}");
-    }
-
-    async fn screenshot(&mut self, path: &std::path::Path) {
-        let r = self
-            .call("Page.captureScreenshot", json!({"format": "png"}))
-            .await;
-        let png = decode_base64(r["data"].as_str().unwrap());
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, png).unwrap();
-    }
-}
-
-fn decode_base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let clean: Vec<u8> = s
-        .bytes()
-        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, c)| acc | u32::from(val(*c)) << (18 - 6 * i));
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
-}
+use common::browser::Browser;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_spawns_a_pipeline_and_shows_it_completed() {
@@ -241,5 +72,132 @@ async fn dashboard_spawns_a_pipeline_and_shows_it_completed() {
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png");
     b.screenshot(&out).await;
     drop(b);
+    s.shutdown().await;
+}
+
+/// A JS string literal of `s`.
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_awaiting_approval_is_decided_from_its_own_page() {
+    let s = common::start_with(common::Opts {
+        latency_ms: 5,
+        ..common::Opts::default()
+    })
+    .await;
+    let (st, body) = s
+        .post(
+            "/api/spawn",
+            &json!({"objective": "Plan a zero-downtime migration", "require_approval": true}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["pipeline_id"].as_str().unwrap().to_owned();
+    let pid = governance_core::PipelineId::new(&id).unwrap();
+    let mut rec = s.gov.wait_until_rest(&pid).await.unwrap();
+    while !(rec.status == governance_core::PipelineStatus::AwaitingApproval
+        || rec.status.is_terminal())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        rec = s.gov.wait_until_rest(&pid).await.unwrap();
+    }
+    assert_eq!(
+        rec.status,
+        governance_core::PipelineStatus::AwaitingApproval
+    );
+    let events = s.gov.events(&pid, 0, 10_000).await.unwrap();
+    let text_of = |ty: &str, field: &str| {
+        events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .find(|e| e["type"] == ty)
+            .and_then(|e| e["data"][field].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {ty} with {field}"))
+    };
+    let (proposal, solution) = (
+        text_of("approval_requested", "proposal"),
+        text_of("approval_requested", "solution"),
+    );
+    let rationale = text_of("vote_cast", "rationale");
+    let content = text_of("proposal_created", "content");
+
+    // the pipeline's own link opens its page: the approval panel and the ledger, all readable
+    let mut b = Browser::open(&s.url(&format!("/#/pipeline/{id}"))).await;
+    b.wait_for("!!document.getElementById('approval-panel')")
+        .await;
+    assert_eq!(
+        b.eval("document.getElementById('approval-proposal').innerText")
+            .await,
+        json!(proposal)
+    );
+    assert_eq!(
+        b.eval("document.getElementById('approval-solution').innerText")
+            .await,
+        json!(solution)
+    );
+    for text in [&rationale, &content] {
+        let expr = format!(
+            "document.getElementById('ledger').innerText.includes({})",
+            js(text)
+        );
+        assert_eq!(b.eval(&expr).await, json!(true), "{text}");
+    }
+    // loaded from /api/pipeline/logs: the ledger starts at seq 1 though the page opened late
+    b.wait_for("document.querySelector('#ledger .ev').innerText.startsWith('#1 ')")
+        .await;
+
+    // reject with feedback (markup in it stays text), then approve the revision
+    let feedback = "Add a rollback plan <img src=x onerror=\"document.title='pwned'\">";
+    b.eval(&format!(
+        "document.getElementById('approval-by').value = 'Dana'; \
+         document.getElementById('approval-by').dispatchEvent(new Event('input')); \
+         document.getElementById('approval-feedback').value = {}; \
+         document.getElementById('approval-feedback').dispatchEvent(new Event('input')); \
+         document.getElementById('reject-btn').click(); true",
+        js(feedback)
+    ))
+    .await;
+    b.wait_for(
+        "(() => { const p = document.getElementById('approval-panel'); \
+           return !!p && p.textContent.includes('revision 1'); })()",
+    )
+    .await;
+    b.wait_for(&format!(
+        "document.getElementById('ledger').innerText.includes({})",
+        js(feedback)
+    ))
+    .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll('#ledger img, #approval-panel img').length")
+            .await,
+        json!(0)
+    );
+    let waiting =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-awaiting.png");
+    b.screenshot(&waiting).await;
+    // the reviewer's name is remembered for the next decision
+    assert_eq!(
+        b.eval("document.getElementById('approval-by').value").await,
+        json!("Dana")
+    );
+    b.eval("document.getElementById('approve-btn').click(); true")
+        .await;
+    b.wait_for(
+        "(() => { const d = document.getElementById('detail-status-holder'); \
+           return !!d && d.dataset.status === 'COMPLETED' && !document.getElementById('approval-panel'); })()",
+    )
+    .await;
+    b.wait_for("document.getElementById('ledger').innerText.includes('approved by Dana')")
+        .await;
+    assert_ne!(b.eval("document.title").await, json!("pwned"));
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-approval.png");
+    b.screenshot(&out).await;
+    drop(b);
+
+    let rec = s.gov.get(&pid).await.unwrap();
+    assert_eq!(rec.status, governance_core::PipelineStatus::Completed);
+    assert_eq!(rec.revisions, 1);
     s.shutdown().await;
 }

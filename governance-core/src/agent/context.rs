@@ -203,6 +203,13 @@ impl AgentContext {
         self.inner.shared.report()
     }
 
+    /// Human reviewers' rejections of earlier outcomes, oldest first (empty unless the
+    /// pipeline is in a revision round after `POST /api/pipeline/{id}/approve` rejected one).
+    #[must_use]
+    pub fn reviewer_feedback(&self) -> Vec<String> {
+        self.inner.shared.reviewer_feedback()
+    }
+
     /// Why GAMMA was spawned (for a GAMMA agent).
     #[must_use]
     pub fn gamma_reason(&self) -> Option<GammaReason> {

@@ -2,13 +2,19 @@
 //! ([`report`](super::report)), then ORCHESTRATING ([`supervisor`](super::supervisor)) — and
 //! ends it ([`finish`]: results, final status, final checkpoint) with the [`Outcome`] a stage
 //! returns. Resumed pipelines ([`resume`](super::resume)) are driven on from their status.
+//! A pipeline that needs a human's approval rests at AWAITING_APPROVAL instead of finishing
+//! ([`approval`]); [`decide`] carries a decision out (complete, revise, fail) and
+//! [`watch_deadline`] ends an unanswered wait TIMEOUT.
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use tracing::Instrument;
 
-use super::live::{Outcome, snapshot_retrying};
+use super::approval::{self, Claim};
+use super::live::{Change, Outcome, snapshot_retrying};
 use super::parts::{Engine, Live};
+use super::requests::ApprovalDecision;
 use super::resume::{self, Rebuilt};
 use super::{report, supervisor};
 use crate::error::{Error, Result};
@@ -38,6 +44,12 @@ pub(super) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     engine.tasks.spawn(
         async move {
             let result = drive(&e, &live, stage).await;
+            if let Ok(true) = result {
+                // resting at AWAITING_APPROVAL: the claim went with the status change, a
+                // decision may hold the pipeline already
+                watch_deadline(&e, live);
+                return;
+            }
             if let Err(Error::Fenced { .. }) = &result {
                 // another node owns it now: write nothing more, let it go here
                 tracing::warn!("lost the pipeline's lease to another node; dropping it here");
@@ -82,7 +94,9 @@ pub(super) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     );
 }
 
-async fn drive(engine: &Engine, live: &Live, stage: Stage) -> Result<()> {
+/// Drives a pipeline through `stage` to its end or a rest; `true` when it rests at
+/// AWAITING_APPROVAL (the driver's claim was given up as the status changed).
+async fn drive(engine: &Engine, live: &Live, stage: Stage) -> Result<bool> {
     let end = match stage {
         Stage::Running => match report::run(engine, live).await? {
             None if live.auto_continue() => supervisor::orchestrate(engine, live, false).await?,
@@ -92,11 +106,137 @@ async fn drive(engine: &Engine, live: &Live, stage: Stage) -> Result<()> {
         Stage::ResumeOrchestrating => supervisor::orchestrate(engine, live, true).await?,
     };
     match end {
-        None => Ok(()),
+        None => Ok(false),
         // the engine is shutting down: keep the status, the next engine resumes it
-        Some(Outcome::Suspended) => live.checkpoint_now(engine).await,
-        Some(outcome) => finish(engine, live, outcome).await,
+        Some(Outcome::Suspended) => live.checkpoint_now(engine).await.map(|()| false),
+        Some(Outcome::Completed) if live.with_record(|r| r.require_approval).await => {
+            approval::request(engine, live).await.map(|()| true)
+        }
+        Some(outcome) => finish(engine, live, outcome).await.map(|()| false),
     }
+}
+
+/// Carries out a human's decision on a pipeline waiting at AWAITING_APPROVAL: approve →
+/// COMPLETED; reject → a revision round (ORCHESTRATING on a fresh blackboard, the feedback
+/// for ALPHA), or FAILED once `GOVERNANCE_MAX_REVISIONS` rounds were rejected. The
+/// `approval_decided` event is in the same commit as the status it leads to. Returns that
+/// status.
+///
+/// # Errors
+/// [`Error::Conflict`] when the pipeline is not waiting or another decision holds it;
+/// backend errors (nothing was written: it still waits).
+pub(super) async fn decide(
+    engine: &Arc<Engine>,
+    live: Arc<Live>,
+    decision: ApprovalDecision,
+    decision_id: String,
+) -> Result<crate::PipelineStatus> {
+    use crate::state_machine::PipelineStatus as S;
+    let claim = approval::claim(&live, decision.revision).await?;
+    let revision = live.with_record(|r| r.revisions).await;
+    let max = engine.config.approval.max_revisions;
+    let snap = engine.blackboard.snapshot(live.id()).await?;
+    let proposal_id = snap.consensus.as_ref().map(|c| c.proposal_id.clone());
+    let by = decision.by.trim().to_owned();
+    let feedback = decision
+        .feedback
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty());
+    let event = EventKind::ApprovalDecided {
+        pipeline_id: live.id().clone(),
+        revision,
+        proposal_id: proposal_id.clone(),
+        approve: decision.approve,
+        by: by.clone(),
+        decided_at: Utc::now(),
+        feedback: feedback.clone(),
+        decision_id,
+    };
+    if decision.approve {
+        end_waiting(engine, &live, claim, Outcome::Completed, vec![event]).await?;
+        return Ok(S::Completed);
+    }
+    if revision >= max {
+        let reason = format!(
+            "the reviewer {by:?} rejected the outcome after {revision} revision round(s), the \
+             most GOVERNANCE_MAX_REVISIONS ({max}) allows{}",
+            feedback
+                .as_deref()
+                .map(|f| format!(": {f}"))
+                .unwrap_or_default()
+        );
+        end_waiting(engine, &live, claim, Outcome::Failed(reason), vec![event]).await?;
+        return Ok(S::Failed);
+    }
+    let change = Change {
+        leading: vec![event],
+        board: Some(approval::revision_board(&snap)),
+        revisions: Some(revision + 1),
+        release_driver: false,
+    };
+    let reason = format!("revision {} asked for by {by}", revision + 1);
+    live.set_status_with(engine, S::Orchestrating, Some(reason), change)
+        .await?;
+    live.state
+        .add_review(approval::review_of(&snap, proposal_id, &by, feedback));
+    // the driver takes the claim over; the round starts by putting the fresh board in place
+    claim.keep();
+    start(engine, live, Stage::ResumeOrchestrating);
+    Ok(S::Orchestrating)
+}
+
+/// Ends a waiting pipeline that `claim` holds with `outcome` (`leading` events in the same
+/// commit as its final status), then lets it go.
+async fn end_waiting(
+    engine: &Engine,
+    live: &Live,
+    claim: Claim<'_>,
+    outcome: Outcome,
+    leading: Vec<EventKind>,
+) -> Result<()> {
+    finish_with(engine, live, outcome, leading).await?;
+    drop(claim);
+    engine.live.lock().remove(live.id());
+    engine.ownership.release(live.id(), true).await;
+    Ok(())
+}
+
+/// Ends the pipeline's wait for approval TIMEOUT at its deadline (`GOVERNANCE_APPROVAL_TIMEOUT`
+/// after it began, the same after a restart), unless it is decided, stopped or suspended first.
+pub(super) fn watch_deadline(engine: &Arc<Engine>, live: Arc<Live>) {
+    let Some(timeout) = engine.config.approval.timeout else {
+        return;
+    };
+    let e = engine.clone();
+    let span = tracing::info_span!("pipeline", pipeline_id = %live.id());
+    engine.tasks.spawn(
+        async move {
+            let (since, revision) = live
+                .with_record(|r| (approval::waiting_since(r), r.revisions))
+                .await;
+            let Some(deadline) = since.and_then(|s| approval::deadline(s, Some(timeout))) else {
+                return;
+            };
+            let mut rx = live.status_rx();
+            tokio::select! {
+                () = tokio::time::sleep(approval::remaining(deadline, Utc::now())) => {}
+                _ = rx.wait_for(|s| *s != crate::PipelineStatus::AwaitingApproval) => return,
+                // a stop, or the engine's shutdown (the next engine keeps counting)
+                () = live.stop.cancelled() => return,
+            }
+            let Ok(claim) = approval::claim(&live, Some(revision)).await else {
+                return; // decided (or being decided) meanwhile
+            };
+            let reason = format!(
+                "no approval decision within {}s (GOVERNANCE_APPROVAL_TIMEOUT)",
+                timeout.as_secs()
+            );
+            if let Err(err) = end_waiting(&e, &live, claim, Outcome::Timeout(reason), Vec::new()).await {
+                tracing::error!(error = %err, "could not end the wait for approval at its deadline");
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// Stops a pipeline that no task drives (resting at REPORT).
@@ -121,6 +261,17 @@ pub(super) async fn stop_resting(engine: &Engine, live: &Live) -> Result<()> {
 /// the final checkpoint; then frees its blackboard and bus log (they live on in the checkpoint
 /// and the ledger).
 async fn finish(engine: &Engine, live: &Live, outcome: Outcome) -> Result<()> {
+    finish_with(engine, live, outcome, Vec::new()).await
+}
+
+/// [`finish`] with `leading` events (a decision) in the commit of the final status, before
+/// `orchestration_complete`: the end and what led to it are written together or not at all.
+async fn finish_with(
+    engine: &Engine,
+    live: &Live,
+    outcome: Outcome,
+    mut leading: Vec<EventKind>,
+) -> Result<()> {
     let id = live.id().clone();
     let snapshot = snapshot_retrying(engine, &id).await.unwrap_or_default();
     let status = outcome.status();
@@ -138,16 +289,18 @@ async fn finish(engine: &Engine, live: &Live, outcome: Outcome) -> Result<()> {
         })
         .await;
     if orchestrated {
-        live.state
-            .emitter()
-            .emit(EventKind::OrchestrationComplete {
-                pipeline_id: id.clone(),
-                status,
-                results,
-            })
-            .await?;
+        leading.push(EventKind::OrchestrationComplete {
+            pipeline_id: id.clone(),
+            status,
+            results,
+        });
     }
-    live.set_status(engine, status, outcome.reason()).await?;
+    let change = Change {
+        leading,
+        ..Change::default()
+    };
+    live.set_status_with(engine, status, outcome.reason(), change)
+        .await?;
     // the final checkpoint holds the blackboard; free the working copies
     if let Err(e) = engine.blackboard.clear(&id).await {
         tracing::warn!(error = %e, "could not clear the blackboard of a finished pipeline");
@@ -216,6 +369,8 @@ pub(super) async fn resume_one(engine: &Arc<Engine>, rec: PipelineRecord) -> Res
             start(engine, live, Stage::Orchestrating);
         }
         PipelineStatus::Report => {}
+        // waiting for a human: no task, no agent; only its deadline is watched
+        PipelineStatus::AwaitingApproval => watch_deadline(engine, live),
         _ => start(engine, live, Stage::ResumeOrchestrating),
     }
     Ok(true)

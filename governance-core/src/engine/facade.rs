@@ -48,7 +48,7 @@ use crate::store::{CheckpointStore, LedgerStore, PipelineFilter, PipelineRecord,
 /// ```
 #[derive(Debug, Clone)]
 pub struct Governance {
-    engine: Arc<Engine>,
+    pub(super) engine: Arc<Engine>,
 }
 
 impl Governance {
@@ -293,8 +293,9 @@ impl Governance {
     }
 
     /// Waits until the pipeline reaches a terminal status (COMPLETED, STOPPED, a failure) and
-    /// returns its record. A pipeline resting at REPORT (auto-continue off) waits here until it
-    /// is continued or stopped; use [`wait_until_rest`](Self::wait_until_rest) to stop there.
+    /// returns its record. A pipeline resting at REPORT (auto-continue off) or at
+    /// AWAITING_APPROVAL waits here until it is continued, decided or stopped; use
+    /// [`wait_until_rest`](Self::wait_until_rest) to stop there.
     ///
     /// # Errors
     /// [`Error::NotFound`].
@@ -303,15 +304,19 @@ impl Governance {
     }
 
     /// Waits until the pipeline comes to rest: it reaches REPORT (where it rests unless
-    /// auto-continue is on) or a terminal status, and returns its record. With auto-continue
-    /// on, a pipeline passes REPORT without resting: the record returned may then already show
-    /// ORCHESTRATING or later.
+    /// auto-continue is on), AWAITING_APPROVAL (it waits for [`approve`](Self::approve)) or a
+    /// terminal status, and returns its record. With auto-continue on, a pipeline passes
+    /// REPORT without resting: the record returned may then already show ORCHESTRATING or
+    /// later.
     ///
     /// # Errors
     /// [`Error::NotFound`].
     pub async fn wait_until_rest(&self, id: &PipelineId) -> Result<PipelineRecord> {
-        self.wait_for_status(id, |s| s.is_terminal() || s == PipelineStatus::Report)
-            .await
+        self.wait_for_status(id, |s| {
+            s.is_terminal()
+                || matches!(s, PipelineStatus::Report | PipelineStatus::AwaitingApproval)
+        })
+        .await
     }
 
     async fn wait_for_status(

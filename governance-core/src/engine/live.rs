@@ -24,6 +24,22 @@ use crate::state_machine::PipelineStatus;
 use crate::store::{Checkpoint, PipelineRecord, UsageTotals};
 use crate::token_budget::PipelineBudget;
 
+/// What a status change commits besides the status (see [`Live::set_status_with`]).
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    /// Events written before `status_changed`, in the same commit (a decision and what it
+    /// leads to are never half-written).
+    pub leading: Vec<EventKind>,
+    /// The blackboard the checkpoint holds instead of the live one (a revision's fresh board,
+    /// put in place after the commit).
+    pub board: Option<BlackboardSnapshot>,
+    /// The record's revision count after the change.
+    pub revisions: Option<u32>,
+    /// The driver lets the pipeline go as the change becomes visible (a rest that others may
+    /// claim: a decision arriving the moment after finds it free).
+    pub release_driver: bool,
+}
+
 /// How a pipeline ends.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
@@ -123,6 +139,10 @@ impl Live {
             results: None,
             failure: None,
             last_seq: 0,
+            require_approval: req
+                .require_approval
+                .unwrap_or(engine.config.approval.required),
+            revisions: 0,
         };
         engine.ownership.claim_new(&record.id).await?;
         let live = Self::build(engine, record, 0);
@@ -135,7 +155,7 @@ impl Live {
                 reason: None,
             };
             // not retried: a spawn the storage refuses fails at once (503), nothing is lost
-            live.commit_state(engine, &mut rec, Some(event), false)
+            live.commit_state(engine, &mut rec, vec![event], None, false)
                 .await?;
         }
         // acknowledged: from now on its writes wait out storage failures
@@ -173,30 +193,32 @@ impl Live {
         Ok(())
     }
 
-    /// Commits a state change (an optional `status_changed`, then `checkpoint_created`, the
-    /// checkpoint and the registry row) as one [`crate::store::StatusChange`] of the engine's
-    /// [`crate::store::StateStore`]: all or nothing.
+    /// Commits a state change (`events` — the status change's, when there is one — then
+    /// `checkpoint_created`, the checkpoint and the registry row) as one
+    /// [`crate::store::StatusChange`] of the engine's [`crate::store::StateStore`]: all or
+    /// nothing. The checkpoint holds `board` when given, else the live blackboard.
     async fn commit_state(
         &self,
         engine: &Engine,
         rec: &mut PipelineRecord,
-        status_event: Option<EventKind>,
+        events: Vec<EventKind>,
+        board: Option<BlackboardSnapshot>,
         is_final: bool,
     ) -> Result<()> {
         self.sync_runtime(rec);
         let id = rec.id.clone();
-        let blackboard = match self.state.emitter().write_retry() {
+        let blackboard = match (board, self.state.emitter().write_retry()) {
+            (Some(board), _) => board,
             _ if rec.status == PipelineStatus::Spawned => BlackboardSnapshot::default(),
             // a driven pipeline waits for its blackboard as for its stores (one policy)
-            Some(policy) => {
+            (None, Some(policy)) => {
                 policy
                     .run("blackboard snapshot", || engine.blackboard.snapshot(&id))
                     .await?
             }
-            None => snapshot_retrying(engine, &id).await?,
+            (None, None) => snapshot_retrying(engine, &id).await?,
         };
-        let mut kinds = Vec::with_capacity(2);
-        kinds.extend(status_event);
+        let mut kinds = events;
         kinds.push(EventKind::CheckpointCreated {
             pipeline_id: rec.id.clone(),
             status: rec.status,
@@ -218,7 +240,8 @@ impl Live {
     /// A checkpoint in the current status (e.g. right after consensus).
     pub async fn checkpoint_now(&self, engine: &Engine) -> Result<()> {
         let mut rec = self.record.lock().await;
-        self.commit_state(engine, &mut rec, None, false).await
+        self.commit_state(engine, &mut rec, Vec::new(), None, false)
+            .await
     }
 
     /// Ends the pipeline in memory only (its stores are unreachable), so waiters return.
@@ -241,6 +264,18 @@ impl Live {
         to: PipelineStatus,
         reason: Option<String>,
     ) -> Result<()> {
+        self.set_status_with(engine, to, reason, Change::default())
+            .await
+    }
+
+    /// [`set_status`](Self::set_status) with what else the same commit carries ([`Change`]).
+    pub async fn set_status_with(
+        &self,
+        engine: &Engine,
+        to: PipelineStatus,
+        reason: Option<String>,
+        change: Change,
+    ) -> Result<()> {
         let mut guard = self.record.lock().await;
         let from = guard.status;
         from.transition(to)?;
@@ -251,21 +286,29 @@ impl Live {
         rec.status = to;
         rec.history.push((to, now));
         rec.updated_at = now;
-        if to == PipelineStatus::Orchestrating {
+        if to == PipelineStatus::Orchestrating && rec.orchestration_started_at.is_none() {
             rec.orchestration_started_at = Some(now);
         }
         if to.is_terminal() && to != PipelineStatus::Completed {
             rec.failure.clone_from(&reason);
         }
-        let event = EventKind::StatusChanged {
+        if let Some(n) = change.revisions {
+            rec.revisions = n;
+        }
+        let mut events = change.leading;
+        events.push(EventKind::StatusChanged {
             pipeline_id: rec.id.clone(),
             status: to,
             previous: Some(from),
             reason,
-        };
-        self.commit_state(engine, &mut rec, Some(event), to.is_terminal())
+        });
+        self.commit_state(engine, &mut rec, events, change.board, to.is_terminal())
             .await?;
         *guard = rec;
+        if change.release_driver {
+            // under the record's lock: whoever sees the new status finds the pipeline free
+            self.set_driven(false);
+        }
         drop(guard);
         self.status_tx.send_replace(to);
         Ok(())

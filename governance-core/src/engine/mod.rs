@@ -2,7 +2,11 @@
 //!
 //! - [`Governance`] (`facade.rs`), the public face, built by [`GovernanceBuilder`]
 //!   (`builder.rs`) and asked with [`SpawnRequest`] / [`ContinueRequest`] (`requests.rs`);
-//! - `driver.rs`: one task per pipeline runs its stages in order and ends it;
+//! - `decisions.rs`: [`Governance::approve`], a human's decision on a pipeline waiting at
+//!   AWAITING_APPROVAL (here or, forwarded, on its owner);
+//! - `driver.rs`: one task per pipeline runs its stages in order and ends it; with
+//!   `approval.rs`, the rest at AWAITING_APPROVAL (who may decide, the deadline, the fresh
+//!   blackboard of a revision round);
 //! - the stages: `report.rs` (RUNNING → REPORT), `supervisor.rs` (ORCHESTRATING: agents,
 //!   GAMMA, handoffs, quorum), `resume.rs` (rebuilding a pipeline after a crash);
 //! - `live.rs`: a live pipeline's status changes and checkpoints, and how it ends (`Outcome`);
@@ -10,7 +14,9 @@
 //!   and `state.rs` (what a running pipeline's agents and supervisor share: private fields,
 //!   changed only through intent methods).
 
+mod approval;
 mod builder;
+mod decisions;
 mod driver;
 mod facade;
 mod live;
@@ -23,4 +29,7 @@ mod supervisor;
 
 pub use builder::GovernanceBuilder;
 pub use facade::Governance;
-pub use requests::{ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, SpawnRequest};
+pub use requests::{
+    ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, MAX_FEEDBACK_LEN,
+    MAX_REVIEWER_LEN, SpawnRequest,
+};

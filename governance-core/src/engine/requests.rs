@@ -1,5 +1,5 @@
-//! What a caller asks of the engine: [`SpawnRequest`] and [`ContinueRequest`], and their
-//! bounds.
+//! What a caller asks of the engine: [`SpawnRequest`], [`ContinueRequest`] and
+//! [`ApprovalDecision`], and their bounds.
 
 use std::time::Duration;
 
@@ -47,6 +47,11 @@ pub struct SpawnRequest {
     /// Orchestration timeout (default: `ORCHESTRATION_TIMEOUT`).
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// Rest at `AWAITING_APPROVAL` after consensus and solution until a human decides
+    /// ([`Governance::approve`](crate::Governance::approve)); default:
+    /// `GOVERNANCE_REQUIRE_APPROVAL`.
+    #[serde(default)]
+    pub require_approval: Option<bool>,
 }
 
 impl SpawnRequest {
@@ -74,6 +79,88 @@ pub struct ContinueRequest {
     pub timeout: Option<Duration>,
 }
 
+/// The longest reviewer feedback accepted (characters).
+pub const MAX_FEEDBACK_LEN: usize = 4000;
+/// The longest reviewer name (`by`) accepted (characters).
+pub const MAX_REVIEWER_LEN: usize = 128;
+
+/// A human's decision on a pipeline resting at `AWAITING_APPROVAL` (the body of
+/// `POST /api/pipeline/{id}/approve`).
+///
+/// Approving completes the pipeline; rejecting sends `feedback` to ALPHA as reviewer feedback
+/// and runs a revision round (at most `GOVERNANCE_MAX_REVISIONS`, then FAILED).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// Approve (`true`) or reject.
+    pub approve: bool,
+    /// What the reviewer wants changed (at most [`MAX_FEEDBACK_LEN`] characters).
+    #[serde(default)]
+    pub feedback: Option<String>,
+    /// Who decides: not blank, at most [`MAX_REVIEWER_LEN`] characters.
+    pub by: String,
+    /// The revision the reviewer saw (`revision` of its `approval_requested`): a decision for
+    /// another one is refused (409), so a decision made on an outcome never lands on the
+    /// next round's. `None`: whatever is waiting now.
+    #[serde(default)]
+    pub revision: Option<u32>,
+}
+
+impl ApprovalDecision {
+    /// An approval by `by`.
+    #[must_use]
+    pub fn approve(by: impl Into<String>) -> Self {
+        Self {
+            approve: true,
+            feedback: None,
+            by: by.into(),
+            revision: None,
+        }
+    }
+
+    /// A rejection by `by` with `feedback` for the next round.
+    #[must_use]
+    pub fn reject(by: impl Into<String>, feedback: impl Into<String>) -> Self {
+        Self {
+            approve: false,
+            feedback: Some(feedback.into()),
+            by: by.into(),
+            revision: None,
+        }
+    }
+
+    /// Only for the wait of `revision` (see [`revision`](Self::revision)).
+    #[must_use]
+    pub fn for_revision(mut self, revision: u32) -> Self {
+        self.revision = Some(revision);
+        self
+    }
+
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field (`by`, `feedback`).
+    pub fn validate(&self) -> Result<()> {
+        if self.by.trim().is_empty() {
+            return Err(Error::InvalidInput("by must not be blank".into()));
+        }
+        if self.by.chars().count() > MAX_REVIEWER_LEN {
+            return Err(Error::InvalidInput(format!(
+                "by is longer than {MAX_REVIEWER_LEN} characters"
+            )));
+        }
+        if self
+            .feedback
+            .as_ref()
+            .is_some_and(|f| f.chars().count() > MAX_FEEDBACK_LEN)
+        {
+            return Err(Error::InvalidInput(format!(
+                "feedback is longer than {MAX_FEEDBACK_LEN} characters"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A timeout a request may ask for: 1 second to 24 hours.
 pub(crate) fn validate_timeout(t: Duration) -> Result<()> {
     if t.is_zero() || t > Duration::from_secs(86_400) {
@@ -82,4 +169,35 @@ pub(crate) fn validate_timeout(t: Duration) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_names_the_field_it_breaks() {
+        assert!(ApprovalDecision::approve("alice").validate().is_ok());
+        assert!(
+            ApprovalDecision::reject("alice", "more detail")
+                .validate()
+                .is_ok()
+        );
+        let blank = ApprovalDecision::approve("  ").validate().unwrap_err();
+        assert!(blank.to_string().contains("by"), "{blank}");
+        let long = ApprovalDecision::approve("x".repeat(MAX_REVIEWER_LEN + 1))
+            .validate()
+            .unwrap_err();
+        assert!(long.to_string().contains("by"), "{long}");
+        let fb = ApprovalDecision::reject("a", "é".repeat(MAX_FEEDBACK_LEN + 1))
+            .validate()
+            .unwrap_err();
+        assert!(fb.to_string().contains("feedback"), "{fb}");
+        // the limit counts characters, not bytes
+        assert!(
+            ApprovalDecision::reject("a", "é".repeat(MAX_FEEDBACK_LEN))
+                .validate()
+                .is_ok()
+        );
+    }
 }

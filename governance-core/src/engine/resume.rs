@@ -6,11 +6,11 @@
 //! after the checkpoint are re-applied in ledger order with the quorum they were cast at, so the
 //! consensus comes out the same as before the crash and is never decided twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::parts::{Engine, Live};
-use super::state::Recorded;
+use super::state::{Recorded, Review};
 use crate::blackboard::{Proposal, Vote};
 use crate::error::Result;
 use crate::event::EventKind;
@@ -149,8 +149,11 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     // what the ledger recorded of the blackboard
     let mut proposals = HashSet::new();
     let mut votes = HashSet::new();
-    let mut recorded = false;
+    let mut recorded = HashSet::new();
     let mut started = false;
+    // reviewers' rejections (ALPHA's feedback in a revision round), with the titles asked about
+    let mut titles = HashMap::new();
+    let mut reviews = Vec::new();
     let mut spawned = HashSet::new();
     let mut after = 0;
     loop {
@@ -167,7 +170,31 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
                 } => {
                     votes.insert((proposal_id, voter));
                 }
-                EventKind::ConsensusReached { .. } => recorded = true,
+                EventKind::ConsensusReached { proposal_id, .. } => {
+                    recorded.insert(proposal_id);
+                }
+                EventKind::ApprovalRequested {
+                    proposal_id: Some(p),
+                    title,
+                    ..
+                } => {
+                    titles.insert(p, title);
+                }
+                EventKind::ApprovalDecided {
+                    approve: false,
+                    proposal_id,
+                    by,
+                    feedback,
+                    ..
+                } => reviews.push(Review {
+                    title: proposal_id
+                        .as_ref()
+                        .and_then(|p| titles.get(p).cloned())
+                        .unwrap_or_default(),
+                    proposal_id,
+                    by,
+                    feedback,
+                }),
                 EventKind::OrchestrationStarted { .. } => started = true,
                 EventKind::AgentSpawned { agent_id, .. } => {
                     spawned.insert(agent_id);
@@ -175,6 +202,9 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
                 _ => {}
             }
         }
+    }
+    for review in reviews {
+        live.state.add_review(review);
     }
     live.state.restore_recorded(Recorded {
         proposals,
@@ -187,7 +217,7 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     // the ledger stays a complete account of the blackboard.
     live.state.record_unrecorded(&snap, None).await?;
     if let Some(c) = &snap.consensus {
-        if !recorded {
+        if !recorded.contains(&c.proposal_id) {
             live.state
                 .emitter()
                 .emit(EventKind::ConsensusReached {

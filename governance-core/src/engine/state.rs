@@ -49,6 +49,36 @@ pub(crate) struct PipelineState {
     /// are concerned (filled on resume from the ledger, then by `record_remote`), so a report
     /// replayed after a takeover is not recorded twice.
     recorded: Mutex<Recorded>,
+    /// Reviewers' rejections of earlier outcomes, oldest first (see [`Review`]).
+    reviews: Mutex<Vec<Review>>,
+}
+
+/// A human reviewer's rejection of an outcome: ALPHA reads it as reviewer feedback in the
+/// revision rounds that follow, and its proposal never counts as the consensus again.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Review {
+    /// The rejected consensus proposal.
+    pub proposal_id: Option<ProposalId>,
+    /// Its title.
+    pub title: String,
+    /// Who rejected it.
+    pub by: String,
+    /// What they want changed.
+    pub feedback: Option<String>,
+}
+
+impl Review {
+    /// How ALPHA's prompt quotes it.
+    fn as_feedback(&self) -> String {
+        let what = format!(
+            "the human reviewer {:?} rejected the outcome {:?}",
+            self.by, self.title
+        );
+        match self.feedback.as_deref().map(str::trim) {
+            Some(f) if !f.is_empty() => format!("{what}: {f}"),
+            _ => format!("{what} without a comment"),
+        }
+    }
 }
 
 /// What of the blackboard and the agents the ledger already records (see
@@ -87,6 +117,7 @@ impl PipelineState {
             agents: Mutex::new(Vec::new()),
             usage: Mutex::new(UsageTotals::default()),
             recorded: Mutex::new(Recorded::default()),
+            reviews: Mutex::new(Vec::new()),
         }
     }
 
@@ -172,6 +203,16 @@ impl PipelineState {
 
     pub(crate) fn usage(&self) -> UsageTotals {
         *self.usage.lock()
+    }
+
+    /// Human reviewers' rejections of earlier outcomes, oldest first, as text for a prompt
+    /// (empty unless the pipeline is in a revision round).
+    pub(crate) fn reviewer_feedback(&self) -> Vec<String> {
+        self.reviews
+            .lock()
+            .iter()
+            .map(Review::as_feedback)
+            .collect()
     }
 
     // ---- what agents report (the governed path) ----
@@ -391,6 +432,28 @@ impl PipelineState {
         r.votes.extend(from_ledger.votes);
         r.orchestration_started = from_ledger.orchestration_started;
         r.spawned.extend(from_ledger.spawned);
+    }
+
+    /// A reviewer rejected an outcome (on the decision, or read back from the ledger).
+    pub(in crate::engine) fn add_review(&self, review: Review) {
+        self.reviews.lock().push(review);
+    }
+
+    /// Whether a reviewer rejected `proposal` as an outcome.
+    pub(in crate::engine) fn was_rejected(&self, proposal: &ProposalId) -> bool {
+        self.reviews
+            .lock()
+            .iter()
+            .any(|r| r.proposal_id.as_ref() == Some(proposal))
+    }
+
+    /// A revision round begins on a fresh blackboard: no consensus, no solution, every voter
+    /// back (quorum 2).
+    pub(in crate::engine) fn start_revision(&self) {
+        self.consensus.store(false, Ordering::Release);
+        self.solution.store(false, Ordering::Release);
+        self.set_quorum(2);
+        self.proposals_changed();
     }
 
     fn update_agent(&self, agent_id: &str, f: impl FnOnce(&mut AgentRecord)) {

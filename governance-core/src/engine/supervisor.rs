@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::approval;
 use super::live::Outcome;
 use super::parts::{Engine, Live};
 use crate::agent::{Agent, AgentOutcome};
@@ -62,6 +63,10 @@ pub(super) async fn orchestrate(
     if !resumed {
         live.set_status(engine, PipelineStatus::Orchestrating, None)
             .await?;
+    }
+    if live.with_record(|r| r.revisions > 0).await {
+        // a revision round after a reviewer's rejection: start from the fresh blackboard
+        approval::start_revision_round(engine, live).await?;
     }
     let mut roles: Vec<(Arc<dyn Agent>, bool)> =
         vec![(engine.alpha.clone(), true), (engine.beta.clone(), true)];

@@ -95,6 +95,8 @@ pub(crate) fn record(
         }),
         failure: None,
         last_seq: 17,
+        require_approval: true,
+        revisions: 1,
     }
 }
 

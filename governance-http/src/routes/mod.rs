@@ -1,5 +1,6 @@
 //! Request handlers, grouped by what they serve.
 
+pub mod approval;
 pub mod ops;
 pub mod pipelines;
 pub mod streams;

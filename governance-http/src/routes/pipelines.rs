@@ -34,6 +34,10 @@ pub struct SpawnBody {
     /// Orchestration timeout in seconds (a JSON number with no fraction: `30` or `30.0`).
     #[serde(default, deserialize_with = "whole_seconds")]
     pub timeout: Option<u64>,
+    /// Rest at `AWAITING_APPROVAL` after consensus and solution until
+    /// `POST /api/pipeline/{id}/approve` (default: `GOVERNANCE_REQUIRE_APPROVAL`).
+    #[serde(default)]
+    pub require_approval: Option<bool>,
 }
 
 /// Body of `POST /api/pipeline/continue`.
@@ -185,6 +189,7 @@ pub async fn spawn(
             mode: body.mode,
             model: body.model,
             timeout: timeout(body.timeout),
+            require_approval: body.require_approval,
         })
         .await?;
     let rec = gov.get(&id).await?;
@@ -195,6 +200,7 @@ pub async fn spawn(
             "status": rec.status,
             "auto_continue": rec.auto_continue,
             "mode": rec.mode,
+            "require_approval": rec.require_approval,
         })),
     ))
 }

@@ -1,6 +1,8 @@
 //! A real server on 127.0.0.1:0 for the HTTP tests.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

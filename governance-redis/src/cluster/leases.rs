@@ -260,6 +260,13 @@ impl RedisLeases {
                     let r = match command {
                         Command::Stop => gov.stop(&id).await.map(|_| ()),
                         Command::Continue(req) => gov.continue_pipeline(&id, req).await,
+                        Command::Approve {
+                            decision,
+                            decision_id,
+                        } => gov
+                            .approve_forwarded(&id, decision, decision_id)
+                            .await
+                            .map(|_| ()),
                         _ => Ok(()),
                     };
                     if let Err(e) = r {
