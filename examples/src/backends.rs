@@ -91,10 +91,12 @@ pub const SERVE_LOCAL_LATENCY_MS: u64 = 300;
 /// # Errors
 /// A variable that is not a whole number.
 pub fn local_llm(default_latency_ms: u64) -> anyhow::Result<LocalLlm> {
-    Ok(LocalLlm::new(LocalLlmConfig {
-        seed: env_u64("GOVERNANCE_LOCAL_SEED", 0)?,
-        latency: Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", default_latency_ms)?),
-        ..LocalLlmConfig::default()
+    Ok(LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.seed = env_u64("GOVERNANCE_LOCAL_SEED", 0)?;
+        conf.latency =
+            Duration::from_millis(env_u64("GOVERNANCE_LOCAL_LATENCY_MS", default_latency_ms)?);
+        conf
     }))
 }
 

@@ -119,9 +119,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn throughput(args: &BenchArgs, config: Config) -> anyhow::Result<BenchReport> {
-    let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(args.latency_ms),
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(args.latency_ms);
+        conf
     });
     let (gov, backends) = engine(args, config, llm).await?;
     let sem = Arc::new(Semaphore::new(args.concurrency.max(1)));
@@ -170,10 +171,11 @@ async fn hold(args: &BenchArgs, config: Config) -> anyhow::Result<BenchReport> {
         FaultKind::Stall,
         u32::MAX,
     );
-    let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(args.latency_ms),
-        faults: vec![stall],
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(args.latency_ms);
+        conf.faults = vec![stall];
+        conf
     });
     let (gov, backends) = engine(args, config, llm).await?;
     // warm up allocator and runtime so the baseline is fair
@@ -237,9 +239,10 @@ async fn engine(
         "memory".to_owned()
     };
     let gov = builder
-        .config(Config {
-            auto_orchestrate: true,
-            ..config
+        .config({
+            let mut conf = config;
+            conf.auto_orchestrate = true;
+            conf
         })
         .llm("local", Arc::new(llm))
         .default_mode("local")

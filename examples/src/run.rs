@@ -34,15 +34,17 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let telemetry = crate::telemetry::init(crate::telemetry::CLI_LOG_FILTER)?;
     let config = Config::from_env().context("reading configuration")?;
-    let llm = LocalLlm::new(LocalLlmConfig {
-        seed: args.seed,
-        latency: Duration::from_millis(args.latency_ms),
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.seed = args.seed;
+        conf.latency = Duration::from_millis(args.latency_ms);
+        conf
     });
     let gov = Governance::builder()
-        .config(Config {
-            auto_orchestrate: true,
-            ..config
+        .config({
+            let mut conf = config;
+            conf.auto_orchestrate = true;
+            conf
         })
         .llm("local", Arc::new(llm))
         .build()?;

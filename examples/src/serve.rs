@@ -104,13 +104,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (true, true) => "bearer token required (/metrics public)",
         (false, _) => "no token (loopback only)",
     };
-    let settings = HttpSettings {
-        api_token: token.map(Into::into),
-        allowed_origins,
-        breakers: backends.breakers,
-        backends: backends.summary.clone(),
-        metrics_public,
-        ..HttpSettings::default()
+    let settings = {
+        let mut conf = HttpSettings::default();
+        conf.api_token = token.map(Into::into);
+        conf.allowed_origins = allowed_origins;
+        conf.breakers = backends.breakers;
+        conf.backends = backends.summary.clone();
+        conf.metrics_public = metrics_public;
+        conf
     }
     .with_node_id(crate::telemetry::node_id());
     let listener = tokio::net::TcpListener::bind(addr)

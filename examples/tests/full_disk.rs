@@ -51,20 +51,19 @@ async fn a_full_disk_holds_running_pipelines_until_space_returns_then_they_finis
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("governance.db");
     let store = Arc::new(
-        SqliteStore::open_with(
-            &db,
-            SqliteOptions {
-                max_size_bytes: Some(CAP_BYTES),
-                ..SqliteOptions::default()
-            },
-        )
+        SqliteStore::open_with(&db, {
+            let mut conf = SqliteOptions::default();
+            conf.max_size_bytes = Some(CAP_BYTES);
+            conf
+        })
         .await
         .unwrap(),
     );
     // paced, so the pipelines are still running when the disk fills
-    let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(250),
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(250);
+        conf
     });
     let gov = Governance::builder()
         .store(store.clone())

@@ -131,9 +131,10 @@ async fn a_redis_outage_fails_readiness_at_once_and_sqlite_reads_still_answer() 
         .unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
     // `slow` paces the LLM so a pipeline is still running when Redis stops
-    let slow = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(1000),
-        ..LocalLlmConfig::default()
+    let slow = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(1000);
+        conf
     });
     let gov = Governance::builder()
         .blackboard(backend.blackboard())

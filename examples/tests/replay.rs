@@ -36,18 +36,18 @@ impl ExchangeStore for Lossy {
 }
 
 fn config() -> Config {
-    Config {
-        agent_poll_interval: Duration::from_millis(50),
-        ..Config::default()
-    }
+    let mut conf = Config::default();
+    conf.agent_poll_interval = Duration::from_millis(50);
+    conf
 }
 
 /// Runs one pipeline on a recording LocalLlm (BETA rejects the first proposal) into `db`.
 async fn record(db: &Path, drop: fn(&LlmExchange) -> bool) -> (PipelineRecord, LocalLlm) {
     let store = Arc::new(SqliteStore::open(db).await.unwrap());
-    let local = LocalLlm::new(LocalLlmConfig {
-        disagree_first: 1,
-        ..LocalLlmConfig::default()
+    let local = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.disagree_first = 1;
+        conf
     });
     let exchanges = Arc::new(Lossy {
         inner: store.clone(),

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 
 /// Limits of one agent's error budget (seed: 8 / 2 / 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ErrorBudgetLimits {
     /// Errors of any kind tolerated; the next one revokes.
     pub max_total_errors: u32,
@@ -27,6 +28,7 @@ impl Default for ErrorBudgetLimits {
 
 /// When GAMMA is spawned (seed: 30 s / 3 proposals / 0.8).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct GammaThresholds {
     /// STUCK: this long without progress.
     pub stuck: Duration,
@@ -51,11 +53,24 @@ impl Default for GammaThresholds {
 
 /// Circuit-breaker settings (seed: 5 consecutive failures → open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,
     /// How long it stays open before letting one trial call through (half-open).
     pub cooldown: Duration,
+}
+
+impl BreakerConfig {
+    /// Settings that open the breaker after `failure_threshold` consecutive failures and keep
+    /// it open for `cooldown` (usable in a `const`).
+    #[must_use]
+    pub const fn new(failure_threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            failure_threshold,
+            cooldown,
+        }
+    }
 }
 
 impl Default for BreakerConfig {
@@ -70,6 +85,7 @@ impl Default for BreakerConfig {
 /// Human approval of a pipeline's outcome (`GOVERNANCE_REQUIRE_APPROVAL`,
 /// `GOVERNANCE_MAX_REVISIONS`, `GOVERNANCE_APPROVAL_TIMEOUT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApprovalSettings {
     /// Whether a pipeline spawned without saying rests at `AWAITING_APPROVAL` after consensus
     /// and solution instead of completing (default false).
@@ -94,6 +110,7 @@ impl Default for ApprovalSettings {
 
 /// Token and cost budgets (fail closed: a call that would pass one is not sent).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct TokenBudgetConfig {
     /// Tokens (prompt + completion) one agent may use.
     pub max_tokens_per_agent: u64,
@@ -118,6 +135,7 @@ impl Default for TokenBudgetConfig {
 
 /// Settings of the orchestrator (everything a pipeline run needs besides its backends).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// `AUTO_ORCHESTRATE`: continue from REPORT into orchestration automatically (default true).
     pub auto_orchestrate: bool,

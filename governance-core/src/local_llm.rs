@@ -114,6 +114,7 @@ impl Fault {
 
 /// Settings of [`LocalLlm`].
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct LocalLlmConfig {
     /// Seed of the deterministic answers.
     pub seed: u64,

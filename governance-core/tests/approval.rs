@@ -40,10 +40,9 @@ impl LlmClient for Prompts {
 }
 
 fn config(approval: ApprovalSettings) -> Config {
-    Config {
-        approval,
-        ..fast_config()
-    }
+    let mut conf = fast_config();
+    conf.approval = approval;
+    conf
 }
 
 fn engine(config: Config, store: &Arc<MemoryStore>, llm: &Prompts) -> Governance {
@@ -226,9 +225,10 @@ async fn a_rejection_sends_the_feedback_to_alpha_and_runs_a_revision_round() {
 #[tokio::test(start_paused = true)]
 async fn rejections_past_the_maximum_end_the_pipeline_failed_with_the_reason() {
     let (store, llm) = (Arc::new(MemoryStore::default()), Prompts::default());
-    let settings = ApprovalSettings {
-        max_revisions: 1,
-        ..ApprovalSettings::default()
+    let settings = {
+        let mut conf = ApprovalSettings::default();
+        conf.max_revisions = 1;
+        conf
     };
     let gov = engine(config(settings), &store, &llm);
     let id = spawn_waiting(&gov).await;
@@ -342,9 +342,10 @@ async fn of_racing_decisions_exactly_one_wins() {
 #[tokio::test(start_paused = true)]
 async fn an_unanswered_wait_ends_timeout_at_its_deadline_and_a_decided_one_does_not() {
     let (store, llm) = (Arc::new(MemoryStore::default()), Prompts::default());
-    let settings = ApprovalSettings {
-        timeout: Some(Duration::from_secs(600)),
-        ..ApprovalSettings::default()
+    let settings = {
+        let mut conf = ApprovalSettings::default();
+        conf.timeout = Some(Duration::from_secs(600));
+        conf
     };
     let gov = engine(config(settings), &store, &llm);
 
@@ -423,9 +424,10 @@ async fn a_waiting_pipeline_survives_a_restart_waiting_and_keeps_its_reviews() {
     drop(gov);
 
     // and a third process with a deadline: counted from the request, it ends the wait
-    let settings = ApprovalSettings {
-        timeout: Some(Duration::from_secs(900)),
-        ..ApprovalSettings::default()
+    let settings = {
+        let mut conf = ApprovalSettings::default();
+        conf.timeout = Some(Duration::from_secs(900));
+        conf
     };
     let third = Prompts::default();
     let gov = engine(config(settings), &store, &third);

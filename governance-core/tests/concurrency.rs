@@ -40,9 +40,10 @@ async fn a_thousand_pipelines_run_concurrently_to_a_terminal_status_with_gap_fre
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conflicting_pipelines_in_parallel_each_decide_exactly_once() {
     // BETA disagrees, GAMMA arbitrates, and GAMMA, BETA and ALPHA all race on the blackboard
-    let llm = LocalLlm::new(LocalLlmConfig {
-        disagree_first: 2,
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.disagree_first = 2;
+        conf
     });
     let gov = Governance::builder()
         .config(fast_config())

@@ -56,9 +56,10 @@ impl Agent for Critic {
 #[tokio::test(start_paused = true)]
 async fn a_custom_role_votes_talks_and_is_audited() {
     // BETA rejects everything: the critic's approval is what decides
-    let llm = LocalLlm::new(LocalLlmConfig {
-        disagree_first: u32::MAX,
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.disagree_first = u32::MAX;
+        conf
     });
     let gov = Governance::builder()
         .config(fast_config())

@@ -290,9 +290,10 @@ async fn a_refused_call_never_reaches_the_client_and_is_an_error_event() {
 #[tokio::test(start_paused = true)]
 async fn the_stack_runs_in_the_documented_order() {
     // ALPHA's first request fails with a retryable 503: Retry tries again
-    let config = LocalLlmConfig {
-        faults: vec![Fault::new(Some("ALPHA"), None, FaultKind::Status(503), 1)],
-        ..LocalLlmConfig::default()
+    let config = {
+        let mut conf = LocalLlmConfig::default();
+        conf.faults = vec![Fault::new(Some("ALPHA"), None, FaultKind::Status(503), 1)];
+        conf
     };
     let upstream = Upstream::new(config);
     let trace: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -387,9 +388,10 @@ async fn a_call_the_budget_refuses_never_reaches_a_layer_below_it() {
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_keeps_the_call_from_the_layers_below_it() {
     // every request of the pipeline fails: the breaker opens after 5 and stays open
-    let config = LocalLlmConfig {
-        faults: vec![Fault::new(None, None, FaultKind::Status(503), u32::MAX)],
-        ..LocalLlmConfig::default()
+    let config = {
+        let mut conf = LocalLlmConfig::default();
+        conf.faults = vec![Fault::new(None, None, FaultKind::Status(503), u32::MAX)];
+        conf
     };
     let upstream = Upstream::new(config);
     let trace = Arc::default();

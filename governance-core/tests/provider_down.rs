@@ -15,10 +15,9 @@ use governance_core::{
 const TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn config() -> Config {
-    Config {
-        orchestration_timeout: TIMEOUT,
-        ..fast_config()
-    }
+    let mut conf = fast_config();
+    conf.orchestration_timeout = TIMEOUT;
+    conf
 }
 
 fn every_call_fails(status: u16) -> Vec<Fault> {
@@ -130,9 +129,10 @@ async fn a_provider_going_down_during_orchestration_ends_it_failed_with_the_caus
 
 #[tokio::test(start_paused = true)]
 async fn with_zero_trials_the_pipeline_gives_up_when_the_breaker_opens() {
-    let cfg = Config {
-        breaker_trials: 0,
-        ..config()
+    let cfg = {
+        let mut conf = config();
+        conf.breaker_trials = 0;
+        conf
     };
     let h = harness(cfg, faults(every_call_fails(502)));
     let (rec, _) = h.run("Design a caching strategy").await;

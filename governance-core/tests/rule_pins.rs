@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use governance_core::{
-    Config, ErrorBudgetLimits, Event, EventKind, Fault, FaultKind, GammaReason, GammaThresholds,
+    ErrorBudgetLimits, Event, EventKind, Fault, FaultKind, GammaReason, GammaThresholds,
     LocalLlmConfig, PipelineRecord, PipelineStatus as S, Purpose, SpawnRequest,
 };
 use tokio::time::Instant;
@@ -82,11 +82,9 @@ async fn stuck_after(stuck: Option<Duration>) -> Duration {
     if let Some(stuck) = stuck {
         cfg.gamma.stuck = stuck;
     }
-    let llm = LocalLlmConfig {
-        // answers take a while, so progress does not fall on a round instant
-        latency: Duration::from_millis(137),
-        ..faults(vec![beta_stalls()])
-    };
+    let mut llm = faults(vec![beta_stalls()]);
+    // answers take a while, so progress does not fall on a round instant
+    llm.latency = Duration::from_millis(137);
     let h = harness(cfg, llm);
     let (rec, seen) = run_timed(&h, "Design a caching strategy").await;
     assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
@@ -157,18 +155,14 @@ async fn open_proposals_at_conflict(conflict: Option<usize>) -> usize {
     if let Some(c) = conflict {
         gamma.conflict = c;
     }
-    let cfg = Config {
-        gamma,
-        max_proposals_per_agent: 12,
-        ..fast_config()
-    };
-    let h = harness(
-        cfg,
-        LocalLlmConfig {
-            disagree_first: 100,
-            ..LocalLlmConfig::default()
-        },
-    );
+    let mut cfg = fast_config();
+    cfg.gamma = gamma;
+    cfg.max_proposals_per_agent = 12;
+    let h = harness(cfg, {
+        let mut llm = LocalLlmConfig::default();
+        llm.disagree_first = 100;
+        llm
+    });
     let (rec, seen) = run_timed(&h, "Design a caching strategy").await;
     assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
     let mut open = HashSet::new();
@@ -259,10 +253,8 @@ async fn the_first_procedure_violation_is_tolerated_and_the_second_revokes() {
 
 #[tokio::test(start_paused = true)]
 async fn the_procedure_violation_budget_follows_the_configuration() {
-    let limits = ErrorBudgetLimits {
-        max_procedure_violations: 2,
-        ..ErrorBudgetLimits::default()
-    };
+    let mut limits = ErrorBudgetLimits::default();
+    limits.max_procedure_violations = 2;
     assert_eq!(
         beta_violations_then_revocation(Some(limits)).await,
         vec!["violation", "violation", "violation", "revoked"]

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use governance_core::{
-    AgentId, AgentState, Config, ContinueRequest, ErrorKind, EventKind, Fault, FaultKind,
-    GammaReason, GammaThresholds, LocalLlmConfig, PipelineStatus as S, Purpose, SpawnRequest,
-    TokenBudgetConfig,
+    AgentId, AgentState, ContinueRequest, ErrorKind, EventKind, Fault, FaultKind, GammaReason,
+    LocalLlmConfig, PipelineStatus as S, Purpose, SpawnRequest,
 };
 
 #[tokio::test(start_paused = true)]
@@ -87,12 +86,10 @@ async fn complexity_above_threshold_spawns_gamma_for_decomposition() {
 
 #[tokio::test(start_paused = true)]
 async fn simple_objective_does_not_spawn_gamma_at_exactly_the_threshold() {
-    let cfg = Config {
-        gamma: GammaThresholds {
-            complexity: 0.9,
-            ..GammaThresholds::default()
-        },
-        ..fast_config()
+    let cfg = {
+        let mut conf = fast_config();
+        conf.gamma.complexity = 0.9;
+        conf
     };
     let h = harness(cfg, LocalLlmConfig::default());
     // five keywords score exactly 0.9: not *above* the threshold
@@ -105,13 +102,11 @@ async fn simple_objective_does_not_spawn_gamma_at_exactly_the_threshold() {
 
 #[tokio::test(start_paused = true)]
 async fn conflicting_proposals_spawn_gamma_to_arbitrate() {
-    let h = harness(
-        fast_config(),
-        LocalLlmConfig {
-            disagree_first: 100,
-            ..LocalLlmConfig::default()
-        },
-    );
+    let h = harness(fast_config(), {
+        let mut conf = LocalLlmConfig::default();
+        conf.disagree_first = 100;
+        conf
+    });
     let (rec, events) = h.run("Design a caching strategy").await;
     assert_eq!(rec.status, S::Completed, "{:?}", rec.failure);
     let gamma: Vec<GammaReason> = events
@@ -265,13 +260,11 @@ async fn both_agents_failing_ends_failed_with_a_checkpoint_of_the_details() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_cancels_agents_and_keeps_partial_results() {
-    let cfg = Config {
-        orchestration_timeout: Duration::from_secs(5),
-        gamma: GammaThresholds {
-            max_spawns: 0,
-            ..GammaThresholds::default()
-        },
-        ..fast_config()
+    let cfg = {
+        let mut conf = fast_config();
+        conf.orchestration_timeout = Duration::from_secs(5);
+        conf.gamma.max_spawns = 0;
+        conf
     };
     let h = harness(cfg, faults(vec![beta_stalls()]));
     let (rec, _events) = h.run("Design a caching strategy").await;
@@ -364,12 +357,10 @@ async fn circuit_breaker_opens_after_five_failures_and_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn token_budget_refuses_a_call_before_it_is_sent() {
-    let cfg = Config {
-        budgets: TokenBudgetConfig {
-            max_tokens_per_agent: 500,
-            ..TokenBudgetConfig::default()
-        },
-        ..fast_config()
+    let cfg = {
+        let mut conf = fast_config();
+        conf.budgets.max_tokens_per_agent = 500;
+        conf
     };
     let h = harness(cfg, LocalLlmConfig::default());
     let (rec, events) = h.run("Design a caching strategy").await;
@@ -408,9 +399,10 @@ async fn refused_credentials_end_orchestration_error() {
 #[tokio::test(start_paused = true)]
 async fn without_auto_continue_the_pipeline_rests_at_report_until_continued() {
     let h = harness(
-        Config {
-            auto_orchestrate: false,
-            ..fast_config()
+        {
+            let mut conf = fast_config();
+            conf.auto_orchestrate = false;
+            conf
         },
         LocalLlmConfig::default(),
     );
@@ -461,9 +453,10 @@ async fn without_auto_continue_the_pipeline_rests_at_report_until_continued() {
 #[tokio::test(start_paused = true)]
 async fn a_pipeline_resting_at_report_can_be_stopped() {
     let h = harness(
-        Config {
-            auto_orchestrate: false,
-            ..fast_config()
+        {
+            let mut conf = fast_config();
+            conf.auto_orchestrate = false;
+            conf
         },
         LocalLlmConfig::default(),
     );
@@ -529,9 +522,10 @@ async fn bad_requests_are_clear_errors() {
 #[tokio::test(start_paused = true)]
 async fn streamed_answers_appear_as_agent_messages_as_they_arrive() {
     let h = harness(
-        Config {
-            stream_llm: true,
-            ..fast_config()
+        {
+            let mut conf = fast_config();
+            conf.stream_llm = true;
+            conf
         },
         LocalLlmConfig::default(),
     );
@@ -603,9 +597,10 @@ impl governance_core::LlmClient for Trickle {
 #[tokio::test(start_paused = true)]
 async fn a_trickling_stream_is_published_in_chunks_that_add_up_to_the_answer() {
     let gov = governance_core::Governance::builder()
-        .config(Config {
-            stream_llm: true,
-            ..fast_config()
+        .config({
+            let mut conf = fast_config();
+            conf.stream_llm = true;
+            conf
         })
         .llm(
             "local",

@@ -23,6 +23,7 @@ pub const MAX_PAGE: usize = 1000;
 /// HTTP settings. Plain struct with defaults; build one with `HttpSettings::default()` and
 /// struct update syntax.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HttpSettings {
     /// When set, `/api/*`, `/ws`, `/api/events` and `/metrics` (unless
     /// [`Self::metrics_public`]) require `Authorization: Bearer <token>` (or `?token=<token>`

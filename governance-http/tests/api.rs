@@ -206,9 +206,10 @@ async fn malformed_bodies_are_400_415_413_in_the_error_shape() {
 #[tokio::test]
 async fn objective_limit_is_configurable() {
     let s = start_with(Opts {
-        settings: Some(HttpSettings {
-            max_objective_len: 10,
-            ..HttpSettings::default()
+        settings: Some({
+            let mut conf = HttpSettings::default();
+            conf.max_objective_len = 10;
+            conf
         }),
         ..Opts::default()
     })

@@ -22,18 +22,16 @@ struct Server {
     client: reqwest::Client,
 }
 
-const AN_HOUR: BreakerConfig = BreakerConfig {
-    failure_threshold: 5,
-    cooldown: Duration::from_secs(3600),
-};
+const AN_HOUR: BreakerConfig = BreakerConfig::new(5, Duration::from_secs(3600));
 
 /// A server whose local LLM answers 500 to everything (breakers open after 5 failures and stay
 /// open for an hour); with `shared`, its client is behind that breaker too, as `serve` wires
 /// OpenRouter, and the breaker is reported on `/metrics`.
 async fn start(shared: Option<Arc<CircuitBreaker>>) -> Server {
-    let llm = Arc::new(LocalLlm::new(LocalLlmConfig {
-        faults: vec![Fault::new(None, None, FaultKind::Status(500), u32::MAX)],
-        ..LocalLlmConfig::default()
+    let llm = Arc::new(LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.faults = vec![Fault::new(None, None, FaultKind::Status(500), u32::MAX)];
+        conf
     }));
     let mut settings = HttpSettings::default();
     let client: Arc<dyn governance_core::LlmClient> = match shared {
@@ -44,10 +42,11 @@ async fn start(shared: Option<Arc<CircuitBreaker>>) -> Server {
         None => llm,
     };
     let gov = Governance::builder()
-        .config(Config {
-            breaker: AN_HOUR,
-            orchestration_timeout: Duration::from_secs(7200),
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.breaker = AN_HOUR;
+            conf.orchestration_timeout = Duration::from_secs(7200);
+            conf
         })
         .llm("local", client)
         .build()

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn the_document_is_built_for_this_server() {
     let s = start_with(Opts {
-        settings: Some(HttpSettings {
-            max_objective_len: 50,
-            ..HttpSettings::default()
+        settings: Some({
+            let mut conf = HttpSettings::default();
+            conf.max_objective_len = 50;
+            conf
         }),
         ..Opts::default()
     })
@@ -48,9 +49,10 @@ async fn the_document_is_built_for_this_server() {
 #[tokio::test]
 async fn spawn_accepts_exactly_what_the_schema_allows() {
     let s = start_with(Opts {
-        settings: Some(HttpSettings {
-            max_objective_len: 50,
-            ..HttpSettings::default()
+        settings: Some({
+            let mut conf = HttpSettings::default();
+            conf.max_objective_len = 50;
+            conf
         }),
         ..Opts::default()
     })

@@ -43,9 +43,10 @@ async fn metrics_need_the_api_token_unless_declared_public() {
 
     let s = start_with(Opts {
         token: Some("s3cret"),
-        settings: Some(HttpSettings {
-            metrics_public: true,
-            ..HttpSettings::default()
+        settings: Some({
+            let mut conf = HttpSettings::default();
+            conf.metrics_public = true;
+            conf
         }),
         ..Opts::default()
     })

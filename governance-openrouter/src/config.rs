@@ -25,6 +25,7 @@ pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
 /// | `request_timeout` | `OPENROUTER_REQUEST_TIMEOUT` (seconds) | 120 s |
 /// | `stream_idle_timeout` | `OPENROUTER_STREAM_IDLE_TIMEOUT` (seconds) | 60 s |
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct OpenRouterConfig {
     /// API root without a trailing slash; requests go to `{base_url}/chat/completions`.
     pub base_url: String,

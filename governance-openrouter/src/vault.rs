@@ -12,6 +12,7 @@ use crate::wire::truncate;
 
 /// Where Vault is and how to log in. `Debug` never shows the token.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct VaultConfig {
     /// `VAULT_ADDR`, e.g. `https://vault.internal:8200` (no trailing `/`).
     pub addr: String,

@@ -36,9 +36,11 @@ async fn five_consecutive_503s_open_the_breaker_and_a_success_after_the_cooldown
     // the clock is paused and moved by hand to just before and to the end of the cool-down, so
     // how long the machine takes over the calls cannot matter.
     let cooldown = Duration::from_secs(30);
-    let breaker = Arc::new(CircuitBreaker::new(BreakerConfig {
-        failure_threshold: 5,
-        cooldown,
+    let breaker = Arc::new(CircuitBreaker::new({
+        let mut conf = BreakerConfig::default();
+        conf.failure_threshold = 5;
+        conf.cooldown = cooldown;
+        conf
     }));
     let llm = BreakerLlm::new(Arc::new(client(&server)), Arc::clone(&breaker));
 
@@ -98,9 +100,11 @@ async fn empty_model_output_does_not_count_toward_the_breaker() {
         .respond_with(ResponseTemplate::new(200).set_body_json(completion("")))
         .mount(&server)
         .await;
-    let breaker = Arc::new(CircuitBreaker::new(BreakerConfig {
-        failure_threshold: 5,
-        cooldown: Duration::from_secs(60),
+    let breaker = Arc::new(CircuitBreaker::new({
+        let mut conf = BreakerConfig::default();
+        conf.failure_threshold = 5;
+        conf.cooldown = Duration::from_secs(60);
+        conf
     }));
     let llm = BreakerLlm::new(Arc::new(client(&server)), Arc::clone(&breaker));
     for _ in 0..6 {

@@ -93,10 +93,11 @@ async fn mount_answers(server: &MockServer, cost: f64) {
 fn engine(server: &MockServer, budgets: TokenBudgetConfig) -> Governance {
     let client = OpenRouterClient::new(config(server)).unwrap();
     Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(50),
-            budgets,
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(50);
+            conf.budgets = budgets;
+            conf
         })
         .llm("openrouter", Arc::new(client))
         .default_mode("openrouter")
@@ -274,9 +275,10 @@ async fn passing_the_cost_budget_ends_the_pipeline_and_sends_nothing_more() {
     let server = MockServer::start().await;
     mount_answers(&server, 0.004).await;
     // the report (0.004) leaves room; the proposal (0.008) passes 0.006; nothing after it
-    let budgets = TokenBudgetConfig {
-        max_cost_per_pipeline_usd: Some(0.006),
-        ..TokenBudgetConfig::default()
+    let budgets = {
+        let mut conf = TokenBudgetConfig::default();
+        conf.max_cost_per_pipeline_usd = Some(0.006);
+        conf
     };
     let gov = engine(&server, budgets);
     let (rec, events) = run(&gov).await;

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use common::{PATH, completion, config};
 use governance_core::{
-    BreakerConfig, Config, Event, EventKind, Governance, PipelineRecord, PipelineStatus as S,
-    SpawnRequest,
+    Config, Event, EventKind, Governance, PipelineRecord, PipelineStatus as S, SpawnRequest,
 };
 use governance_openrouter::OpenRouterClient;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -28,16 +27,15 @@ fn engine(server: &MockServer, stream: bool, request_timeout: Duration) -> Gover
     c.request_timeout = request_timeout;
     c.stream_idle_timeout = request_timeout;
     Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(50),
-            orchestration_timeout: Duration::from_secs(3600),
-            breaker: BreakerConfig {
-                failure_threshold: 5,
-                cooldown: Duration::from_millis(100),
-            },
-            breaker_trials: 2,
-            stream_llm: stream,
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(50);
+            conf.orchestration_timeout = Duration::from_secs(3600);
+            conf.breaker.failure_threshold = 5;
+            conf.breaker.cooldown = Duration::from_millis(100);
+            conf.breaker_trials = 2;
+            conf.stream_llm = stream;
+            conf
         })
         .llm(
             "openrouter",

@@ -58,9 +58,10 @@ async fn node(
     let (leases, store) = b.cluster(name, lease).expect("cluster parts");
     let store_arc = Arc::new(store.clone());
     let gov = Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(20),
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(20);
+            conf
         })
         .blackboard(b.blackboard())
         .bus(b.bus())
@@ -68,9 +69,10 @@ async fn node(
         .ownership(Arc::new(leases.clone()))
         .llm(
             "local",
-            Arc::new(LocalLlm::new(LocalLlmConfig {
-                latency,
-                ..LocalLlmConfig::default()
+            Arc::new(LocalLlm::new({
+                let mut conf = LocalLlmConfig::default();
+                conf.latency = latency;
+                conf
             })),
         )
         .build()

@@ -20,9 +20,10 @@ async fn node(server: &RedisServer, name: &str) -> (Governance, RedisLeases) {
         .cluster(name, Duration::from_millis(900))
         .expect("cluster parts");
     let gov = Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(20),
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(20);
+            conf
         })
         .blackboard(b.blackboard())
         .bus(b.bus())

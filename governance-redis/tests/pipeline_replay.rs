@@ -17,18 +17,20 @@ async fn a_pipeline_subscriber_that_dies_replays_exactly_what_it_missed() {
     let server = RedisServer::start();
     let b = backend(&server).await;
     let gov = Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(50),
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(50);
+            conf
         })
         .blackboard(b.blackboard())
         .bus(b.bus())
         .store(Arc::new(MemoryStore::default()))
         .llm(
             "local",
-            Arc::new(LocalLlm::new(LocalLlmConfig {
-                latency: Duration::from_millis(40),
-                ..LocalLlmConfig::default()
+            Arc::new(LocalLlm::new({
+                let mut conf = LocalLlmConfig::default();
+                conf.latency = Duration::from_millis(40);
+                conf
             })),
         )
         .build()

@@ -32,14 +32,16 @@ enum Restart {
 
 async fn engine(server: &RedisServer) -> Governance {
     let b = backend(server).await;
-    let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(30),
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(30);
+        conf
     });
     Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(50),
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(50);
+            conf
         })
         .blackboard(b.blackboard())
         .bus(b.bus())

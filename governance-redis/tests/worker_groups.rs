@@ -19,10 +19,9 @@ use tokio_util::sync::CancellationToken;
 const ROLES: [&str; 3] = ["ALPHA", "BETA", "GAMMA"];
 
 fn config() -> Config {
-    Config {
-        agent_poll_interval: Duration::from_millis(20),
-        ..Config::default()
-    }
+    let mut conf = Config::default();
+    conf.agent_poll_interval = Duration::from_millis(20);
+    conf
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

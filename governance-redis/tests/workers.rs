@@ -17,10 +17,9 @@ use governance_redis::{RedisBackend, RemoteRole, Worker};
 use tokio_util::sync::CancellationToken;
 
 fn config() -> Config {
-    Config {
-        agent_poll_interval: Duration::from_millis(20),
-        ..Config::default()
-    }
+    let mut conf = Config::default();
+    conf.agent_poll_interval = Duration::from_millis(20);
+    conf
 }
 
 fn owner(b: &RedisBackend) -> Governance {
@@ -42,9 +41,10 @@ fn worker(b: &RedisBackend, name: &str, latency: Duration, lease: Duration) -> W
         b,
         name,
         roles,
-        Arc::new(LocalLlm::new(LocalLlmConfig {
-            latency,
-            ..LocalLlmConfig::default()
+        Arc::new(LocalLlm::new({
+            let mut conf = LocalLlmConfig::default();
+            conf.latency = latency;
+            conf
         })),
         config(),
         lease,

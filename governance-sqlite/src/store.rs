@@ -22,6 +22,7 @@ use crate::writer::{WriteOp, Writer};
 
 /// How a [`SqliteStore`] opens its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqliteOptions {
     /// How long a connection waits for a lock held by another process before failing
     /// (`PRAGMA busy_timeout`). Default 5 s.

@@ -52,9 +52,10 @@ async fn state_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_commit_past_the_size_cap_leaves_nothing_behind() {
     let db = common::temp_db();
-    let options = SqliteOptions {
-        max_size_bytes: Some(256 * 1024),
-        ..SqliteOptions::default()
+    let options = {
+        let mut conf = SqliteOptions::default();
+        conf.max_size_bytes = Some(256 * 1024);
+        conf
     };
     let store = SqliteStore::open_with(&db.path, options)
         .await

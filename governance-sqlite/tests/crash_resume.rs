@@ -39,9 +39,10 @@ async fn crash_child() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let store = Arc::new(SqliteStore::open(&path).await.expect("child: open"));
-    let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(latency),
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(latency);
+        conf
     });
     let gov = Governance::builder()
         .config(Config::default())

@@ -115,9 +115,10 @@ async fn another_applications_database_is_left_alone() {
 #[tokio::test]
 async fn a_full_disk_fails_the_write_and_keeps_what_was_committed() {
     let db = common::temp_db();
-    let options = SqliteOptions {
-        max_size_bytes: Some(256 * 1024),
-        ..SqliteOptions::default()
+    let options = {
+        let mut conf = SqliteOptions::default();
+        conf.max_size_bytes = Some(256 * 1024);
+        conf
     };
     let store = SqliteStore::open_with(&db.path, options)
         .await
@@ -150,9 +151,10 @@ async fn a_full_disk_fails_the_write_and_keeps_what_was_committed() {
 async fn ping_reports_a_store_that_cannot_write_until_space_returns() {
     let db = common::temp_db();
     let cap: i64 = 256 * 1024;
-    let options = SqliteOptions {
-        max_size_bytes: Some(cap.unsigned_abs()),
-        ..SqliteOptions::default()
+    let options = {
+        let mut conf = SqliteOptions::default();
+        conf.max_size_bytes = Some(cap.unsigned_abs());
+        conf
     };
     let store = SqliteStore::open_with(&db.path, options)
         .await

@@ -19,9 +19,10 @@ async fn a_sqlite_ledger_with_another_registry_updates_that_registry() {
     let sqlite = Arc::new(common::open(&db).await);
     let other = Arc::new(MemoryStore::new());
     let gov = Governance::builder()
-        .config(Config {
-            agent_poll_interval: Duration::from_millis(20),
-            ..Config::default()
+        .config({
+            let mut conf = Config::default();
+            conf.agent_poll_interval = Duration::from_millis(20);
+            conf
         })
         .store(Arc::new(SplitStore::new(
             sqlite.clone(),

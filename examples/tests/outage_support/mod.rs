@@ -23,9 +23,10 @@ impl Drop for Server {
 
 impl Server {
     pub async fn start(gov: Governance, backends: Vec<(String, String)>) -> Self {
-        let settings = HttpSettings {
-            backends,
-            ..HttpSettings::default()
+        let settings = {
+            let mut conf = HttpSettings::default();
+            conf.backends = backends;
+            conf
         };
         let state = AppState::new(gov, settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

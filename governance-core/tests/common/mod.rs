@@ -28,10 +28,9 @@ pub fn harness(config: Config, llm: LocalLlmConfig) -> Harness {
 }
 
 pub fn faults(faults: Vec<Fault>) -> LocalLlmConfig {
-    LocalLlmConfig {
-        faults,
-        ..LocalLlmConfig::default()
-    }
+    let mut conf = LocalLlmConfig::default();
+    conf.faults = faults;
+    conf
 }
 
 impl Harness {
@@ -84,8 +83,7 @@ pub fn count(events: &[Event], ty: &str) -> usize {
 }
 
 pub fn fast_config() -> Config {
-    Config {
-        agent_poll_interval: Duration::from_millis(50),
-        ..Config::default()
-    }
+    let mut conf = Config::default();
+    conf.agent_poll_interval = Duration::from_millis(50);
+    conf
 }

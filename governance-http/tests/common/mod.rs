@@ -37,9 +37,10 @@ pub async fn start() -> Server {
 }
 
 pub async fn start_with(o: Opts) -> Server {
-    let llm = LocalLlm::new(LocalLlmConfig {
-        latency: Duration::from_millis(o.latency_ms),
-        ..LocalLlmConfig::default()
+    let llm = LocalLlm::new({
+        let mut conf = LocalLlmConfig::default();
+        conf.latency = Duration::from_millis(o.latency_ms);
+        conf
     });
     let mut b = Governance::builder()
         .config(Config::default())

@@ -10,6 +10,7 @@ use std::time::Duration;
 /// is passed with [`with_password`](Self::with_password); see the crate docs). Neither the password nor the
 /// unredacted URL ever appears in `Debug` output, errors or logs: see [`redact_url`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS).
     pub url: String,
