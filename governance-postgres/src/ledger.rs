@@ -98,7 +98,9 @@ pub(crate) async fn append(
             Some(t) => *t,
             None => {
                 let stored = tx.query_opt(&tail_q, &[&pid]).await?;
-                let t = stored.map_or((0, GENESIS), |r| (r.get::<_, i64>(0), to32(r.get(1))));
+                let t = stored.map_or((0, GENESIS), |r| {
+                    (r.get::<_, i64>(0), to32(r.get::<_, &[u8]>(1)))
+                });
                 tails.insert(pid, t);
                 t
             }
@@ -145,14 +147,17 @@ pub(crate) async fn append(
              $6::text[], $7::bytea[], $8::bytea[])",
         )
         .await?;
-    let col = |f: fn(&(&LedgerRow, [u8; 32], [u8; 32])) -> String| -> Vec<String> {
-        inserts.iter().map(f).collect()
-    };
-    let pids = col(|(r, ..)| r.pipeline_id.clone());
-    let kinds = col(|(r, ..)| r.kind.clone());
-    let datas = col(|(r, ..)| r.data.clone());
+    let pids: Vec<&str> = inserts
+        .iter()
+        .map(|(r, ..)| r.pipeline_id.as_str())
+        .collect();
+    let kinds: Vec<&str> = inserts.iter().map(|(r, ..)| r.kind.as_str()).collect();
+    let datas: Vec<&str> = inserts.iter().map(|(r, ..)| r.data.as_str()).collect();
     let seqs: Vec<i64> = inserts.iter().map(|(r, ..)| r.seq).collect();
-    let agents: Vec<Option<String>> = inserts.iter().map(|(r, ..)| r.agent_id.clone()).collect();
+    let agents: Vec<Option<&str>> = inserts
+        .iter()
+        .map(|(r, ..)| r.agent_id.as_deref())
+        .collect();
     let tss: Vec<i64> = inserts.iter().map(|(r, ..)| r.ts).collect();
     let prevs: Vec<Vec<u8>> = inserts.iter().map(|(_, p, _)| p.to_vec()).collect();
     let hashes: Vec<Vec<u8>> = inserts.iter().map(|(_, _, h)| h.to_vec()).collect();
@@ -196,10 +201,10 @@ async fn notify(
     Ok(())
 }
 
-fn to32(v: Vec<u8>) -> [u8; 32] {
+fn to32(v: &[u8]) -> [u8; 32] {
     let mut h = [0; 32];
     if v.len() == 32 {
-        h.copy_from_slice(&v);
+        h.copy_from_slice(v);
     }
     h
 }

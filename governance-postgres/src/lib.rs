@@ -3,8 +3,9 @@
 //! The system of record of a governance deployment on PostgreSQL: the hash-chained,
 //! append-only audit ledger, checkpoints, the pipeline registry and recorded LLM exchanges
 //! ([`PgStore`], a [`governance_core::StateStore`] and [`governance_core::ExchangeStore`]),
-//! and pipeline ownership leases with fencing tokens for several server nodes
-//! ([`PgLeases`], a [`governance_core::Ownership`]).
+//! and pipeline ownership leases whose fencing tokens the database checks inside every
+//! write's transaction, for several server nodes ([`PgLeases`], a
+//! [`governance_core::Ownership`]; see [`PgStore::cluster`]).
 //!
 //! ```no_run
 //! # async fn demo() -> governance_core::Result<()> {
@@ -78,7 +79,9 @@ mod db;
 mod errors;
 mod exchange_store;
 mod fence;
+mod leases;
 mod ledger;
+mod listen;
 mod registry;
 mod rows;
 mod schema;
@@ -87,6 +90,7 @@ mod verify;
 
 pub use config::{PgConfig, check_schema, redact_url};
 pub use errors::BACKEND;
+pub use leases::PgLeases;
 pub use schema::SCHEMA_VERSION;
 pub use store::PgStore;
 pub use verify::{BrokenEntry, VerifyReport};
