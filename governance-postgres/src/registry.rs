@@ -2,15 +2,15 @@
 
 use governance_core::{PipelineFilter, PipelineRecord, PipelineStatus, Result};
 
+use crate::db::Db;
 use crate::errors::{OpError, json_error};
 use crate::rows::nanos;
-use crate::store::PgStore;
 
 /// Page size of [`PipelineFilter::limit`] `0`.
 const DEFAULT_LIMIT: usize = 100;
 
 /// Records matching `filter`, newest first (by `created_at`, then id).
-pub(crate) async fn list(store: &PgStore, filter: &PipelineFilter) -> Result<Vec<PipelineRecord>> {
+pub(crate) async fn list(db: &Db, filter: &PipelineFilter) -> Result<Vec<PipelineRecord>> {
     let statuses: Vec<String> = filter
         .statuses
         .iter()
@@ -25,38 +25,35 @@ pub(crate) async fn list(store: &PgStore, filter: &PipelineFilter) -> Result<Vec
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
-    let target = store.db.target.clone();
-    store
-        .db
-        .read("list pipelines", &move |c| {
-            let (statuses, target) = (statuses.clone(), target.clone());
-            Box::pin(async move {
-                let rows = c
-                    .query(
-                        "SELECT record FROM pipelines \
+    let target = db.target.clone();
+    db.read("list pipelines", &move |c| {
+        let (statuses, target) = (statuses.clone(), target.clone());
+        Box::pin(async move {
+            let rows = c
+                .query(
+                    "SELECT record FROM pipelines \
                          WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) \
                            AND ($2::int8 IS NULL OR created_at >= $2) \
                            AND ($3::int8 IS NULL OR created_at < $3) \
                          ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
-                        &[&statuses, &after, &before, &limit, &offset],
-                    )
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| {
-                            OpError::Rejected(json_error(&target, "a pipeline record", &e))
-                        })
+                    &[&statuses, &after, &before, &limit, &offset],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| {
+                        OpError::Rejected(json_error(&target, "a pipeline record", &e))
                     })
-                    .collect()
-            })
+                })
+                .collect()
         })
-        .await
+    })
+    .await
 }
 
 /// Pipelines per status (statuses with none left out), in declaration order.
-pub(crate) async fn count_by_status(store: &PgStore) -> Result<Vec<(PipelineStatus, u64)>> {
-    let rows: Vec<(String, i64)> = store
-        .db
+pub(crate) async fn count_by_status(db: &Db) -> Result<Vec<(PipelineStatus, u64)>> {
+    let rows: Vec<(String, i64)> = db
         .read("count pipelines", &|c| {
             Box::pin(async move {
                 let rows = c

@@ -78,6 +78,43 @@ impl PgStore {
         })
     }
 
+    /// Connects to a database that already holds a governance schema, without migrating it
+    /// (for read-only tools such as `governance ledger verify`).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), and [`Error::Backend`] when the database (schema) holds
+    /// no governance tables or a newer schema than this build's.
+    pub async fn connect_existing(config: PgConfig) -> Result<Self> {
+        let db = Db::new(&config)?;
+        let client = db.get_client("connect").await?;
+        let version = schema::version(&client, &db.target).await?;
+        drop(client);
+        if version == 0 {
+            return Err(Error::backend(
+                crate::errors::BACKEND,
+                format!("{}: not a governance database (no schema)", db.target),
+                false,
+            ));
+        }
+        if version > schema::SCHEMA_VERSION {
+            return Err(Error::backend(
+                crate::errors::BACKEND,
+                format!(
+                    "{}: the database has schema version {version}, newer than this build's {}: upgrade governance",
+                    db.target,
+                    schema::SCHEMA_VERSION
+                ),
+                false,
+            ));
+        }
+        Ok(Self {
+            db,
+            config: Arc::new(config),
+            leases: None,
+            notify: None,
+        })
+    }
+
     /// The schema version of the database (after [`connect`](Self::connect): this build's
     /// [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)).
     ///
@@ -345,11 +382,11 @@ impl PipelineRegistry for PgStore {
     }
 
     async fn list(&self, filter: &PipelineFilter) -> Result<Vec<PipelineRecord>> {
-        registry::list(self, filter).await
+        registry::list(&self.db, filter).await
     }
 
     async fn count_by_status(&self) -> Result<Vec<(PipelineStatus, u64)>> {
-        registry::count_by_status(self).await
+        registry::count_by_status(&self.db).await
     }
 }
 

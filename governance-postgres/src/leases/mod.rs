@@ -34,9 +34,10 @@ use async_trait::async_trait;
 use governance_core::{Command, Error, Governance, Ownership, PipelineId, PipelineStatus, Result};
 use tokio_util::sync::CancellationToken;
 
+mod relay;
+
 use crate::errors::OpError;
 use crate::fence::LeaseTable;
-use crate::ledger::Appended;
 use crate::store::PgStore;
 
 /// Pipeline ownership leases of one server node on PostgreSQL (see the module docs).
@@ -326,87 +327,6 @@ impl PgLeases {
             }
         }
         listener.abort();
-    }
-
-    async fn on_note(&self, governance: &Governance, channel: &str, payload: &str) {
-        if channel == self.channels.commands {
-            if let Ok(id) = PipelineId::new(payload)
-                && self.table.token(&id).is_some()
-                && let Err(e) = self.run_commands(governance, vec![id]).await
-            {
-                tracing::warn!(error = %e, "reading forwarded commands failed");
-            }
-            return;
-        }
-        let Ok(a) = serde_json::from_str::<Appended>(payload) else {
-            tracing::debug!(payload, "ignoring a malformed event notification");
-            return;
-        };
-        if a.node == self.table.node {
-            return;
-        }
-        let (Ok(id), Ok(from), Ok(n)) = (
-            PipelineId::new(&a.pipeline),
-            u64::try_from(a.from - 1),
-            usize::try_from(a.to - a.from + 1),
-        ) else {
-            return;
-        };
-        match governance_core::LedgerStore::read(&self.store, &id, from, n).await {
-            Ok(events) => {
-                for e in events {
-                    governance.relay(Arc::new(e));
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "could not read events to relay"),
-        }
-    }
-
-    /// Carries out the commands other nodes forwarded for these pipelines (this node owns
-    /// them): each is taken (`DELETE … RETURNING`) and run once.
-    async fn run_commands(&self, governance: &Governance, ids: Vec<PipelineId>) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let taken: Vec<(String, String)> = self
-            .store
-            .db
-            .write("take forwarded commands", &move |tx| {
-                let ids = ids.clone();
-                Box::pin(async move {
-                    let rows = tx
-                        .query(
-                            "DELETE FROM commands WHERE pipeline_id = ANY($1) \
-                             RETURNING pipeline_id, command",
-                            &[&ids],
-                        )
-                        .await?;
-                    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-                })
-            })
-            .await?;
-        for (id, json) in taken {
-            let (Ok(id), Ok(command)) =
-                (PipelineId::new(&id), serde_json::from_str::<Command>(&json))
-            else {
-                tracing::warn!(pipeline_id = %id, "ignoring a malformed command");
-                continue;
-            };
-            tracing::info!(pipeline_id = %id, ?command, "carrying out a forwarded command");
-            let gov = governance.clone();
-            tokio::spawn(async move {
-                let r = match command {
-                    Command::Stop => gov.stop(&id).await.map(|_| ()),
-                    Command::Continue(req) => gov.continue_pipeline(&id, req).await,
-                    _ => Ok(()),
-                };
-                if let Err(e) = r {
-                    tracing::warn!(pipeline_id = %id, error = %e, "a forwarded command failed");
-                }
-            });
-        }
-        Ok(())
     }
 
     /// Releases every lease this node holds (after a graceful shutdown suspended its
