@@ -13,7 +13,8 @@
 //! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency (default [`SERVE_LOCAL_LATENCY_MS`], so a person can watch) and seed |
 //! | the seed's variables | [`Config::from_env`] |
 //!
-//! With a SQLite database every LLM exchange is recorded in it (for `governance replay`).
+//! With a SQLite or PostgreSQL database every LLM exchange is recorded in it (`governance replay`
+//! reads SQLite files).
 
 use std::sync::Arc;
 use std::time::Duration;
