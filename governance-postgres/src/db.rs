@@ -26,7 +26,7 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 pub(crate) struct Db {
     pub(crate) pool: Pool,
     pub(crate) target: String,
-    outage: Duration,
+    pub(crate) outage: Duration,
 }
 
 impl std::fmt::Debug for Db {
@@ -144,14 +144,14 @@ impl Db {
 }
 
 /// The backoff of one operation hit by transient failures.
-struct Retry {
+pub(crate) struct Retry {
     deadline: tokio::time::Instant,
     delay: Duration,
     failures: u32,
 }
 
 impl Retry {
-    fn new(outage: Duration) -> Self {
+    pub(crate) fn new(outage: Duration) -> Self {
         Self {
             deadline: tokio::time::Instant::now() + outage,
             delay: FIRST_DELAY,
@@ -160,7 +160,7 @@ impl Retry {
     }
 
     /// Passes `v` through, logging that the database answers again after failures.
-    fn done<T>(&self, v: T, target: &str, doing: &str) -> T {
+    pub(crate) fn done<T>(&self, v: T, target: &str, doing: &str) -> T {
         if self.failures > 0 {
             tracing::info!(target_db = %target, doing, failures = self.failures, "PostgreSQL answers again");
         }
@@ -169,7 +169,7 @@ impl Retry {
 
     /// Sleeps before the next attempt when `e` is transient and time is left; otherwise
     /// returns `e` as the operation's error.
-    async fn again(&mut self, e: OpError, target: &str, doing: &str) -> Result<()> {
+    pub(crate) async fn again(&mut self, e: OpError, target: &str, doing: &str) -> Result<()> {
         if !e.is_transient() || tokio::time::Instant::now() + self.delay >= self.deadline {
             return Err(e.into_error(target, doing));
         }

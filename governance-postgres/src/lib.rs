@@ -37,6 +37,15 @@
 //! ([`governance_core::StateStore::commit`]: its events, checkpoint and registry record) is
 //! one transaction: all or nothing.
 //!
+//! ## Writes: group commit
+//! Writes are queued to a few writer tasks (a quarter of [`PgConfig::pool_size`], by
+//! pipeline, so one pipeline's writes stay in order on one writer). A writer takes whatever
+//! is queued (up to 256 writes) and runs it in one transaction, one WAL flush for the group:
+//! one pipeline's writes in order, different pipelines' writes pipelined on the connection.
+//! A write refused by the rules (a ledger conflict, a stale fencing token) has written
+//! nothing and fails alone; a database failure rolls the group back and is ridden out (see
+//! below) or fails every write of the group.
+//!
 //! ## Connection loss
 //! Each operation rides out a lost connection (a restarting server, a failover) for
 //! [`PgConfig::outage_timeout`] (10 s): connection and I/O errors, serialization failures,
@@ -79,9 +88,11 @@ mod db;
 mod errors;
 mod exchange_store;
 mod fence;
+mod group;
 mod leases;
 mod ledger;
 mod listen;
+mod ops;
 mod registry;
 mod rows;
 mod schema;

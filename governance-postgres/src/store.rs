@@ -13,7 +13,9 @@ use crate::config::PgConfig;
 use crate::db::Db;
 use crate::errors::{OpError, json_error};
 use crate::fence::LeaseTable;
+use crate::group::Groups;
 use crate::ledger::{self, Fencing};
+use crate::ops::{Job, Op};
 use crate::registry;
 use crate::rows::{CheckpointRow, ExchangeRow, RecordRow};
 use crate::schema;
@@ -34,6 +36,8 @@ pub struct PgStore {
     pub(crate) leases: Option<Arc<LeaseTable>>,
     /// `(channel, node)` of the notifications of appended events (cluster mode).
     pub(crate) notify: Option<(String, String)>,
+    /// The group-commit writers every write goes through.
+    pub(crate) groups: Arc<Groups>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -43,16 +47,6 @@ impl std::fmt::Debug for PgStore {
             .field("fenced", &self.leases.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// One write of a pipeline (or several, for a ledger batch).
-#[derive(Debug)]
-enum Op {
-    Append(Vec<LedgerRow>),
-    Save(CheckpointRow),
-    Upsert(RecordRow),
-    Commit(Vec<LedgerRow>, CheckpointRow, RecordRow),
-    Exchange(ExchangeRow),
 }
 
 impl PgStore {
@@ -70,11 +64,13 @@ impl PgStore {
         schema::migrate(&mut client, config.schema.as_deref(), &target).await?;
         drop(client);
         tracing::debug!(target_db = %target, "opened governance-postgres store");
+        let groups = Arc::new(Groups::start(&db, writers(&config)));
         Ok(Self {
             db,
             config: Arc::new(config),
             leases: None,
             notify: None,
+            groups,
         })
     }
 
@@ -107,11 +103,13 @@ impl PgStore {
                 false,
             ));
         }
+        let groups = Arc::new(Groups::start(&db, writers(&config)));
         Ok(Self {
             db,
             config: Arc::new(config),
             leases: None,
             notify: None,
+            groups,
         })
     }
 
@@ -154,29 +152,14 @@ impl PgStore {
         })
     }
 
-    async fn run(&self, doing: &str, pipelines: BTreeSet<String>, op: Op) -> Result<()> {
+    async fn run(&self, _doing: &str, pipelines: BTreeSet<String>, op: Op) -> Result<()> {
         let fencing = self.fencing(&pipelines)?;
-        let job = Arc::new((pipelines, fencing, op));
-        self.db
-            .write(doing, &move |tx| {
-                let job = Arc::clone(&job);
-                Box::pin(async move {
-                    let (pipelines, fencing, op) = &*job;
-                    if !matches!(op, Op::Exchange(_)) {
-                        ledger::lock_and_fence(tx, pipelines, fencing).await?;
-                    }
-                    match op {
-                        Op::Append(rows) => ledger::append(tx, rows, fencing).await,
-                        Op::Save(cp) => cp.save(tx).await,
-                        Op::Upsert(rec) => rec.upsert(tx).await,
-                        Op::Commit(rows, cp, rec) => {
-                            ledger::append(tx, rows, fencing).await?;
-                            cp.save(tx).await?;
-                            rec.upsert(tx).await
-                        }
-                        Op::Exchange(x) => x.insert(tx).await,
-                    }
-                })
+        self.groups
+            .submit(|reply| Job {
+                pipelines,
+                fencing,
+                op,
+                reply,
             })
             .await
     }
@@ -268,6 +251,12 @@ impl PgStore {
             })
             .await
     }
+}
+
+/// Writer tasks of a store: a quarter of the pool (at least one), the rest for reads and
+/// leases.
+fn writers(config: &PgConfig) -> usize {
+    (config.pool_size / 4).max(1)
 }
 
 fn one(p: &PipelineId) -> BTreeSet<String> {

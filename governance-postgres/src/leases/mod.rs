@@ -177,25 +177,34 @@ impl PgLeases {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = held.iter().map(|(id, _)| id.to_string()).collect();
-        let tokens: Vec<i64> = held.iter().map(|(_, t)| *t).collect();
+        let rows: Vec<(String, i64)> = held.iter().map(|(id, t)| (id.to_string(), *t)).collect();
         let secs = self.lease_secs();
+        // one autocommitted statement per lease (pipelined on one connection), never one
+        // statement over many rows: a statement that holds one row lock and waits for a
+        // writer's `FOR SHARE` on another could deadlock with a group commit that locks
+        // several pipelines' leases in another order
         let kept: Vec<String> = self
             .store
             .db
-            .write("renew leases", &move |tx| {
-                let (ids, tokens) = (ids.clone(), tokens.clone());
+            .read("renew leases", &move |c| {
+                let rows = rows.clone();
                 Box::pin(async move {
-                    let rows = tx
-                        .query(
-                            "UPDATE leases l SET expires_at = clock_timestamp() + make_interval(secs => $3) \
-                             FROM UNNEST($1::text[], $2::int8[]) AS h(pid, token) \
-                             WHERE l.pipeline_id = h.pid AND l.token = h.token \
-                             RETURNING l.pipeline_id",
-                            &[&ids, &tokens, &secs],
+                    let stmt = c
+                        .prepare_cached(
+                            "UPDATE leases SET expires_at = clock_timestamp() + make_interval(secs => $3) \
+                             WHERE pipeline_id = $1 AND token = $2",
                         )
                         .await?;
-                    Ok(rows.iter().map(|r| r.get(0)).collect())
+                    let stmt = &stmt;
+                    let renewed = futures::future::try_join_all(rows.iter().map(|(p, t)| async move {
+                        Ok::<_, tokio_postgres::Error>((p, c.execute(stmt, &[p, t, &secs]).await?))
+                    }))
+                    .await?;
+                    Ok(renewed
+                        .into_iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(p, _)| p.clone())
+                        .collect())
                 })
             })
             .await?;
