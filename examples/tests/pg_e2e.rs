@@ -250,3 +250,50 @@ fn postgres_restarted_mid_run_pipelines_wait_and_nothing_acknowledged_is_lost() 
     let (ok, out) = governance(&["ledger", "verify", "--database-url", &pg.url()], &[]);
     assert!(ok && out.contains(&format!("in {N} pipelines")), "{out}");
 }
+
+#[test]
+fn a_single_node_on_postgres_killed_mid_run_resumes_every_pipeline_at_its_restart() {
+    const N: usize = 20;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let schema = Schema::new();
+    let env = vec![
+        ("DATABASE_URL", schema.url.clone()),
+        ("GOVERNANCE_PG_SCHEMA", schema.name.clone()),
+    ];
+    let mut first = Node::start("first", dir.path(), &env, 100);
+    let _logs = LogsOnPanic(vec![
+        dir.path().join("first.log"),
+        dir.path().join("second.log"),
+    ]);
+    let ids: BTreeSet<String> = (0..N)
+        .map(|i| spawn_pipeline(&first.addr, &format!("Plan task #{i}")))
+        .collect();
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reap");
+    let open = psql(
+        &schema.url,
+        &format!(
+            "SELECT count(*) FROM {}.pipelines WHERE status NOT IN ('COMPLETED', 'FAILED', \
+             'TIMEOUT', 'ORCHESTRATION_FAILED', 'ORCHESTRATION_ERROR', 'STOPPED')",
+            schema.name
+        ),
+    );
+    assert_ne!(
+        open, "0",
+        "every pipeline ended before the kill: it would prove nothing"
+    );
+    let second = Node::start("second", dir.path(), &env, 100);
+    let final_status = wait_terminal(&[&second.addr], &ids, deadline);
+    let mut problems = Vec::new();
+    for id in &ids {
+        if final_status[id] != "COMPLETED" {
+            problems.push(format!("{id}: {}", final_status[id]));
+        }
+        check_ledger(id, &all_logs(&second.addr, id), &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    eprintln!(
+        "{open} of {N} pipelines were unfinished at the kill; all COMPLETED after the restart"
+    );
+}
