@@ -297,3 +297,61 @@ fn a_single_node_on_postgres_killed_mid_run_resumes_every_pipeline_at_its_restar
         "{open} of {N} pipelines were unfinished at the kill; all COMPLETED after the restart"
     );
 }
+
+/// Two cluster nodes on a private PostgreSQL that is down for longer than the lease: every
+/// lease runs out meanwhile; when it is back, each pipeline goes on at its owner or at the
+/// node that took it over (the other is fenced), and each ends once, with one consensus.
+#[test]
+fn two_nodes_ride_out_a_postgres_outage_longer_than_their_leases() {
+    const N: usize = 40;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let pg = PrivatePg::start();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = vec![
+        ("DATABASE_URL", pg.url()),
+        ("REDIS_URL", redis.url()),
+        ("GOVERNANCE_CLUSTER", "true".to_owned()),
+        ("GOVERNANCE_LEASE_MS", LEASE_MS.to_string()),
+    ];
+    let nodes: Vec<Node> = ["a", "b"]
+        .into_iter()
+        .map(|n| Node::start(n, dir.path(), &env, 100))
+        .collect();
+    let _logs = LogsOnPanic(vec![
+        dir.path().join("a.log"),
+        dir.path().join("b.log"),
+        pg.dir.path().join("pg.log"),
+    ]);
+    let ids: BTreeSet<String> = (0..N)
+        .map(|i| spawn_pipeline(&nodes[i % 2].addr, &format!("Plan task #{i}")))
+        .collect();
+    let open = psql(
+        &pg.url(),
+        "SELECT count(*) FROM pipelines WHERE status NOT IN ('COMPLETED', 'FAILED', 'TIMEOUT', \
+         'ORCHESTRATION_FAILED', 'ORCHESTRATION_ERROR', 'STOPPED')",
+    );
+    pg.ctl(&["stop", "-m", "fast", "-w"]);
+    assert_ne!(
+        open, "0",
+        "every pipeline ended before the outage: it would prove nothing"
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 4));
+    pg.ctl(&["start", "-w", "-t", "60"]);
+    let (a, b) = (nodes[0].addr.as_str(), nodes[1].addr.as_str());
+    let final_status = wait_terminal(&[a, b], &ids, deadline);
+    let mut problems = Vec::new();
+    for id in &ids {
+        if final_status[id] != "COMPLETED" {
+            problems.push(format!("{id}: {}", final_status[id]));
+        }
+        let from_a = all_logs(a, id);
+        if all_logs(b, id) != from_a {
+            problems.push(format!("{id}: the nodes answer different ledgers"));
+        }
+        check_ledger(id, &from_a, &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let (ok, out) = governance(&["ledger", "verify", "--database-url", &pg.url()], &[]);
+    assert!(ok && out.contains(&format!("in {N} pipelines")), "{out}");
+}
