@@ -303,6 +303,16 @@ impl PgLeases {
             tx,
             cancel.clone(),
         ));
+        // notifications are handled by a task of their own, so a burst of relayed events (each
+        // a ledger read) never delays a renewal
+        let relay = {
+            let (me, gov) = (self.clone(), governance.clone());
+            tokio::spawn(async move {
+                while let Some((channel, payload)) = notes.recv().await {
+                    me.on_note(&gov, &channel, &payload).await;
+                }
+            })
+        };
         let mut renew = tokio::time::interval(self.lease / 3);
         let mut scan = tokio::time::interval(self.lease / 2);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -330,12 +340,10 @@ impl PgLeases {
                         tracing::warn!(error = %e, "cleaning up leases failed");
                     }
                 }
-                Some((channel, payload)) = notes.recv() => {
-                    self.on_note(&governance, &channel, &payload).await;
-                }
             }
         }
         listener.abort();
+        relay.abort();
     }
 
     /// Releases every lease this node holds (after a graceful shutdown suspended its
