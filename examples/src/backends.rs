@@ -2,16 +2,19 @@
 //!
 //! | variable | effect |
 //! |---|---|
+//! | `DATABASE_URL` | `postgres://…`: the ledger, checkpoints, registry and LLM exchanges in PostgreSQL (the system of record; `GOVERNANCE_DB` is then not used). With `GOVERNANCE_CLUSTER=true` the nodes share it: ownership leases in PostgreSQL, Redis for blackboard, bus and wake-ups |
+//! | `GOVERNANCE_PG_SCHEMA` | the PostgreSQL schema holding the tables (created when missing; default: the connection's `search_path`, normally `public`) |
 //! | `GOVERNANCE_DB` | SQLite file for the ledger, checkpoints and registry (default `./governance.db`; `memory` keeps them in memory) |
 //! | `REDIS_URL` | blackboard and bus on Redis / DragonflyDB (default: in memory); password from the URL or the Dragonfly secret |
-//! | `GOVERNANCE_CLUSTER` | `true`: several nodes share `REDIS_URL` (ledger, checkpoints, registry in Redis with ownership leases; `GOVERNANCE_DB` becomes this node's archive of the pipelines it finished) |
+//! | `GOVERNANCE_CLUSTER` | `true`: several nodes share one system of record. With `DATABASE_URL`: PostgreSQL (leases there too) and `REDIS_URL` for the blackboard and bus. Without: `REDIS_URL` holds ledger, checkpoints and registry with ownership leases; `GOVERNANCE_DB` becomes this node's archive of the pipelines it finished |
 //! | `GOVERNANCE_LEASE_MS` | pipeline ownership lease in cluster mode, and workers' work lease (default 5000) |
 //! | `GOVERNANCE_REMOTE_ROLES` | comma-separated roles played by worker processes (`governance worker`) instead of this process: `ALPHA`, `BETA`, `GAMMA` replace the local agents, any other name joins as an extra role whose votes do not count; needs `REDIS_URL` |
 //! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
 //! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency (default [`SERVE_LOCAL_LATENCY_MS`], so a person can watch) and seed |
 //! | the seed's variables | [`Config::from_env`] |
 //!
-//! With a SQLite database every LLM exchange is recorded in it (for `governance replay`).
+//! With a SQLite or PostgreSQL database every LLM exchange is recorded in it (`governance replay`
+//! reads SQLite files).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,7 @@ use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_dragonfly_password,
     resolve_openrouter_key, select_mode,
 };
+use governance_postgres::{PgConfig, PgLeases, PgStore};
 use governance_redis::{RedisBackend, RedisConfig, RedisLeases, RedisStore, RemoteRole};
 use governance_sqlite::SqliteStore;
 use secrecy::ExposeSecret as _;
@@ -42,8 +46,12 @@ pub struct Backends {
     pub persistent: bool,
     /// The default LLM mode and why it was chosen.
     pub mode: (String, &'static str),
-    /// Cluster mode (`GOVERNANCE_CLUSTER=true`): the leases to run and the archive.
+    /// Cluster mode on Redis (`GOVERNANCE_CLUSTER=true` without `DATABASE_URL`): the leases
+    /// to run and the archive.
     pub cluster: Option<Cluster>,
+    /// Cluster mode on PostgreSQL (`GOVERNANCE_CLUSTER=true` with `DATABASE_URL`): the
+    /// leases to run (run them with [`PgLeases::run`]).
+    pub pg_cluster: Option<PgLeases>,
 }
 
 /// The parts of a node in cluster mode.
@@ -168,11 +176,21 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         Some(v) => governance_core::parse_bool("GOVERNANCE_CLUSTER", &v)?,
         None => false,
     };
+    let postgres = match env("DATABASE_URL") {
+        Some(url) => Some(connect_postgres(&url).await?),
+        None => None,
+    };
     let db = env("GOVERNANCE_DB").unwrap_or_else(|| "./governance.db".to_owned());
-    let persistent = db != "memory";
+    let persistent = postgres.is_some() || db != "memory";
     let mut recorder: Option<Arc<dyn ExchangeStore>> = None;
     let mut sqlite = None;
-    if persistent {
+    if let Some(pg) = &postgres {
+        recorder = Some(Arc::new(pg.clone()));
+        if !clustered {
+            builder = builder.store(Arc::new(pg.clone()));
+            summary.push(("ledger".to_owned(), format!("postgres:{}", pg.target())));
+        }
+    } else if persistent {
         let store = Arc::new(
             SqliteStore::open(&db)
                 .await
@@ -190,6 +208,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
 
     let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
     let mut cluster = None;
+    let mut pg_cluster = None;
     if let Some(url) = env("REDIS_URL") {
         let (redis, redacted) = connect_redis(&url, &secrets).await?;
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
@@ -200,7 +219,19 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         for role in roles {
             summary.push((format!("role:{role}"), "remote (workers)".to_owned()));
         }
-        if clustered {
+        if clustered && let Some(pg) = &postgres {
+            let node = cluster_node_id();
+            let lease = Duration::from_millis(env_u64("GOVERNANCE_LEASE_MS", 5000)?);
+            let (leases, store) = pg.cluster(&node, lease)?;
+            builder = builder
+                .store(Arc::new(store))
+                .ownership(Arc::new(leases.clone()));
+            summary.push((
+                "ledger".to_owned(),
+                format!("postgres:{} (cluster node {node})", pg.target()),
+            ));
+            pg_cluster = Some(leases);
+        } else if clustered {
             let node = cluster_node_id();
             let lease = Duration::from_millis(env_u64("GOVERNANCE_LEASE_MS", 5000)?);
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -224,7 +255,9 @@ pub async fn from_env() -> anyhow::Result<Backends> {
             });
         }
     } else if clustered {
-        anyhow::bail!("GOVERNANCE_CLUSTER=true needs REDIS_URL (the nodes meet in Redis)");
+        anyhow::bail!(
+            "GOVERNANCE_CLUSTER=true needs REDIS_URL (the nodes share the blackboard and bus in Redis)"
+        );
     } else if !remote_roles()?.is_empty() {
         anyhow::bail!("GOVERNANCE_REMOTE_ROLES needs REDIS_URL (workers meet the server in Redis)");
     } else {
@@ -263,10 +296,38 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         governance,
         summary,
         breakers,
-        persistent: persistent && cluster.is_none(),
+        persistent: persistent && cluster.is_none() && pg_cluster.is_none(),
         mode: (mode.as_str().to_owned(), why),
         cluster,
+        pg_cluster,
     })
+}
+
+/// Connects to PostgreSQL at `url` (`DATABASE_URL`, the password in the URL) with the tables
+/// in `GOVERNANCE_PG_SCHEMA` when set, and applies the schema migrations it lacks.
+///
+/// # Errors
+/// An invalid schema name, or the server cannot be reached or refuses the credentials (the
+/// message shows the URL without its password).
+pub async fn connect_postgres(url: &str) -> anyhow::Result<PgStore> {
+    let config = pg_config(url)?;
+    let redacted = config.redacted_url();
+    PgStore::connect(config)
+        .await
+        .with_context(|| format!("connecting to DATABASE_URL={redacted}"))
+}
+
+/// The [`PgConfig`] of `url` and `GOVERNANCE_PG_SCHEMA`.
+///
+/// # Errors
+/// An invalid schema name.
+pub fn pg_config(url: &str) -> anyhow::Result<PgConfig> {
+    let mut config = PgConfig::new(url);
+    if let Some(schema) = env("GOVERNANCE_PG_SCHEMA") {
+        governance_postgres::check_schema(schema.trim())?;
+        config = config.with_schema(schema.trim());
+    }
+    Ok(config)
 }
 
 /// Connects to Redis / DragonflyDB at `url`, with the password from the secret sources

@@ -2,7 +2,8 @@
 //! `Governance` the server uses) and prints throughput, latency percentiles and memory.
 //!
 //! Backends: in memory by default; `--db PATH` puts the ledger, checkpoints and registry in
-//! SQLite (`SqliteStore`, WAL, `synchronous=FULL`); `REDIS_URL` puts the blackboard and bus on
+//! SQLite (`SqliteStore`, WAL, `synchronous=FULL`), `--database-url URL [--pg-schema S]` in
+//! PostgreSQL (`PgStore`); `REDIS_URL` puts the blackboard and bus on
 //! Redis / DragonflyDB (password from the URL or the Dragonfly secret, as `governance serve`).
 //! The LLM is always the deterministic local one (`GOVERNANCE_LOCAL_LATENCY_MS`, default 0).
 
@@ -41,6 +42,12 @@ pub struct BenchArgs {
     /// SQLite file for the ledger, checkpoints and registry (default: in memory).
     #[arg(long, value_name = "PATH")]
     pub db: Option<std::path::PathBuf>,
+    /// PostgreSQL for the ledger, checkpoints and registry (`postgres://…`; wins over `--db`).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// The schema of `--database-url` holding the tables (created when missing).
+    #[arg(long, value_name = "NAME")]
+    pub pg_schema: Option<String>,
     /// Blackboard and bus on Redis / DragonflyDB (default: in memory).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -49,7 +56,7 @@ pub struct BenchArgs {
 /// Where the bench's engine keeps its state.
 #[derive(Debug, serde::Serialize)]
 pub struct BenchBackends {
-    /// `memory` or `sqlite:PATH`.
+    /// `memory`, `sqlite:PATH` or `postgres:URL` (password redacted).
     pub ledger: String,
     /// `memory` or `redis:URL` (password redacted).
     pub blackboard: String,
@@ -219,7 +226,18 @@ async fn engine(
     llm: LocalLlm,
 ) -> anyhow::Result<(Governance, BenchBackends)> {
     let mut builder = Governance::builder();
-    let ledger = if let Some(db) = &args.db {
+    let ledger = if let Some(url) = &args.database_url {
+        let mut config = governance_postgres::PgConfig::new(url);
+        if let Some(schema) = &args.pg_schema {
+            config = config.with_schema(schema);
+        }
+        let store = governance_postgres::PgStore::connect(config)
+            .await
+            .context("connecting to --database-url")?;
+        let shown = format!("postgres:{}", store.target());
+        builder = builder.store(Arc::new(store));
+        shown
+    } else if let Some(db) = &args.db {
         let store = SqliteStore::open(db)
             .await
             .with_context(|| format!("opening --db {}", db.display()))?;

@@ -1,5 +1,6 @@
 //! `governance ledger verify --db PATH`: checks every pipeline's hash chain in a ledger file;
-//! `governance ledger verify --redis URL`: the same for the shared ledger of a cluster in Redis.
+//! `governance ledger verify --redis URL`: the same for the shared ledger of a cluster in Redis;
+//! `governance ledger verify --database-url URL`: the same for the ledger in PostgreSQL.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +21,12 @@ enum LedgerCommand {
     Verify {
         /// The SQLite database file (as used by `governance serve`; in cluster mode, a node's
         /// archive).
-        #[arg(long, env = "GOVERNANCE_DB", required_unless_present = "redis")]
+        #[arg(long, env = "GOVERNANCE_DB", required_unless_present_any = ["redis", "database_url"])]
         db: Option<PathBuf>,
+        /// Verify the ledger in PostgreSQL instead (`postgres://...`, in the schema
+        /// `GOVERNANCE_PG_SCHEMA` when set); wins over `--db` / `GOVERNANCE_DB`.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
         /// Verify the shared ledger of a cluster in Redis instead (`redis://...`); wins over
         /// `--db` / `GOVERNANCE_DB`.
         #[arg(long)]
@@ -38,8 +43,12 @@ pub async fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         LedgerCommand::Verify {
             redis: Some(url), ..
         } => verify_redis(&url).await,
+        LedgerCommand::Verify {
+            database_url: Some(url),
+            ..
+        } => verify_postgres(&url).await,
         LedgerCommand::Verify { db: None, .. } => {
-            anyhow::bail!("give --db PATH or --redis URL")
+            anyhow::bail!("give --db PATH, --database-url URL or --redis URL")
         }
         LedgerCommand::Verify { db: Some(db), .. } => {
             let shown = db.display().to_string();
@@ -82,6 +91,29 @@ async fn verify_redis(url: &str) -> anyhow::Result<ExitCode> {
         Some((pipeline, seq, reason)) => {
             eprintln!(
                 "error: ledger broken: first broken entry: pipeline {pipeline} seq {seq}: {reason}"
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn verify_postgres(url: &str) -> anyhow::Result<ExitCode> {
+    let config = crate::backends::pg_config(url)?;
+    let redacted = config.redacted_url();
+    let store = governance_postgres::PgStore::connect_existing(config)
+        .await
+        .with_context(|| format!("cannot verify the ledger in {redacted}"))?;
+    let report = store
+        .verify()
+        .await
+        .with_context(|| format!("cannot verify the ledger in {redacted}"))?;
+    println!("{report}");
+    match report.broken.first() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(first) => {
+            eprintln!(
+                "error: ledger broken: first broken entry: pipeline {} seq {}: {}",
+                first.pipeline_id, first.seq, first.reason
             );
             Ok(ExitCode::from(1))
         }

@@ -79,6 +79,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .cluster
         .take()
         .map(|c| start_cluster(c, &gov, &cluster_cancel));
+    let pg_cluster = backends.pg_cluster.take().inspect(|leases| {
+        tokio::spawn(leases.clone().run(gov.clone(), cluster_cancel.clone()));
+    });
     if backends.persistent {
         let resumed = gov
             .resume_incomplete()
@@ -142,6 +145,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         leases.release_all().await;
         cluster_cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), archiver).await;
+    }
+    if let Some(leases) = pg_cluster {
+        // suspended pipelines: let other nodes take them over now, not after the lease
+        leases.release_all().await;
+        cluster_cancel.cancel();
     }
     telemetry.shutdown().await;
     Ok(ExitCode::SUCCESS)
