@@ -11,6 +11,7 @@ const VAR: &str = "DATABASE_URL";
 
 /// How a [`PgStore`](crate::PgStore) reaches PostgreSQL.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct PgConfig {
     url: String,
     /// The schema holding every table (created when missing). `None`: the connection's
