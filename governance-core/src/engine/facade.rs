@@ -141,6 +141,11 @@ impl Governance {
         if let Some(t) = req.timeout {
             validate_timeout(t)?;
         }
+        crate::role_settings::validate_map(
+            &req.roles,
+            &self.engine.known_roles(),
+            self.engine.config.budgets.max_completion_tokens,
+        )?;
         let mode = req
             .mode
             .clone()

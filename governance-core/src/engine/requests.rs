@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::role_settings::RoleSettingsMap;
 
 /// The longest objective accepted by default (characters).
 pub const DEFAULT_MAX_OBJECTIVE_LEN: usize = 4000;
@@ -47,6 +48,12 @@ pub struct SpawnRequest {
     /// Orchestration timeout (default: `ORCHESTRATION_TIMEOUT`).
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// Per-role settings for this pipeline, laid over the engine's
+    /// ([`GovernanceBuilder::role_settings`](crate::GovernanceBuilder::role_settings)) field
+    /// by field; validated at spawn (an unknown role or a bad field is
+    /// [`Error::InvalidInput`] naming `roles.<ROLE>.<field>`).
+    #[serde(default, skip_serializing_if = "RoleSettingsMap::is_empty")]
+    pub roles: RoleSettingsMap,
 }
 
 impl SpawnRequest {
