@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The highest temperature accepted (OpenRouter's range is 0–2).
-pub const MAX_TEMPERATURE: f32 = 2.0;
+pub const MAX_TEMPERATURE: f64 = 2.0;
 
 /// The longest `instructions` accepted (characters).
 pub const MAX_INSTRUCTIONS_LEN: usize = 8000;
@@ -35,10 +35,15 @@ pub struct RoleSettings {
     pub fallback_models: Option<Vec<String>>,
     /// Sampling temperature, 0.0–2.0 (default 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Upper bound on completion tokens per call, 1 up to
-    /// `GOVERNANCE_MAX_COMPLETION_TOKENS` (default: that maximum).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `GOVERNANCE_MAX_COMPLETION_TOKENS` (default: that maximum). A whole number (`300` or
+    /// `300.0`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_u32"
+    )]
     pub max_tokens: Option<u32>,
     /// Text appended to the role's system prompt (the built-in prompt stays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,7 +100,7 @@ impl RoleSettings {
         {
             return bad(
                 "model",
-                "must be a model name (1-200 characters, no whitespace)",
+                "must be a model name (1-200 printable ASCII characters without spaces)",
             );
         }
         if let Some(f) = &self.fallback_models {
@@ -105,7 +110,7 @@ impl RoleSettings {
             if !f.iter().all(|m| valid_model(m)) {
                 return bad(
                     "fallback_models",
-                    "must be model names (1-200 characters, no whitespace)",
+                    "must be model names (1-200 printable ASCII characters without spaces)",
                 );
             }
         }
@@ -143,8 +148,35 @@ impl RoleSettings {
     }
 }
 
+/// 1-200 printable ASCII characters without spaces (as `POST /api/spawn`'s `model`).
 fn valid_model(m: &str) -> bool {
-    !m.is_empty() && m.len() <= 200 && !m.chars().any(char::is_whitespace)
+    !m.is_empty() && m.len() <= 200 && m.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A whole number that fits `u32`: JSON does not tell `300` from `300.0`, so both are read.
+fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let u = f as u64;
+                u
+            })
+    });
+    whole
+        .and_then(|u| u32::try_from(u).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "max_tokens must be a whole number from 0 to {}, not {n}",
+                u32::MAX
+            ))
+        })
 }
 
 /// Checks a whole map: every role is one the engine knows (`known`) and every role's settings
@@ -262,7 +294,7 @@ mod tests {
         };
         assert!(err(&one("BETA", s)).contains("roles.BETA.temperature"));
         let s = RoleSettings {
-            temperature: Some(f32::NAN),
+            temperature: Some(f64::NAN),
             ..RoleSettings::default()
         };
         assert!(err(&one("BETA", s)).contains("roles.BETA.temperature"));
@@ -287,6 +319,17 @@ mod tests {
         };
         assert!(err(&one("BETA", s.clone())).contains("roles.BETA.votes"));
         assert!(validate_map(&one("CRITIC", s), &known(), 4096).is_ok());
+    }
+
+    #[test]
+    fn max_tokens_reads_whole_numbers_only() {
+        let s: RoleSettings = serde_json::from_str(r#"{"max_tokens": 300.0}"#).unwrap();
+        assert_eq!(s.max_tokens, Some(300));
+        assert!(serde_json::from_str::<RoleSettings>(r#"{"max_tokens": 1.5}"#).is_err());
+        assert!(serde_json::from_str::<RoleSettings>(r#"{"max_tokens": -1}"#).is_err());
+        assert!(serde_json::from_str::<RoleSettings>(r#"{"max_tokens": 4294967296}"#).is_err());
+        let s: RoleSettings = serde_json::from_str(r#"{"max_tokens": null}"#).unwrap();
+        assert_eq!(s.max_tokens, None);
     }
 
     #[test]

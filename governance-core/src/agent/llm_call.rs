@@ -64,7 +64,8 @@ impl AgentContext {
                 .max_tokens
                 .unwrap_or(c.config.budgets.max_completion_tokens)
                 .min(c.config.budgets.max_completion_tokens),
-            temperature: s.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+            #[allow(clippy::cast_possible_truncation)]
+            temperature: s.temperature.map_or(DEFAULT_TEMPERATURE, |t| t as f32),
             json: true,
             meta: RequestMeta {
                 pipeline_id: c.shared.id().clone(),

@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use governance_core::{
-    ContinueRequest, PipelineFilter, PipelineRecord, PipelineStatus, ProposalStatus, SpawnRequest,
+    ContinueRequest, PipelineFilter, PipelineRecord, PipelineStatus, ProposalStatus,
+    RoleSettingsMap, SpawnRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -34,6 +35,9 @@ pub struct SpawnBody {
     /// Orchestration timeout in seconds (a JSON number with no fraction: `30` or `30.0`).
     #[serde(default, deserialize_with = "whole_seconds")]
     pub timeout: Option<u64>,
+    /// Per-role settings for this pipeline (`{"BETA": {"model": "…"}}`), over the server's.
+    #[serde(default)]
+    pub roles: Option<RoleSettingsMap>,
 }
 
 /// Body of `POST /api/pipeline/continue`.
@@ -185,6 +189,7 @@ pub async fn spawn(
             mode: body.mode,
             model: body.model,
             timeout: timeout(body.timeout),
+            roles: body.roles.unwrap_or_default(),
         })
         .await?;
     let rec = gov.get(&id).await?;
@@ -292,6 +297,7 @@ pub async fn orchestration(
         "mode": rec.mode,
         "model": rec.model,
         "timeout_secs": rec.timeout_secs,
+        "roles": rec.roles,
         "orchestration_started_at": rec.orchestration_started_at,
         "agents": rec.agents,
         "gamma": rec.gamma,
