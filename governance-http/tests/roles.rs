@@ -76,6 +76,8 @@ async fn bad_role_settings_are_400_naming_the_field() {
         ),
         (json!({"BETA": {"modle": "a/b"}}), "modle"),
         (json!({"BETA": {"max_tokens": 1.5}}), "max_tokens"),
+        (json!({"REPORTER": [null, null]}), "roles"),
+        (json!({"BETA": "fast"}), "roles"),
     ];
     for (roles, field) in cases {
         let (st, body) = s
