@@ -11,6 +11,7 @@
 //! | `GOVERNANCE_REMOTE_ROLES` | comma-separated roles played by worker processes (`governance worker`) instead of this process: `ALPHA`, `BETA`, `GAMMA` replace the local agents, any other name joins as an extra role whose votes do not count; needs `REDIS_URL` |
 //! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
 //! | `GOVERNANCE_LOCAL_LATENCY_MS`, `GOVERNANCE_LOCAL_SEED` | the local LLM's latency (default [`SERVE_LOCAL_LATENCY_MS`], so a person can watch) and seed |
+//! | `GOVERNANCE_CONFIG`, `GOVERNANCE_ROLE_<ROLE>_<FIELD>` | per-role settings (`crate::role_config`) |
 //! | the seed's variables | [`Config::from_env`] |
 //!
 //! With a SQLite or PostgreSQL database every LLM exchange is recorded in it (`governance replay`
@@ -168,8 +169,17 @@ fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
 pub async fn from_env() -> anyhow::Result<Backends> {
     let config = Config::from_env().context("reading configuration")?;
     let breaker_config = config.breaker;
-    let mut builder = Governance::builder();
+    let roles = crate::role_config::load(std::env::vars())?;
     let mut summary = Vec::new();
+    if let Some(path) = env("GOVERNANCE_CONFIG") {
+        summary.push(("config".to_owned(), path));
+    }
+    for (role, s) in &roles {
+        if let Some(m) = &s.model {
+            summary.push((format!("model:{role}"), m.clone()));
+        }
+    }
+    let mut builder = Governance::builder().role_settings(roles);
     let mut breakers = Vec::new();
 
     let clustered = match env("GOVERNANCE_CLUSTER") {

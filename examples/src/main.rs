@@ -10,6 +10,7 @@ mod backends;
 mod bench;
 mod ledger;
 mod replay;
+mod role_config;
 mod run;
 mod serve;
 mod telemetry;

@@ -82,6 +82,16 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             timeout,
             // no human here to ask: a replay re-runs the first round and ends there
             require_approval: Some(false),
+            // the recorded pipeline's per-role settings (models, temperatures, ...) for the
+            // built-in roles this replay engine has
+            roles: recorded
+                .roles
+                .iter()
+                .filter(|(role, _)| {
+                    matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA" | "REPORTER")
+                })
+                .map(|(role, s)| (role.clone(), s.clone()))
+                .collect(),
         })
         .await?;
     let mut status = if recorded.auto_continue {

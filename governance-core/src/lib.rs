@@ -56,6 +56,7 @@ pub mod prompt;
 mod recording;
 mod results;
 mod retry;
+mod role_settings;
 mod roles;
 mod spawn_controller;
 mod state_machine;
@@ -105,6 +106,7 @@ pub use results::{
     PartialReport, PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
 };
 pub use retry::{RetryPolicy, Schedule};
+pub use role_settings::{MAX_INSTRUCTIONS_LEN, MAX_TEMPERATURE, RoleSettings, RoleSettingsMap};
 pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};
 pub use state_machine::PipelineStatus;

@@ -84,6 +84,10 @@ pub struct RequestMeta {
 pub struct LlmRequest {
     /// Model; `None` means the client's default.
     pub model: Option<String>,
+    /// Models to try in order when `model` fails (OpenRouter's `models` list); empty: the
+    /// client's own fallbacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_models: Vec<String>,
     /// The conversation.
     /// (Shared: retries and recordings reuse it without copying the prompt.)
     pub messages: std::sync::Arc<[ChatMessage]>,

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, GammaReason};
 use crate::ids::PipelineId;
 use crate::llm::Usage;
+use crate::role_settings::RoleSettingsMap;
 use crate::state_machine::PipelineStatus;
 
 /// The report written by the RUNNING stage.
@@ -91,6 +92,9 @@ pub struct AgentRecord {
     /// Why it failed or was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The model it asks (its role's, else the pipeline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// GAMMA's spawn, when it happened.
@@ -150,6 +154,10 @@ pub struct PipelineRecord {
     /// Revision rounds run after a reviewer's rejection.
     #[serde(default)]
     pub revisions: u32,
+    /// The per-role settings it runs with (the engine's with the spawn request's laid over
+    /// them), so a resume uses the same.
+    #[serde(default, skip_serializing_if = "RoleSettingsMap::is_empty")]
+    pub roles: RoleSettingsMap,
 }
 
 /// A filter for [`PipelineRegistry::list`].
@@ -416,6 +424,7 @@ impl PipelineRecord {
             last_seq: 0,
             require_approval: false,
             revisions: 0,
+            roles: RoleSettingsMap::new(),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! request/response testers cannot follow it past the upgrade, so the schemathesis test leaves
 //! it out and `governance-http/tests/live.rs` covers it over a real socket.
 
-use governance_core::{MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, PipelineStatus};
+use governance_core::{
+    MAX_FEEDBACK_LEN, MAX_INSTRUCTIONS_LEN, MAX_REVIEWER_LEN, MAX_TEMPERATURE, PipelineStatus,
+};
 use serde_json::{Map, Value, json};
 
 use crate::live::{DEFAULT_REPLAY_SECS, MAX_REPLAY_SECS};
@@ -296,6 +298,50 @@ fn request_schemas(modes: &[String], max_objective_len: usize) -> Map<String, Va
     m
 }
 
+/// `Roles` (one optional entry per role this server has) and the settings of a built-in role
+/// (`votes` only `true`) and of a custom one.
+fn role_schemas(roles: &[String], max_completion_tokens: u32) -> Map<String, Value> {
+    let model = json!({"type": "string", "pattern": MODEL_PATTERN});
+    let settings = |builtin: bool| {
+        let votes = if builtin {
+            json!({"enum": [true, null], "description": "built-in roles always vote"})
+        } else {
+            json!({"type": ["boolean", "null"], "description": "whether its votes count; null or absent: true"})
+        };
+        json!({"type": "object", "additionalProperties": false, "properties": {
+            "model": {"type": ["string", "null"], "pattern": MODEL_PATTERN, "description": "model the role asks; null or absent: the pipeline's"},
+            "fallback_models": {"type": ["array", "null"], "maxItems": 8, "items": model,
+                                "description": "models tried in order when the primary fails; null or absent: OPENROUTER_FALLBACK_MODELS"},
+            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_TEMPERATURE, "description": "null or absent: 0.2"},
+            "max_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": max_completion_tokens,
+                           "description": "completion-token cap per call; null or absent: GOVERNANCE_MAX_COMPLETION_TOKENS"},
+            "instructions": {"type": ["string", "null"], "maxLength": MAX_INSTRUCTIONS_LEN,
+                             "description": "appended to the role's built-in system prompt"},
+            "votes": votes}})
+    };
+    let props: Map<String, Value> = roles
+        .iter()
+        .map(|r| {
+            let builtin = matches!(r.as_str(), "ALPHA" | "BETA" | "GAMMA" | "REPORTER");
+            let name = if builtin {
+                "BuiltinRoleSettings"
+            } else {
+                "CustomRoleSettings"
+            };
+            (r.clone(), obj(name))
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert(
+        "Roles".into(),
+        json!({"type": "object", "additionalProperties": false, "properties": props,
+        "description": "settings by role name; a role this server does not have is refused (400)"}),
+    );
+    m.insert("BuiltinRoleSettings".into(), settings(true));
+    m.insert("CustomRoleSettings".into(), settings(false));
+    m
+}
+
 fn response_schemas() -> Value {
     let statuses: Vec<&str> = PipelineStatus::ALL.iter().map(|s| s.as_str()).collect();
     let mut feed_types = EVENT_TYPES.to_vec();
@@ -339,7 +385,8 @@ fn record_schemas() -> Value {
             "next_after": {"type": "integer"}, "has_more": {"type": "boolean"}}},
         "Agent": {"type": "object", "properties": {"agent_id": {"type": "string"}, "role": {"type": "string"},
             "state": {"type": "string", "enum": ["RUNNING", "DONE", "FAILED", "REVOKED", "CANCELLED"]},
-            "tokens_used": {"type": "integer"}, "errors": {"type": "integer"}, "reason": {"type": "string"}}},
+            "tokens_used": {"type": "integer"}, "errors": {"type": "integer"}, "reason": {"type": "string"},
+            "model": {"type": "string", "description": "the model the agent asks (its role's, else the pipeline's)"}}},
         "Usage": {"type": "object", "properties": {"calls": {"type": "integer"}, "prompt_tokens": {"type": "integer"},
             "completion_tokens": {"type": "integer"}, "cost_usd": {"type": "number"}}},
         "Gamma": {"type": ["object", "null"], "properties": {"reason": {"type": "string", "enum": ["STUCK", "CONFLICT", "COMPLEXITY"]},
@@ -355,6 +402,7 @@ fn record_schemas() -> Value {
             "revisions": {"type": "integer", "minimum": 0, "description": "revision rounds run after a reviewer's rejection"}}},
         "Orchestration": {"type": "object", "required": ["pipeline_id", "status"], "properties": {"pipeline_id": id_schema(), "status": obj("PipelineStatus"),
             "mode": {"type": "string"}, "model": {"type": "string"}, "timeout_secs": {"type": "integer"},
+            "roles": {"type": "object", "description": "the per-role settings the pipeline runs with (the server's with the spawn request's over them)"},
             "orchestration_started_at": {"type": ["string", "null"]}, "agents": {"type": "array", "items": obj("Agent")}, "gamma": obj("Gamma"),
             "blackboard": {"type": "object", "properties": {"proposals": {"type": "array", "items": {"type": "object"}},
                 "summary": {"type": "object"}, "consensus": {"type": ["object", "null"]}}},
@@ -371,10 +419,32 @@ fn record_schemas() -> Value {
     })
 }
 
-/// The document for a server with these LLM `modes` and objective limit.
+/// What the document depends on: the server's LLM modes, objective limit, the role names its
+/// spawn requests' `roles` may address, and its completion-token cap.
+#[derive(Debug, Clone)]
+pub struct ServerShape {
+    /// LLM modes this server has.
+    pub modes: Vec<String>,
+    /// The longest objective (characters).
+    pub max_objective_len: usize,
+    /// Role names (`Governance::role_names`).
+    pub roles: Vec<String>,
+    /// `GOVERNANCE_MAX_COMPLETION_TOKENS`.
+    pub max_completion_tokens: u32,
+}
+
+/// The document for a server of this shape.
 #[must_use]
-pub fn document(modes: &[String], max_objective_len: usize) -> Value {
-    let mut schemas = request_schemas(modes, max_objective_len);
+pub fn document(shape: &ServerShape) -> Value {
+    let mut schemas = request_schemas(&shape.modes, shape.max_objective_len);
+    schemas.extend(role_schemas(&shape.roles, shape.max_completion_tokens));
+    if let Some(Value::Object(props)) = schemas
+        .get_mut("SpawnRequest")
+        .and_then(|s| s.get_mut("properties"))
+    {
+        props.insert("roles".into(), json!({"oneOf": [obj("Roles"), {"type": "null"}],
+            "description": "per-role settings for this pipeline, over the server's (GOVERNANCE_CONFIG, GOVERNANCE_ROLE_*), field by field; null or absent: the server's"}));
+    }
     for part in [response_schemas(), record_schemas()] {
         if let Value::Object(rest) = part {
             schemas.extend(rest);
@@ -396,11 +466,37 @@ mod tests {
 
     #[test]
     fn lists_the_server_modes_and_objective_limit() {
-        let doc = document(&["local".to_owned()], 123);
+        let doc = document(&ServerShape {
+            modes: vec!["local".to_owned()],
+            max_objective_len: 123,
+            roles: vec![
+                "REPORTER".into(),
+                "GAMMA".into(),
+                "ALPHA".into(),
+                "BETA".into(),
+                "CRITIC".into(),
+            ],
+            max_completion_tokens: 1024,
+        });
         let spawn = &doc["components"]["schemas"]["SpawnRequest"]["properties"];
         assert_eq!(spawn["mode"]["enum"], json!(["local", null]));
         assert_eq!(spawn["objective"]["maxLength"], 123);
         let sse = &doc["components"]["schemas"]["SseEvent"]["properties"]["event"]["enum"];
         assert!(sse.as_array().unwrap().contains(&json!("resync")));
+        assert_eq!(
+            spawn["roles"]["oneOf"][0]["$ref"],
+            "#/components/schemas/Roles"
+        );
+        let roles = &doc["components"]["schemas"]["Roles"]["properties"];
+        assert_eq!(
+            roles["BETA"]["$ref"],
+            "#/components/schemas/BuiltinRoleSettings"
+        );
+        assert_eq!(
+            roles["CRITIC"]["$ref"],
+            "#/components/schemas/CustomRoleSettings"
+        );
+        let custom = &doc["components"]["schemas"]["CustomRoleSettings"]["properties"];
+        assert_eq!(custom["max_tokens"]["maximum"], 1024);
     }
 }

@@ -40,6 +40,12 @@ impl<'a> ChatRequest<'a> {
         stream: bool,
     ) -> Self {
         let model = request.model.as_deref().unwrap_or(default_model);
+        // the request's own fallbacks (a role's) replace the client's
+        let fallbacks: &[String] = if request.fallback_models.is_empty() {
+            fallbacks
+        } else {
+            &request.fallback_models
+        };
         let models = if fallbacks.is_empty() {
             Vec::new()
         } else {

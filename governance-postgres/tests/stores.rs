@@ -142,6 +142,7 @@ async fn exchanges_round_trip_in_order_and_a_repeat_is_stored_once() {
         max_tokens: 64,
         temperature: 0.0,
         json: true,
+        fallback_models: Vec::new(),
         meta: RequestMeta {
             pipeline_id: p.clone(),
             agent_id: AgentId::new("BETA").unwrap(),

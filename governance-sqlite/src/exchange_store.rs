@@ -94,6 +94,7 @@ mod tests {
     fn request(attempt: u32) -> LlmRequest {
         LlmRequest {
             model: Some("anthropic/claude-sonnet-4".into()),
+            fallback_models: Vec::new(),
             messages: vec![ChatMessage::system("rules"), ChatMessage::user("objective")].into(),
             max_tokens: 256,
             temperature: 0.2,

@@ -18,6 +18,7 @@ use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
 use crate::llm::LlmClient;
 use crate::llm_stack::LlmStack;
 use crate::message_bus::{Message, MessageBus};
+use crate::role_settings::RoleSettings;
 use crate::store::Report;
 use crate::token_budget::AgentBudget;
 
@@ -91,6 +92,8 @@ pub(super) struct CtxInner {
     /// The governed call's layers (the engine's; a role cannot change them).
     pub(super) stack: Arc<LlmStack>,
     pub(super) model: String,
+    /// The role's settings in this pipeline (temperature, `max_tokens`, instructions, votes).
+    pub(super) settings: RoleSettings,
     pub(super) config: Arc<Config>,
     pub(super) error_budget: Arc<dyn ErrorBudget>,
     pub(super) budget: AgentBudget,
@@ -137,6 +140,7 @@ pub(crate) struct ContextParts {
     pub llm: Arc<dyn LlmClient>,
     pub stack: Arc<LlmStack>,
     pub model: String,
+    pub settings: RoleSettings,
     pub config: Arc<Config>,
     pub error_budget: Arc<dyn ErrorBudget>,
     pub cancel: CancellationToken,
@@ -162,6 +166,7 @@ impl AgentContext {
                 llm: p.llm,
                 stack: p.stack,
                 model: p.model,
+                settings: p.settings,
                 config: p.config,
                 error_budget: p.error_budget,
                 budget,
@@ -189,6 +194,18 @@ impl AgentContext {
     #[must_use]
     pub fn role(&self) -> &str {
         &self.inner.role
+    }
+
+    /// The model this agent asks (its role's setting, else the pipeline's).
+    #[must_use]
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// Whether this agent's votes count (its role's `votes` setting; default `true`).
+    #[must_use]
+    pub fn votes_count(&self) -> bool {
+        self.inner.settings.counts_votes()
     }
 
     /// The pipeline's objective.
@@ -376,6 +393,12 @@ impl AgentContext {
         rationale: &str,
     ) -> Result<VoteOutcome> {
         let c = &self.inner;
+        if !c.settings.counts_votes() {
+            return Err(Error::ProcedureViolation(format!(
+                "{} may not vote: role {}'s votes do not count in this pipeline",
+                c.agent_id, c.role
+            )));
+        }
         let vote = Vote {
             voter: c.agent_id.clone(),
             approve,

@@ -6,9 +6,32 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use super::AgentContext;
 use crate::error::{Error, Result};
-use crate::llm::{ChatMessage, LlmRequest, LlmResponse, Purpose, RequestMeta};
+use crate::llm::{ChatMessage, ChatRole, LlmRequest, LlmResponse, Purpose, RequestMeta};
 use crate::llm_stack::LlmCall;
 use crate::parse::LenientParse;
+
+/// The temperature of a role without its own.
+pub(crate) const DEFAULT_TEMPERATURE: f32 = 0.2;
+
+/// `messages` with the role's extra `instructions` appended to its (first) system message, or
+/// a system message of them put first when there is none.
+fn with_instructions(
+    messages: Arc<[ChatMessage]>,
+    instructions: Option<&str>,
+) -> Arc<[ChatMessage]> {
+    let Some(extra) = instructions.map(str::trim).filter(|i| !i.is_empty()) else {
+        return messages;
+    };
+    let mut out: Vec<ChatMessage> = messages.to_vec();
+    match out.iter_mut().find(|m| m.role == ChatRole::System) {
+        Some(sys) => {
+            sys.content.push_str("\n\n");
+            sys.content.push_str(extra);
+        }
+        None => out.insert(0, ChatMessage::system(extra)),
+    }
+    out.into()
+}
 
 impl AgentContext {
     /// One governed LLM call, through the engine's stack of [`LlmLayer`](crate::LlmLayer)s
@@ -31,11 +54,18 @@ impl AgentContext {
     ) -> Result<LlmResponse> {
         let c = &self.inner;
         self.check_cancel()?;
+        let s = &c.settings;
+        let messages: Arc<[ChatMessage]> = messages.into();
         let request = LlmRequest {
             model: Some(c.model.clone()),
-            messages: messages.into(),
-            max_tokens: c.config.budgets.max_completion_tokens,
-            temperature: 0.2,
+            fallback_models: s.fallback_models.clone().unwrap_or_default(),
+            messages: with_instructions(messages, s.instructions.as_deref()),
+            max_tokens: s
+                .max_tokens
+                .unwrap_or(c.config.budgets.max_completion_tokens)
+                .min(c.config.budgets.max_completion_tokens),
+            #[allow(clippy::cast_possible_truncation)]
+            temperature: s.temperature.map_or(DEFAULT_TEMPERATURE, |t| t as f32),
             json: true,
             meta: RequestMeta {
                 pipeline_id: c.shared.id().clone(),
@@ -91,5 +121,32 @@ impl AgentContext {
                 Err(e) => self.record_error(&e).await?,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_are_appended_to_the_system_prompt() {
+        let msgs: Arc<[ChatMessage]> = vec![
+            ChatMessage::system("You are BETA."),
+            ChatMessage::user("Judge this."),
+        ]
+        .into();
+        let out = with_instructions(msgs.clone(), Some("  Be strict.  "));
+        assert_eq!(out[0].content, "You are BETA.\n\nBe strict.");
+        assert_eq!(out[1].content, "Judge this.");
+        assert!(Arc::ptr_eq(&with_instructions(msgs.clone(), None), &msgs));
+        assert!(Arc::ptr_eq(
+            &with_instructions(msgs.clone(), Some(" ")),
+            &msgs
+        ));
+        let bare: Arc<[ChatMessage]> = vec![ChatMessage::user("hi")].into();
+        let out = with_instructions(bare, Some("Be brief."));
+        assert_eq!(out[0].role, ChatRole::System);
+        assert_eq!(out[0].content, "Be brief.");
+        assert_eq!(out.len(), 2);
     }
 }

@@ -22,6 +22,7 @@ use crate::llm::LlmClient;
 use crate::llm_stack::LlmStack;
 use crate::message_bus::MessageBus;
 use crate::retry::RetryPolicy;
+use crate::role_settings::RoleSettings;
 use crate::store::{LedgerStore, Report};
 
 /// The owner's side of a role played by a worker: records the events the worker reported,
@@ -245,6 +246,7 @@ pub struct DetachedContext {
     bus: Arc<dyn MessageBus>,
     llm: Arc<dyn LlmClient>,
     model: String,
+    settings: RoleSettings,
     config: Arc<Config>,
     events: Arc<dyn LedgerStore>,
     quorum: QuorumHandle,
@@ -278,6 +280,7 @@ impl DetachedContext {
             bus,
             llm,
             model: config.model.clone(),
+            settings: RoleSettings::default(),
             config,
             events,
             quorum: QuorumHandle::new(2),
@@ -308,6 +311,13 @@ impl DetachedContext {
     /// The model to ask.
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.model = model.into();
+        self
+    }
+
+    /// The role's settings (temperature, `max_tokens`, instructions, fallbacks, votes; the
+    /// model is set with [`model`](Self::model)). Default: none.
+    pub fn role_settings(mut self, settings: RoleSettings) -> Self {
+        self.settings = settings;
         self
     }
 
@@ -370,6 +380,7 @@ impl AgentContext {
                     p.config.llm_max_attempts,
                 ))),
                 model: p.model,
+                settings: p.settings,
                 config: p.config,
                 error_budget,
                 cancel: p.cancel,

@@ -24,6 +24,7 @@ use crate::memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 use crate::message_bus::MessageBus;
 use crate::ownership::{Ownership, SingleNode};
 use crate::retry::RetryPolicy;
+use crate::role_settings::RoleSettingsMap;
 use crate::roles::{Alpha, Beta, Gamma};
 use crate::spawn_controller::{SpawnController, ThresholdSpawnController};
 use crate::store::StateStore;
@@ -76,6 +77,7 @@ pub struct GovernanceBuilder {
     beta: Option<Arc<dyn Agent>>,
     gamma: Option<Arc<dyn Agent>>,
     extra_roles: Vec<Arc<dyn Agent>>,
+    role_settings: RoleSettingsMap,
     controller: Option<Arc<dyn SpawnController>>,
     ownership: Option<Arc<dyn Ownership>>,
     max_objective_len: Option<usize>,
@@ -217,12 +219,24 @@ impl GovernanceBuilder {
         self
     }
 
+    /// The engine's per-role settings (model, fallbacks, temperature, `max_tokens`,
+    /// instructions, whether the role's votes count):
+    /// the default of every pipeline, under the spawn request's
+    /// [`roles`](crate::SpawnRequest::roles). Default: none (every role on the built-in
+    /// defaults). Checked by [`build`](Self::build).
+    #[must_use]
+    pub fn role_settings(mut self, settings: RoleSettingsMap) -> Self {
+        self.role_settings = settings;
+        self
+    }
+
     /// Builds the engine.
     ///
     /// # Errors
     /// [`Error::Config`] when the default mode has no client, a custom role name is invalid
     /// or taken, or the [`llm_stack`](Self::llm_stack) order does not name each built-in
-    /// stage once.
+    /// stage once, or a [`role_settings`](Self::role_settings) entry names an unknown role or
+    /// holds an invalid value.
     pub fn build(self) -> Result<Governance> {
         let config = self.config.unwrap_or_default();
         let mut llms = self.llms;
@@ -282,6 +296,13 @@ impl GovernanceBuilder {
             }
             names.push(role.to_owned());
         }
+        names.retain(|n| n != "ORCHESTRATOR");
+        crate::role_settings::validate_map(
+            &self.role_settings,
+            &names,
+            config.budgets.max_completion_tokens,
+        )
+        .map_err(|e| Error::config("GOVERNANCE_CONFIG", e.to_string()))?;
         let llm_stack = LlmStack::new(
             self.llm_order.unwrap_or_else(LlmStage::default_order),
             self.llm_layers,
@@ -311,6 +332,7 @@ impl GovernanceBuilder {
             beta: self.beta.unwrap_or_else(|| Arc::new(Beta)),
             gamma: self.gamma.unwrap_or_else(|| Arc::new(Gamma)),
             extra_roles: self.extra_roles,
+            role_settings: self.role_settings,
             controller: self
                 .controller
                 .unwrap_or_else(|| Arc::new(ThresholdSpawnController::new(thresholds))),

@@ -70,6 +70,13 @@ impl Governance {
         &self.engine.default_mode
     }
 
+    /// The role names per-role settings may address (`SpawnRequest::roles`): REPORTER,
+    /// GAMMA, ALPHA and BETA (or what replaced them) and the custom roles, in that order.
+    #[must_use]
+    pub fn role_names(&self) -> Vec<String> {
+        self.engine.known_roles()
+    }
+
     /// Registered LLM modes.
     #[must_use]
     pub fn modes(&self) -> Vec<String> {
@@ -141,6 +148,11 @@ impl Governance {
         if let Some(t) = req.timeout {
             validate_timeout(t)?;
         }
+        crate::role_settings::validate_map(
+            &req.roles,
+            &self.engine.known_roles(),
+            self.engine.config.budgets.max_completion_tokens,
+        )?;
         let mode = req
             .mode
             .clone()

@@ -143,6 +143,7 @@ impl Live {
                 .require_approval
                 .unwrap_or(engine.config.approval.required),
             revisions: 0,
+            roles: crate::role_settings::overlay_map(&engine.role_settings, &req.roles),
         };
         engine.ownership.claim_new(&record.id).await?;
         let live = Self::build(engine, record, 0);
@@ -323,8 +324,12 @@ impl Live {
         cancel: CancellationToken,
         gamma: Option<GammaReason>,
     ) -> Result<AgentContext> {
-        let (mode, model) = self
-            .with_record(|r| (r.mode.clone(), r.model.clone()))
+        let (mode, model, settings) = self
+            .with_record(|r| {
+                let settings = r.roles.get(role).cloned().unwrap_or_default();
+                let model = settings.model.clone().unwrap_or_else(|| r.model.clone());
+                (r.mode.clone(), model, settings)
+            })
             .await;
         let llm = engine.llm(&mode)?;
         Ok(AgentContext::new(ContextParts {
@@ -336,6 +341,7 @@ impl Live {
             llm,
             stack: engine.llm_stack.clone(),
             model,
+            settings,
             config: engine.config.clone(),
             error_budget: Arc::new(CountingErrorBudget::new(engine.config.error_budget)),
             cancel,

@@ -24,6 +24,7 @@ use crate::llm::LlmClient;
 use crate::llm_stack::LlmStack;
 use crate::message_bus::MessageBus;
 use crate::ownership::Ownership;
+use crate::role_settings::RoleSettingsMap;
 use crate::spawn_controller::SpawnController;
 use crate::state_machine::PipelineStatus;
 use crate::store::{CheckpointStore, LedgerStore, PipelineRecord, PipelineRegistry, StateStore};
@@ -48,6 +49,8 @@ pub(crate) struct Engine {
     pub beta: Arc<dyn Agent>,
     pub gamma: Arc<dyn Agent>,
     pub extra_roles: Vec<Arc<dyn Agent>>,
+    /// The engine's per-role settings (a spawn request's are laid over them).
+    pub role_settings: RoleSettingsMap,
     pub controller: Arc<dyn SpawnController>,
     pub ownership: Arc<dyn Ownership>,
     pub hub: broadcast::Sender<Arc<Event>>,
@@ -63,6 +66,22 @@ impl Engine {
     /// The retry policy of acknowledged pipelines' durable writes.
     pub fn write_retry(&self) -> WriteRetry {
         WriteRetry::new(self.shutdown.clone(), self.waiting_writes.clone())
+    }
+
+    /// The role names settings may address: the built-in roles and the custom ones.
+    pub fn known_roles(&self) -> Vec<String> {
+        let mut known: Vec<String> = ["REPORTER", "GAMMA"]
+            .into_iter()
+            .map(String::from)
+            .chain(
+                [&self.alpha, &self.beta]
+                    .into_iter()
+                    .chain(&self.extra_roles)
+                    .map(|a| a.role().to_owned()),
+            )
+            .collect();
+        known.dedup();
+        known
     }
 
     pub fn llm(&self, mode: &str) -> Result<Arc<dyn LlmClient>> {

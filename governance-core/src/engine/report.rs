@@ -29,7 +29,6 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
     }
     let timeout = Duration::from_secs(live.with_record(|r| r.timeout_secs).await);
     let reporter = AgentId::new("REPORTER")?;
-    live.state.register_agent("REPORTER", "REPORTER");
     let ctx = match live
         .agent_context(engine, reporter, "REPORTER", live.stop.child_token(), None)
         .await
@@ -37,6 +36,8 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
         Ok(c) => c,
         Err(e) => return Ok(Some(Outcome::OrchestrationError(e.to_string()))),
     };
+    live.state
+        .register_agent("REPORTER", "REPORTER", ctx.model());
     let ask = ctx.ask::<ReportDraft>(
         Purpose::Report,
         prompt::report(live.state.objective()),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::role_settings::RoleSettingsMap;
 
 /// The longest objective accepted by default (characters).
 pub const DEFAULT_MAX_OBJECTIVE_LEN: usize = 4000;
@@ -52,6 +53,12 @@ pub struct SpawnRequest {
     /// `GOVERNANCE_REQUIRE_APPROVAL`.
     #[serde(default)]
     pub require_approval: Option<bool>,
+    /// Per-role settings for this pipeline, laid over the engine's
+    /// ([`GovernanceBuilder::role_settings`](crate::GovernanceBuilder::role_settings)) field
+    /// by field; validated at spawn (an unknown role or a bad field is
+    /// [`Error::InvalidInput`] naming `roles.<ROLE>.<field>`).
+    #[serde(default, skip_serializing_if = "RoleSettingsMap::is_empty")]
+    pub roles: RoleSettingsMap,
 }
 
 impl SpawnRequest {

@@ -368,7 +368,7 @@ impl PipelineState {
     }
 
     /// A new (or restarted) agent runs.
-    pub(in crate::engine) fn register_agent(&self, agent_id: &str, role: &str) {
+    pub(in crate::engine) fn register_agent(&self, agent_id: &str, role: &str, model: &str) {
         let mut agents = self.agents.lock();
         agents.retain(|a| a.agent_id != agent_id);
         agents.push(AgentRecord {
@@ -378,6 +378,7 @@ impl PipelineState {
             tokens_used: 0,
             errors: 0,
             reason: None,
+            model: Some(model.to_owned()),
         });
     }
 

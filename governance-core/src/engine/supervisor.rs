@@ -240,9 +240,11 @@ async fn spawn_agent(
     let ctx = live
         .agent_context(engine, id.clone(), &role, token.child_token(), gamma)
         .await?;
-    live.state.register_agent(id.as_str(), &role);
+    live.state.register_agent(id.as_str(), &role, ctx.model());
     if !running.voters.iter().any(|(v, _)| v == &id) {
-        running.voters.push((id.clone(), agent.votes()));
+        running
+            .voters
+            .push((id.clone(), agent.votes() && ctx.votes_count()));
     }
     running.agents.insert(id.clone(), (agent.clone(), gamma));
     // once per agent: a restart (resume, transient backend error) is not a new spawn

@@ -183,6 +183,7 @@ async fn a_missing_exchange_fails_clearly_and_names_its_key() {
 fn request(agent: &str, purpose: Purpose, attempt: u32) -> LlmRequest {
     LlmRequest {
         model: Some("m".into()),
+        fallback_models: Vec::new(),
         messages: vec![ChatMessage::user("hello")].into(),
         max_tokens: 16,
         temperature: 0.0,

@@ -70,6 +70,7 @@ pub(crate) fn record(
             tokens_used: 1234,
             errors: 1,
             reason: None,
+            model: Some("vendor/beta-model".into()),
         }],
         gamma: Some(GammaRecord {
             reason: GammaReason::Stuck,
@@ -97,6 +98,18 @@ pub(crate) fn record(
         last_seq: 17,
         require_approval: true,
         revisions: 1,
+        roles: std::iter::once((
+            "BETA".to_owned(),
+            crate::RoleSettings {
+                model: Some("vendor/beta-model".into()),
+                fallback_models: Some(vec!["vendor/other".into()]),
+                temperature: Some(0.7),
+                max_tokens: Some(321),
+                instructions: Some("Be strict.".into()),
+                votes: Some(true),
+            },
+        ))
+        .collect(),
     }
 }
 

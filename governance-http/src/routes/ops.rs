@@ -100,12 +100,15 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .into_response())
 }
 
-/// `GET /openapi.json`: the document for this server's LLM modes and objective limit.
+/// `GET /openapi.json`: the document for this server's LLM modes, objective limit and roles.
 pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
-    Json(crate::openapi::document(
-        &state.gov().modes(),
-        state.settings().max_objective_len,
-    ))
+    let gov = state.gov();
+    Json(crate::openapi::document(&crate::openapi::ServerShape {
+        modes: gov.modes(),
+        max_objective_len: state.settings().max_objective_len,
+        roles: gov.role_names(),
+        max_completion_tokens: gov.config().budgets.max_completion_tokens,
+    }))
 }
 
 /// `GET /docs`: a small page rendering `/openapi.json` (no external assets).

@@ -1,6 +1,7 @@
 //! The seed's pipeline endpoints: spawn, report, continue, orchestration status, stop, logs,
 //! list and get.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -8,10 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use governance_core::{
-    ContinueRequest, PipelineFilter, PipelineRecord, PipelineStatus, ProposalStatus, SpawnRequest,
+    ContinueRequest, PipelineFilter, PipelineRecord, PipelineStatus, ProposalStatus, RoleSettings,
+    RoleSettingsMap, SpawnRequest,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiJson, ApiQuery, PathId, parse_id};
 use crate::state::{AppState, MAX_PAGE};
@@ -38,6 +40,10 @@ pub struct SpawnBody {
     /// `POST /api/pipeline/{id}/approve` (default: `GOVERNANCE_REQUIRE_APPROVAL`).
     #[serde(default)]
     pub require_approval: Option<bool>,
+    /// Per-role settings for this pipeline (`{"BETA": {"model": "…"}}`), over the server's;
+    /// each role's settings a JSON object (read by [`role_settings`]).
+    #[serde(default)]
+    pub roles: Option<BTreeMap<String, Map<String, Value>>>,
 }
 
 /// Body of `POST /api/pipeline/continue`.
@@ -168,6 +174,18 @@ fn check_model(model: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+/// Each role's settings from its JSON object (serde would also read a struct from an array:
+/// only an object is accepted, as the document says); 400 naming `roles.<ROLE>`.
+fn role_settings(raw: BTreeMap<String, Map<String, Value>>) -> Result<RoleSettingsMap, ApiError> {
+    raw.into_iter()
+        .map(|(role, fields)| {
+            serde_json::from_value::<RoleSettings>(Value::Object(fields))
+                .map(|s| (role.clone(), s))
+                .map_err(|e| ApiError::bad_request(format!("roles.{role}: {e}")))
+        })
+        .collect()
+}
+
 /// `POST /api/spawn`: 201 with `{"pipeline_id", "status", "auto_continue"}`.
 pub async fn spawn(
     State(state): State<AppState>,
@@ -181,6 +199,7 @@ pub async fn spawn(
         )));
     }
     check_model(body.model.as_deref())?;
+    let roles = role_settings(body.roles.unwrap_or_default())?;
     let gov = state.gov();
     let id = gov
         .spawn(SpawnRequest {
@@ -190,6 +209,7 @@ pub async fn spawn(
             model: body.model,
             timeout: timeout(body.timeout),
             require_approval: body.require_approval,
+            roles,
         })
         .await?;
     let rec = gov.get(&id).await?;
@@ -298,6 +318,7 @@ pub async fn orchestration(
         "mode": rec.mode,
         "model": rec.model,
         "timeout_secs": rec.timeout_secs,
+        "roles": rec.roles,
         "orchestration_started_at": rec.orchestration_started_at,
         "agents": rec.agents,
         "gamma": rec.gamma,

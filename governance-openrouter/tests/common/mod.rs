@@ -14,6 +14,7 @@ pub const KEY: &str = "sk-or-v1-THIS-KEY-MUST-NEVER-LEAK-0123456789";
 pub fn request() -> LlmRequest {
     LlmRequest {
         model: None,
+        fallback_models: Vec::new(),
         messages: vec![
             ChatMessage::system("You are ALPHA."),
             ChatMessage::user("Propose a plan."),
