@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use governance_core::{
     BreakerLlm, CircuitBreaker, Config, ExchangeStore, Governance, LlmClient, LocalLlm,
-    LocalLlmConfig, RecordingLlm,
+    LocalLlmConfig, RecordingLlm, Role,
 };
 use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_dragonfly_password,
@@ -71,7 +71,7 @@ pub fn with_remote_roles(
 ) -> anyhow::Result<(governance_core::GovernanceBuilder, Vec<String>)> {
     let roles = remote_roles()?;
     for role in &roles {
-        let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
+        let votes = [Role::ALPHA, Role::BETA, Role::GAMMA].contains(&Role::new(role)?);
         let agent = Arc::new(RemoteRole::new(redis, role, votes)?);
         // ALPHA, BETA and GAMMA replace the local agents; other names join as extra roles
         builder = builder.remote_role(agent);

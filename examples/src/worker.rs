@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use governance_core::{Agent, BreakerLlm, CircuitBreaker, Config, LlmClient};
-use governance_core::{Alpha, Beta, Gamma};
+use governance_core::{Alpha, Beta, Gamma, Role};
 use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_openrouter_key,
     select_mode,
@@ -41,9 +41,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut roles: Vec<Arc<dyn Agent>> = Vec::new();
     for r in &args.roles {
         roles.push(match r.trim() {
-            "ALPHA" => Arc::new(Alpha),
-            "BETA" => Arc::new(Beta),
-            "GAMMA" => Arc::new(Gamma),
+            r if Role::ALPHA == r => Arc::new(Alpha),
+            r if Role::BETA == r => Arc::new(Beta),
+            r if Role::GAMMA == r => Arc::new(Gamma),
             other => anyhow::bail!(
                 "--roles: unknown role {other:?}; this binary plays ALPHA, BETA and GAMMA \
                  (custom roles are played by your own worker, see examples/python)"

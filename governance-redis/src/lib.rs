@@ -74,6 +74,7 @@ mod conn;
 mod coordination;
 mod facade;
 mod keys;
+mod protocol;
 pub mod remote;
 pub mod scripts;
 mod store;

@@ -122,7 +122,7 @@ async fn pending_work(
                 stream.clone(),
                 entry,
                 item.pipeline_id.to_string(),
-                item.role,
+                item.role.to_string(),
             ));
         }
     }
@@ -288,8 +288,15 @@ async fn forged_remote_reports_are_refused() {
     }
     let bus = b.bus();
     let alpha: governance_core::AgentId = "ALPHA".parse().unwrap();
+    // a worker's report (wire protocol v2): topic `control`, the event in a tagged envelope
     let report = |kind: serde_json::Value| {
-        Message::new(alpha.clone(), "ORCHESTRATOR", "event", kind.to_string())
+        let content = serde_json::json!({"type": "event", "event": kind});
+        Message::new(
+            alpha.clone(),
+            "ORCHESTRATOR",
+            "control",
+            content.to_string(),
+        )
     };
     let pid = id.to_string();
     for forged in [
@@ -384,9 +391,15 @@ async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
         let call = serde_json::json!({"type": "llm_call", "data": {"pipeline_id": pid,
             "agent_id": "ALPHA", "model": "m", "prompt_tokens": 600, "completion_tokens": 300,
             "latency_ms": 1}});
+        let content = serde_json::json!({"type": "event", "event": call});
         bus.publish(
             &id,
-            Message::new(alpha.clone(), "ORCHESTRATOR", "event", call.to_string()),
+            Message::new(
+                alpha.clone(),
+                "ORCHESTRATOR",
+                "control",
+                content.to_string(),
+            ),
         )
         .await
         .unwrap();
@@ -402,8 +415,10 @@ async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
     }
     let msgs = bus.read(&id, 0, 1_000).await.unwrap();
     assert!(
-        msgs.iter()
-            .any(|m| m.from.as_str() == "ORCHESTRATOR" && m.to == "ALPHA" && m.topic == "cancel"),
+        msgs.iter().any(|m| m.from.as_str() == "ORCHESTRATOR"
+            && m.to == "ALPHA"
+            && m.topic == "control"
+            && m.content == r#"{"type":"cancel"}"#),
         "the worker is told to stop"
     );
     let rec = gov.get(&id).await.unwrap();

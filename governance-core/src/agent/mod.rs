@@ -31,7 +31,7 @@ mod remote;
 
 pub use board::BoardView;
 pub(crate) use context::ContextParts;
-pub use context::{AgentContext, QuorumHandle};
+pub use context::AgentContext;
 pub use inbox::Inbox;
 pub use remote::{DetachedContext, RemoteLink};
 

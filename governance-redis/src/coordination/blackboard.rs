@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use governance_core::{
     AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, Handoff, HandoffId, PipelineId,
-    Proposal, ProposalId, ProposalStatus, Result, Solution, Vote, VoteOutcome,
+    Proposal, ProposalId, ProposalStatus, Quorum, Result, Solution, Vote, VoteOutcome,
 };
 use redis::Value;
 
@@ -184,11 +184,8 @@ impl Blackboard for RedisBlackboard {
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: u32,
+        quorum: Quorum,
     ) -> Result<VoteOutcome> {
-        if quorum == 0 {
-            return Err(Error::InvalidInput("quorum must be at least 1".into()));
-        }
         let k = self.keys(pipeline);
         let keys = [k.proposals(), k.proposal_status(), k.votes(), k.consensus()];
         let args = [
