@@ -89,7 +89,7 @@ pub use engine::{
     ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
     MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,
 };
-pub use error::{Error, ErrorKind, LlmFailure, Result};
+pub use error::{Cause, Error, ErrorKind, LlmFailure, Result};
 pub use event::{Event, EventKind, GammaReason};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{

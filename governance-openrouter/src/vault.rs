@@ -136,11 +136,13 @@ impl VaultSecretSource {
         if let Some(ns) = &self.config.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
+        // the reqwest error (its text names the URL, never the token) stays as the source
         let resp = req.send().await.map_err(|e| {
             Self::error(
                 format!("cannot reach Vault at {}: {e}", self.config.addr),
                 true,
             )
+            .with_source(e)
         })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| {
@@ -148,6 +150,7 @@ impl VaultSecretSource {
                 format!("reading Vault's answer for {path} failed: {e}"),
                 true,
             )
+            .with_source(e)
         })?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         let vault_errors = json

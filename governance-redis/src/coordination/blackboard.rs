@@ -12,7 +12,7 @@ use governance_core::{
 };
 use redis::Value;
 
-use crate::conn::{Effect, Shared, corrupt};
+use crate::conn::{Effect, Shared, corrupt, corrupt_json};
 use crate::keys::PipelineKeys;
 use crate::wire::{self, ProposalMaps, assemble_all, assemble_handoffs};
 
@@ -74,7 +74,8 @@ fn field(reply: &[Value], i: usize, what: &str) -> Result<String> {
 }
 
 fn parse_status(s: &str) -> Result<ProposalStatus> {
-    serde_json::from_value(serde_json::Value::from(s)).map_err(|e| corrupt("proposal status", e))
+    serde_json::from_value(serde_json::Value::from(s))
+        .map_err(|e| corrupt_json("proposal status", e))
 }
 
 impl RedisBlackboard {
