@@ -111,14 +111,13 @@ impl VaultSecretSource {
         Ok(Self { http, config })
     }
 
-    /// From `VAULT_ADDR` / `VAULT_TOKEN` / `VAULT_NAMESPACE`; `None` when `VAULT_ADDR` is unset.
+    /// From `VAULT_ADDR` / `VAULT_TOKEN` / `VAULT_NAMESPACE` read through `get` (the binary
+    /// passes the process environment); `None` when `VAULT_ADDR` is unset.
     ///
     /// # Errors
     /// As [`VaultConfig::from_lookup`] and [`new`](Self::new).
-    pub fn from_env() -> Result<Option<Self>> {
-        VaultConfig::from_lookup(|k| std::env::var(k).ok())?
-            .map(Self::new)
-            .transpose()
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        VaultConfig::from_lookup(get)?.map(Self::new).transpose()
     }
 
     fn error(message: String, retryable: bool) -> Error {
