@@ -453,7 +453,7 @@ impl PipelineState {
     pub(in crate::engine) fn start_revision(&self) {
         self.consensus.store(false, Ordering::Release);
         self.solution.store(false, Ordering::Release);
-        self.set_quorum(2);
+        self.set_quorum(Quorum::DEFAULT);
         self.proposals_changed();
     }
 
