@@ -101,7 +101,9 @@ fn blackboard(c: &mut Criterion) {
                             score: 1.0,
                             rationale: String::new(),
                         };
-                        bb.vote(&pid, &id, v, 2).await.expect("vote");
+                        bb.vote(&pid, &id, v, governance_core::Quorum::DEFAULT)
+                            .await
+                            .expect("vote");
                     }
                     bb.clear(&pid).await.expect("clear");
                 }

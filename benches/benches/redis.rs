@@ -131,7 +131,14 @@ async fn run(
                             score: 0.8,
                             rationale: "looks right".into(),
                         };
-                        bb.vote(&p, &id, vote, 100).await.expect("vote");
+                        bb.vote(
+                            &p,
+                            &id,
+                            vote,
+                            governance_core::Quorum::new(100).expect("quorum"),
+                        )
+                        .await
+                        .expect("vote");
                     }
                     Op::Publish => {
                         bus.publish(&p, Message::new(agent("ALPHA"), "*", "note", "hello"))

@@ -8,12 +8,17 @@ It plays a custom role (default ``CRITIC``) in pipelines run by a Rust server st
    work item (field ``w``, JSON);
 2. holds the work with a heartbeat (``SET gov:{P}:worker:<ROLE> <name> PX <lease>`` and
    ``XCLAIM ... JUSTID``) every lease / 3, and watches the bus for control messages from
-   ``ORCHESTRATOR`` (``cancel``, ``quorum``);
+   ``ORCHESTRATOR`` (topic ``control``: ``{"type":"cancel"}``, ``{"type":"quorum",...}``);
 3. waits until the pipeline's blackboard holds at least one proposal, then broadcasts a
    critique on the bus (topic ``critique``) and reports the matching ``agent_message`` event
-   to ``ORCHESTRATOR`` (topic ``event``), which records it in the pipeline's ledger;
-4. ends with topic ``done`` (``{"outcome":"done"}``, or ``"idle"`` when cancelled or when no
-   proposal came in time), then ``XACK`` + ``XDEL`` of the entry and ``DEL`` of the heartbeat.
+   to ``ORCHESTRATOR`` (topic ``control``, ``{"type":"event","event":{...}}``), which records
+   it in the pipeline's ledger;
+4. ends with the report ``{"type":"done","outcome":"done"}`` (or ``"idle"`` when cancelled or
+   when no proposal came in time), then ``XACK`` + ``XDEL`` of the entry and ``DEL`` of the
+   heartbeat.
+
+It speaks wire protocol version 2 (the work item's ``v``); work items of another version are
+left pending for a worker that speaks it.
 
 Needs only redis-py (``pip install redis``) and Python 3.11+. Exit codes: 0 = ok, 1 = error
 (Redis unreachable, refused command, ...), 2 = bad arguments, 3 = ``--once`` got no work item
@@ -58,9 +63,11 @@ redis.call('PUBLISH', ARGV[3], msg)
 return seq
 """
 
-WIRE_VERSION = 1
+WIRE_VERSION = 1  # stored payloads and bus messages
+PROTOCOL_VERSION = 2  # work items; control messages and reports are tagged JSON on CONTROL
 WORKER_GROUP = "workers"
 ORCHESTRATOR = "ORCHESTRATOR"
+CONTROL = "control"
 BROADCAST = "*"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ROLE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -254,9 +261,13 @@ class Critic:
                 return int(entry_id.split("-")[0])
         return None
 
+    def tell_owner(self, p: Pipeline, report: dict[str, Any]) -> int:
+        """Sends a report (``{"type": "event" | "done", ...}``) to the pipeline's owner."""
+        return self.publish(p, ORCHESTRATOR, CONTROL, compact(report))
+
     def report(self, p: Pipeline, event_type: str, data: dict[str, Any]) -> None:
         """Reports a ledger event to the pipeline's owner."""
-        self.publish(p, ORCHESTRATOR, "event", compact({"type": event_type, "data": data}))
+        self.tell_owner(p, {"type": "event", "event": {"type": event_type, "data": data}})
 
     # --- playing one work item --------------------------------------------------------------
 
@@ -272,8 +283,8 @@ class Critic:
             item = json.loads(raw)
             if not isinstance(item, dict):
                 raise ValueError("not a JSON object")
-            if item.get("v") != WIRE_VERSION:
-                log(f"work entry {entry_id} has payload version {item.get('v')!r}: "
+            if item.get("v") != PROTOCOL_VERSION:
+                log(f"work entry {entry_id} has protocol version {item.get('v')!r}: "
                     "leaving it to a newer worker")
                 self.skipped.add(entry_id)
                 return None
@@ -287,10 +298,10 @@ class Critic:
 
         session = Session(self, p, entry_id, item)
         outcome, message = session.run()
-        done: dict[str, Any] = {"outcome": outcome}
+        done: dict[str, Any] = {"type": "done", "outcome": outcome}
         if message:
             done["message"] = message
-        self.publish(p, ORCHESTRATOR, "done", compact(done))
+        self.tell_owner(p, done)
         retry("deleting the heartbeat", self.r.delete, session.heartbeat)
         self.finish_entry(entry_id)
         say(f"finished {p.id} {self.role}: {outcome}" + (f" ({message})" if message else ""))
@@ -348,19 +359,18 @@ class Session:
                 if m is None:
                     continue
                 role = self.c.role
-                if m.get("from") == ORCHESTRATOR and m.get("to") == role:
-                    if m.get("topic") == "cancel":
+                if m.get("from") == ORCHESTRATOR and m.get("to") == role and m.get("topic") == CONTROL:
+                    control = decode_json(m.get("content")) or {}
+                    if control.get("type") == "cancel":
                         self.cancelled = True
-                    elif m.get("topic") == "quorum":
-                        try:
-                            self.quorum = int(m.get("content", ""))
-                        except ValueError:
-                            pass
+                    elif control.get("type") == "quorum" and isinstance(control.get("quorum"), int):
+                        self.quorum = control["quorum"]
                 elif m.get("from") == role and m.get("topic") == "critique":
                     self.previous_critique = m.get("content")
-                elif m.get("from") == role and m.get("to") == ORCHESTRATOR and m.get("topic") == "event":
-                    ev = decode_json(m.get("content"))
-                    if ev and ev.get("type") == "agent_message":
+                elif m.get("from") == role and m.get("to") == ORCHESTRATOR and m.get("topic") == CONTROL:
+                    report = decode_json(m.get("content")) or {}
+                    event = report.get("event") if report.get("type") == "event" else None
+                    if isinstance(event, dict) and event.get("type") == "agent_message":
                         self.previous_report = True
             if len(entries) < 256:
                 return

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use governance_core::{
     BreakerLlm, CircuitBreaker, Config, ExchangeStore, Governance, LlmClient, LocalLlm,
-    LocalLlmConfig, RecordingLlm,
+    LocalLlmConfig, RecordingLlm, Role,
 };
 use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_dragonfly_password,
@@ -80,7 +80,7 @@ pub fn with_remote_roles(
 ) -> anyhow::Result<(governance_core::GovernanceBuilder, Vec<String>)> {
     let roles = remote_roles()?;
     for role in &roles {
-        let votes = matches!(role.as_str(), "ALPHA" | "BETA" | "GAMMA");
+        let votes = [Role::ALPHA, Role::BETA, Role::GAMMA].contains(&Role::new(role)?);
         let agent = Arc::new(RemoteRole::new(redis, role, votes)?);
         // ALPHA, BETA and GAMMA replace the local agents; other names join as extra roles
         builder = builder.remote_role(agent);
@@ -149,8 +149,15 @@ pub fn cluster_node_id() -> String {
     if id.is_empty() { "node".to_owned() } else { id }
 }
 
+/// The process environment as the libraries' variable lookup
+/// (`ChainSecretSource::from_lookup`, `LlmMode::from_lookup`, `OpenRouterConfig::from_lookup`):
+/// the library crates never read the environment themselves (ARCHITECTURE.md, "Configuration").
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    process_env(name).filter(|v| !v.trim().is_empty())
 }
 
 fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
@@ -216,7 +223,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
         summary.push(("ledger".to_owned(), "memory".to_owned()));
     }
 
-    let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
+    let secrets = ChainSecretSource::from_lookup(process_env).context("reading secret sources")?;
     let mut cluster = None;
     let mut pg_cluster = None;
     if let Some(url) = env("REDIS_URL") {
@@ -287,10 +294,10 @@ pub async fn from_env() -> anyhow::Result<Backends> {
     let key = resolve_openrouter_key(&secrets)
         .await
         .context("reading the OpenRouter key")?;
-    let (mode, why) = select_mode(LlmMode::from_env()?, key.is_some())?;
+    let (mode, why) = select_mode(LlmMode::from_lookup(process_env)?, key.is_some())?;
     if let Some(key) = key {
         // registered whenever a key exists, so a request may ask for `mode: "openrouter"`
-        let client = OpenRouterClient::new(OpenRouterConfig::from_env_with_key(key)?)?;
+        let client = OpenRouterClient::new(OpenRouterConfig::from_lookup(process_env, Some(key))?)?;
         let breaker = Arc::new(CircuitBreaker::new(breaker_config));
         builder = builder.llm(
             "openrouter",

@@ -247,7 +247,8 @@ async fn engine(
         "memory".to_owned()
     };
     let blackboard = if let Some(url) = args.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
-        let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
+        let secrets = ChainSecretSource::from_lookup(crate::backends::process_env)
+            .context("reading secret sources")?;
         let (redis, redacted) = crate::backends::connect_redis(url, &secrets).await?;
         builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
         // roles played by `governance worker` processes, as `serve` does

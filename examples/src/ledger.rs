@@ -73,7 +73,8 @@ pub async fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
 
 async fn verify_redis(url: &str) -> anyhow::Result<ExitCode> {
     let secrets =
-        governance_openrouter::ChainSecretSource::from_env().context("reading secret sources")?;
+        governance_openrouter::ChainSecretSource::from_lookup(crate::backends::process_env)
+            .context("reading secret sources")?;
     let (redis, redacted) = crate::backends::connect_redis(url, &secrets).await?;
     let report = redis
         .store()

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use governance_core::{Agent, BreakerLlm, CircuitBreaker, Config, LlmClient};
-use governance_core::{Alpha, Beta, Gamma};
+use governance_core::{Alpha, Beta, Gamma, Role};
+
+use crate::backends::process_env;
 use governance_openrouter::{
     ChainSecretSource, LlmMode, OpenRouterClient, OpenRouterConfig, resolve_openrouter_key,
     select_mode,
@@ -41,9 +43,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut roles: Vec<Arc<dyn Agent>> = Vec::new();
     for r in &args.roles {
         roles.push(match r.trim() {
-            "ALPHA" => Arc::new(Alpha),
-            "BETA" => Arc::new(Beta),
-            "GAMMA" => Arc::new(Gamma),
+            r if Role::ALPHA == r => Arc::new(Alpha),
+            r if Role::BETA == r => Arc::new(Beta),
+            r if Role::GAMMA == r => Arc::new(Gamma),
             other => anyhow::bail!(
                 "--roles: unknown role {other:?}; this binary plays ALPHA, BETA and GAMMA \
                  (custom roles are played by your own worker, see examples/python)"
@@ -51,14 +53,15 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let config = Config::from_env().context("reading configuration")?;
-    let secrets = ChainSecretSource::from_env().context("reading secret sources")?;
+    let secrets = ChainSecretSource::from_lookup(process_env).context("reading secret sources")?;
     let key = resolve_openrouter_key(&secrets)
         .await
         .context("reading the OpenRouter key")?;
-    let (mode, _) = select_mode(LlmMode::from_env()?, key.is_some())?;
+    let (mode, _) = select_mode(LlmMode::from_lookup(process_env)?, key.is_some())?;
     let llm: Arc<dyn LlmClient> = match key {
         Some(key) if mode == LlmMode::OpenRouter => {
-            let client = OpenRouterClient::new(OpenRouterConfig::from_env_with_key(key)?)?;
+            let client =
+                OpenRouterClient::new(OpenRouterConfig::from_lookup(process_env, Some(key))?)?;
             Arc::new(BreakerLlm::new(
                 Arc::new(client),
                 Arc::new(CircuitBreaker::new(config.breaker)),

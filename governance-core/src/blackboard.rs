@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
+use crate::quorum::Quorum;
 
 /// Version of the blackboard payload JSON (the wire protocol).
 pub const BLACKBOARD_PAYLOAD_VERSION: u32 = 1;
@@ -212,7 +213,7 @@ impl BlackboardSnapshot {
 /// ```
 /// use governance_core::{
 ///     AgentId, Blackboard, MemoryBlackboard, PipelineId, Proposal, ProposalId, ProposalStatus,
-///     Vote,
+///     Quorum, Vote,
 /// };
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -230,9 +231,9 @@ impl BlackboardSnapshot {
 ///     score: 0.9,
 ///     rationale: "sound".into(),
 /// };
-/// let first = bb.vote(&p, &id, vote(&alpha), 2).await?;
+/// let first = bb.vote(&p, &id, vote(&alpha), Quorum::DEFAULT).await?;
 /// assert!(first.consensus.is_none());
-/// let second = bb.vote(&p, &id, vote(&beta), 2).await?;
+/// let second = bb.vote(&p, &id, vote(&beta), Quorum::DEFAULT).await?;
 /// assert_eq!(second.consensus.map(|c| c.proposal_id), Some(id.clone()));
 ///
 /// let snapshot = bb.snapshot(&p).await?;
@@ -257,7 +258,7 @@ pub trait Blackboard: Send + Sync + std::fmt::Debug {
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: u32,
+        quorum: Quorum,
     ) -> Result<VoteOutcome>;
 
     /// The pipeline's consensus, if reached.

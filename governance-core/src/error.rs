@@ -1,9 +1,45 @@
 //! The one error type of `governance-core` and every backend built on it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Result alias used throughout the governance crates.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The underlying cause of an [`Error`] (a Redis, SQLite, I/O, HTTP or JSON error), shared so
+/// that `Error` stays `Clone`. Read it with [`std::error::Error::source`], which returns the
+/// original error (so `downcast_ref` finds its type); its text, like the error's message,
+/// never contains a secret.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+// Deliberately not `std::error::Error` itself: `Error::source` then hands out the wrapped
+// error, not this wrapper.
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
 
 /// What kind of failure an [`Error`] is, independent of its message.
 ///
@@ -135,6 +171,9 @@ pub enum Error {
         message: String,
         /// Whether the operation was certainly not applied and may be retried.
         retryable: bool,
+        /// The backend's own error, when there is one ([`Error::with_source`]).
+        #[source]
+        source: Option<Cause>,
     },
     /// The LLM provider failed.
     #[error("llm error{}: {}", .0.status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(), .0.message)]
@@ -261,13 +300,46 @@ impl Error {
         }
     }
 
-    /// Shorthand for a backend error.
+    /// Shorthand for a backend error (without a [`source`](std::error::Error::source); add
+    /// one with [`with_source`](Self::with_source)).
     pub fn backend(backend: &'static str, message: impl Into<String>, retryable: bool) -> Self {
         Self::Backend {
             backend,
             message: message.into(),
             retryable,
+            source: None,
         }
+    }
+
+    /// This error with `cause` as its [`source`](std::error::Error::source); the message, the
+    /// kind and whether it is retryable stay as they are. Only a backend error
+    /// ([`Error::Backend`]) holds a cause; any other error is returned unchanged. The caller
+    /// makes sure `cause`'s text holds no secret.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    /// let e = governance_core::Error::backend("sqlite", "/data/gov.db: write failed", true)
+    ///     .with_source(io);
+    /// assert_eq!(e.to_string(), "sqlite backend error: /data/gov.db: write failed");
+    /// let cause = e.source().expect("a source");
+    /// assert_eq!(
+    ///     cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind),
+    ///     Some(std::io::ErrorKind::StorageFull)
+    /// );
+    /// ```
+    #[must_use]
+    pub fn with_source(self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.with_cause(Cause::new(cause))
+    }
+
+    /// [`with_source`](Self::with_source) with a shared [`Cause`].
+    #[must_use]
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        if let Self::Backend { source, .. } = &mut self {
+            *source = Some(cause);
+        }
+        self
     }
 
     /// Shorthand for a not-found error.
@@ -355,6 +427,25 @@ mod tests {
         ] {
             assert_eq!(e.provider_outage(), None, "{e}");
         }
+    }
+
+    #[test]
+    fn a_backend_error_keeps_its_cause_and_its_message() {
+        use std::error::Error as _;
+        let plain = Error::backend("redis", "vote: connection refused", true);
+        assert!(plain.source().is_none());
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let caused = plain.clone().with_source(io);
+        assert_eq!(caused.to_string(), plain.to_string());
+        assert_eq!(caused.kind(), ErrorKind::Backend);
+        assert!(caused.is_retryable());
+        let cause = caused.source().expect("the cause");
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+        // the clone shares it
+        assert!(caused.clone().source().is_some());
+        // errors without a place for a cause stay as they are
+        let other = Error::Cancelled.with_source(std::io::Error::other("x"));
+        assert!(other.source().is_none());
     }
 
     #[test]

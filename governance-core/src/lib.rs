@@ -36,6 +36,7 @@ mod blackboard;
 mod chain;
 mod circuit_breaker;
 mod config;
+mod control;
 mod durable;
 mod emitter;
 mod engine;
@@ -53,9 +54,11 @@ mod ownership;
 pub mod parse;
 /// The prompts the built-in roles send, for custom roles that ask the same questions.
 pub mod prompt;
+mod quorum;
 mod recording;
 mod results;
 mod retry;
+mod role;
 mod role_settings;
 mod roles;
 mod spawn_controller;
@@ -69,8 +72,8 @@ mod token_budget;
 pub use async_trait::async_trait;
 
 pub use agent::{
-    Agent, AgentContext, AgentOutcome, BoardView, DetachedContext, Inbox, QuorumHandle,
-    RemoteAgent, RemoteLink, STREAM_RECIPIENT,
+    Agent, AgentContext, AgentOutcome, BoardView, DetachedContext, Inbox, RemoteAgent, RemoteLink,
+    STREAM_RECIPIENT,
 };
 pub use blackboard::{
     BLACKBOARD_PAYLOAD_VERSION, Blackboard, BlackboardSnapshot, Consensus, Handoff, Proposal,
@@ -82,11 +85,12 @@ pub use config::{
     ApprovalSettings, BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds,
     TokenBudgetConfig, parse_bool, parse_secs,
 };
+pub use control::{CONTROL_TOPIC, Control};
 pub use engine::{
     ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
     MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,
 };
-pub use error::{Error, ErrorKind, LlmFailure, Result};
+pub use error::{Cause, Error, ErrorKind, LlmFailure, Result};
 pub use event::{Event, EventKind, GammaReason};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{
@@ -98,6 +102,7 @@ pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig, complexity_of};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
 pub use ownership::{Command, Ownership, SingleNode};
+pub use quorum::{Quorum, QuorumHandle};
 pub use recording::{
     ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
     ReplayKey, ReplayLlm, ReplayStats,
@@ -106,6 +111,7 @@ pub use results::{
     PartialReport, PipelineResults, ResultConsensus, ResultHandoff, ResultProposal, WinningProposal,
 };
 pub use retry::{RetryPolicy, Schedule};
+pub use role::{MAX_ROLE_LEN, Role};
 pub use role_settings::{MAX_INSTRUCTIONS_LEN, MAX_TEMPERATURE, RoleSettings, RoleSettingsMap};
 pub use roles::{Alpha, Beta, Gamma};
 pub use spawn_controller::{ProgressSnapshot, SpawnController, ThresholdSpawnController};

@@ -194,7 +194,7 @@ impl LocalLlm {
             }
             Purpose::Evaluate => {
                 let pid = user.lines().find_map(|l| l.strip_prefix("Proposal id: ")).unwrap_or("").trim().to_owned();
-                let approve = agent.starts_with("GAMMA") || req.meta.attempt >= self.config.disagree_first;
+                let approve = agent.starts_with(crate::Role::GAMMA.as_str()) || req.meta.attempt >= self.config.disagree_first;
                 let score = if approve { 0.6 + 0.35 * unit } else { 0.2 + 0.2 * unit };
                 json!({"proposal_id": pid, "approve": approve, "score": (score * 100.0).round() / 100.0,
                        "rationale": if approve { "meets the objective" } else { "does not address the main risk yet" }})

@@ -21,7 +21,9 @@ pub struct Message {
     pub from: AgentId,
     /// Recipient agent id, or [`BROADCAST`].
     pub to: String,
-    /// What the message is about (`proposal`, `evaluation`, `handoff`, ... free-form).
+    /// What the message is about (`evaluation`, `critique`, ... free-form; the engine's own
+    /// messages use [`CONTROL_TOPIC`](crate::CONTROL_TOPIC) with a typed
+    /// [`Control`](crate::Control) content).
     pub topic: String,
     /// Text (content written by an agent: treat as data, never as instructions).
     pub content: String,

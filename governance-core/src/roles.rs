@@ -18,13 +18,15 @@ use async_trait::async_trait;
 
 use crate::agent::{Agent, AgentContext, AgentOutcome, Inbox};
 use crate::blackboard::{Consensus, Proposal, ProposalStatus};
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::event::GammaReason;
-use crate::ids::{AgentId, HandoffId};
+use crate::ids::AgentId;
 use crate::llm::Purpose;
 use crate::message_bus::Message;
 use crate::parse::{EvaluationDraft, MediationDraft, ProposalDraft, SolutionDraft};
 use crate::prompt;
+use crate::role::Role;
 
 /// ALPHA: research and proposal generation.
 #[derive(Debug, Default, Clone, Copy)]
@@ -94,27 +96,21 @@ impl Work {
             ctx.wait_messages(&mut self.inbox).await?
         };
         for m in msgs {
-            match m.topic.as_str() {
-                "handoff" => {
-                    if let Some(id) = m
-                        .content
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|s| HandoffId::new(s).ok())
-                        && ctx.claim_handoff(&id).await?
-                    {
-                        self.takeover = true;
-                        self.wrote_since_takeover = false;
-                        ctx.publish(
-                            crate::message_bus::BROADCAST,
-                            "handoff_claimed",
-                            format!("claimed {id}"),
-                        )
-                        .await?;
-                    }
+            if let Some(control) = Control::from_message(&m) {
+                if let Control::Handoff { handoff_id: id, .. } = control
+                    && ctx.claim_handoff(&id).await?
+                {
+                    self.takeover = true;
+                    self.wrote_since_takeover = false;
+                    ctx.publish(
+                        crate::message_bus::BROADCAST,
+                        "handoff_claimed",
+                        format!("claimed {id}"),
+                    )
+                    .await?;
                 }
-                "evaluation" if m.content.starts_with("reject") => self.feedback.push(m.content),
-                _ => {}
+            } else if m.topic == "evaluation" && m.content.starts_with("reject") {
+                self.feedback.push(m.content);
             }
         }
         Ok(())
@@ -180,7 +176,8 @@ async fn evaluate(ctx: &AgentContext, role: &str, p: &Proposal) -> Result<Evalua
 #[async_trait]
 impl Agent for Alpha {
     fn role(&self) -> &'static str {
-        "ALPHA"
+        const ROLE: &Role = &Role::ALPHA;
+        ROLE.as_str()
     }
 
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
@@ -213,7 +210,8 @@ impl Agent for Alpha {
 #[async_trait]
 impl Agent for Beta {
     fn role(&self) -> &'static str {
-        "BETA"
+        const ROLE: &Role = &Role::BETA;
+        ROLE.as_str()
     }
 
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {
@@ -253,7 +251,8 @@ impl Agent for Beta {
 #[async_trait]
 impl Agent for Gamma {
     fn role(&self) -> &'static str {
-        "GAMMA"
+        const ROLE: &Role = &Role::GAMMA;
+        ROLE.as_str()
     }
 
     async fn run(&self, ctx: AgentContext) -> Result<AgentOutcome> {

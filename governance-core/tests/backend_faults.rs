@@ -11,8 +11,8 @@ use common::*;
 use governance_core::{
     AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, EventKind, Governance, Handoff,
     HandoffId, LocalLlm, LocalLlmConfig, MemoryBlackboard, MemoryStore, PipelineId,
-    PipelineRegistry, PipelineStatus, Proposal, ProposalId, Result, Solution, SpawnRequest, Vote,
-    VoteOutcome,
+    PipelineRegistry, PipelineStatus, Proposal, ProposalId, Quorum, Result, Solution, SpawnRequest,
+    Vote, VoteOutcome,
 };
 
 /// The blackboard call a [`Flaky`] fails.
@@ -68,7 +68,7 @@ impl Blackboard for Flaky {
         p: &PipelineId,
         id: &ProposalId,
         vote: Vote,
-        quorum: u32,
+        quorum: Quorum,
     ) -> Result<VoteOutcome> {
         self.inner.vote(p, id, vote, quorum).await
     }

@@ -79,14 +79,6 @@ impl OpenRouterClient {
         })
     }
 
-    /// Reads [`OpenRouterConfig::from_env`] and builds a client.
-    ///
-    /// # Errors
-    /// As [`OpenRouterConfig::from_env`] and [`new`](Self::new).
-    pub fn from_env() -> Result<Self> {
-        Self::new(OpenRouterConfig::from_env()?)
-    }
-
     /// The configuration (the key stays redacted in its `Debug`).
     #[must_use]
     pub fn config(&self) -> &OpenRouterConfig {

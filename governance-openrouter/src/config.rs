@@ -83,25 +83,11 @@ impl OpenRouterConfig {
         }
     }
 
-    /// Reads everything, the key included (`OPENROUTER_API_KEY`), from the environment.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the variable that is missing or invalid.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|k| std::env::var(k).ok(), None)
-    }
-
-    /// Reads the settings from the environment but takes the key from the caller (e.g. from
-    /// [`resolve_openrouter_key`](crate::resolve_openrouter_key)).
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the variable that is invalid.
-    pub fn from_env_with_key(api_key: SecretString) -> Result<Self> {
-        Self::from_lookup(|k| std::env::var(k).ok(), Some(api_key))
-    }
-
-    /// Like [`from_env`](Self::from_env) with a custom variable lookup; `api_key` overrides
-    /// `OPENROUTER_API_KEY` when given.
+    /// Reads the settings (`OPENROUTER_MODEL`, `OPENROUTER_BASE_URL`, ...) through `get`; the
+    /// `governance` binary passes the process environment (`|k| std::env::var(k).ok()`), an
+    /// embedder may pass its own configuration. The key is `api_key` when given (e.g. from
+    /// [`resolve_openrouter_key`](crate::resolve_openrouter_key)), else `OPENROUTER_API_KEY`.
+    /// This crate never reads the environment itself.
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable that is missing or invalid.

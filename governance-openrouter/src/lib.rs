@@ -31,12 +31,14 @@
 //!     select_mode,
 //! };
 //!
-//! let secrets = ChainSecretSource::from_env()?;
+//! // this crate never reads the environment: the caller says where settings come from
+//! let env = |k: &str| std::env::var(k).ok();
+//! let secrets = ChainSecretSource::from_lookup(env)?;
 //! let key = resolve_openrouter_key(&secrets).await?;
-//! let (mode, why) = select_mode(LlmMode::from_env()?, key.is_some())?;
+//! let (mode, why) = select_mode(LlmMode::from_lookup(env)?, key.is_some())?;
 //! tracing::info!(mode = %mode, reason = why, "LLM mode");
 //! if let (LlmMode::OpenRouter, Some(key)) = (mode, key) {
-//!     let client = OpenRouterClient::new(OpenRouterConfig::from_env_with_key(key)?)?;
+//!     let client = OpenRouterClient::new(OpenRouterConfig::from_lookup(env, Some(key))?)?;
 //!     let llm: Arc<dyn LlmClient> = Arc::new(BreakerLlm::new(
 //!         Arc::new(client),
 //!         Arc::new(CircuitBreaker::new(BreakerConfig::default())),

@@ -24,14 +24,15 @@ impl LlmMode {
         }
     }
 
-    /// `GOVERNANCE_LLM_MODE`, when set.
+    /// `GOVERNANCE_LLM_MODE` read through `get` (the binary passes the process environment),
+    /// when set and not empty.
     ///
     /// # Errors
     /// [`Error::Config`] naming `GOVERNANCE_LLM_MODE` when it is neither `local` nor
     /// `openrouter`.
-    pub fn from_env() -> Result<Option<Self>> {
-        match std::env::var("GOVERNANCE_LLM_MODE") {
-            Ok(v) if !v.trim().is_empty() => v.parse().map(Some),
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        match get("GOVERNANCE_LLM_MODE") {
+            Some(v) if !v.trim().is_empty() => v.parse().map(Some),
             _ => Ok(None),
         }
     }

@@ -11,7 +11,8 @@ use crate::vault::VaultSecretSource;
 
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// Secrets from environment variables.
+/// Secrets from environment variables, read through a lookup (the `governance` binary passes
+/// the process environment, `|k| std::env::var(k).ok()`).
 ///
 /// `path` + `field` map to a variable: the seed's `secret/data/api-keys/openrouter` `api_key`
 /// → `OPENROUTER_API_KEY`, `secret/data/services/dragonfly` `password` → `DRAGONFLY_PASSWORD`
@@ -29,20 +30,8 @@ impl std::fmt::Debug for EnvSecretSource {
     }
 }
 
-impl Default for EnvSecretSource {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl EnvSecretSource {
-    /// Reads the process environment.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads variables through `lookup` (for tests and embedding).
+    /// Reads variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
         Self {
             lookup: Arc::new(lookup),
@@ -107,13 +96,18 @@ impl ChainSecretSource {
         Self { sources }
     }
 
-    /// The environment first, then Vault when `VAULT_ADDR` is set.
+    /// The variables first ([`EnvSecretSource`]), then Vault when `VAULT_ADDR` is set
+    /// ([`VaultSecretSource::from_lookup`]), all read through `get` (the binary passes the
+    /// process environment).
     ///
     /// # Errors
-    /// As [`VaultSecretSource::from_env`] (`VAULT_ADDR` set without `VAULT_TOKEN`, ...).
-    pub fn from_env() -> Result<Self> {
-        let mut sources: Vec<Arc<dyn SecretSource>> = vec![Arc::new(EnvSecretSource::new())];
-        if let Some(vault) = VaultSecretSource::from_env()? {
+    /// As [`VaultSecretSource::from_lookup`] (`VAULT_ADDR` set without `VAULT_TOKEN`, ...).
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String> + Send + Sync + Clone + 'static,
+    ) -> Result<Self> {
+        let mut sources: Vec<Arc<dyn SecretSource>> =
+            vec![Arc::new(EnvSecretSource::from_lookup(get.clone()))];
+        if let Some(vault) = VaultSecretSource::from_lookup(get)? {
             sources.push(Arc::new(vault));
         }
         Ok(Self::new(sources))

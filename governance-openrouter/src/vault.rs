@@ -112,14 +112,13 @@ impl VaultSecretSource {
         Ok(Self { http, config })
     }
 
-    /// From `VAULT_ADDR` / `VAULT_TOKEN` / `VAULT_NAMESPACE`; `None` when `VAULT_ADDR` is unset.
+    /// From `VAULT_ADDR` / `VAULT_TOKEN` / `VAULT_NAMESPACE` read through `get` (the binary
+    /// passes the process environment); `None` when `VAULT_ADDR` is unset.
     ///
     /// # Errors
     /// As [`VaultConfig::from_lookup`] and [`new`](Self::new).
-    pub fn from_env() -> Result<Option<Self>> {
-        VaultConfig::from_lookup(|k| std::env::var(k).ok())?
-            .map(Self::new)
-            .transpose()
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        VaultConfig::from_lookup(get)?.map(Self::new).transpose()
     }
 
     fn error(message: String, retryable: bool) -> Error {
@@ -137,11 +136,13 @@ impl VaultSecretSource {
         if let Some(ns) = &self.config.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
+        // the reqwest error (its text names the URL, never the token) stays as the source
         let resp = req.send().await.map_err(|e| {
             Self::error(
                 format!("cannot reach Vault at {}: {e}", self.config.addr),
                 true,
             )
+            .with_source(e)
         })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| {
@@ -149,6 +150,7 @@ impl VaultSecretSource {
                 format!("reading Vault's answer for {path} failed: {e}"),
                 true,
             )
+            .with_source(e)
         })?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         let vault_errors = json

@@ -164,3 +164,36 @@ async fn the_chain_asks_vault_only_when_the_environment_has_nothing() {
     let key = resolve_openrouter_key(&without_env).await.unwrap().unwrap();
     assert_eq!(key.expose_secret(), "from-vault");
 }
+
+#[tokio::test]
+async fn an_unreachable_vault_keeps_the_http_error_as_source_without_the_token() {
+    // a port nobody listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let vault = VaultSecretSource::new(VaultConfig::new(
+        format!("http://127.0.0.1:{port}"),
+        SecretString::from(TOKEN),
+    ))
+    .unwrap();
+    let e = resolve_openrouter_key(&vault).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend);
+    assert!(e.to_string().contains("cannot reach Vault"), "{e}");
+    assert!(e.is_retryable());
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(
+        source.downcast_ref::<reqwest::Error>().is_some(),
+        "{source:?}"
+    );
+    let mut next = Some(source);
+    while let Some(s) = next {
+        assert!(
+            !s.to_string().contains(TOKEN) && !format!("{s:?}").contains(TOKEN),
+            "{s:?}"
+        );
+        next = s.source();
+    }
+    assert_no_token(&e);
+}

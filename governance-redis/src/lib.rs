@@ -21,7 +21,7 @@
 //! (`redis://:secret@host:6379`, `rediss://user:secret@host`). This crate reads no
 //! environment variable or secret store itself (no backend depends on another). The example
 //! server (`examples/src/backends.rs`) resolves it with
-//! `governance_openrouter::resolve_dragonfly_password(&ChainSecretSource::from_env()?)`:
+//! `governance_openrouter::resolve_dragonfly_password(&ChainSecretSource::from_lookup(env)?)`:
 //! the environment first (`DRAGONFLY_PASSWORD`, then `REDIS_PASSWORD`), then Vault when
 //! `VAULT_ADDR` is set (`secret/data/services/dragonfly`, field `password`); when one is found
 //! it calls `RedisConfig::new(REDIS_URL).with_password(..)`, so a secret-store password
@@ -74,6 +74,7 @@ mod conn;
 mod coordination;
 mod facade;
 mod keys;
+mod protocol;
 pub mod remote;
 pub mod scripts;
 mod store;

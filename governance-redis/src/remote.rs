@@ -2,7 +2,7 @@
 //! pipeline, and a [`Worker`] (any process on the same Redis: `governance worker`, or an agent
 //! in another language) plays it.
 //!
-//! # Protocol (wire version 1; also in `docs/wire-protocol.md`)
+//! # Protocol (wire protocol version 2; also in `docs/wire-protocol.md`)
 //! 1. **Work**: the owner's [`RemoteRole`] adds one entry to the stream `gov:work:<ROLE>`
 //!    (field `w`, JSON [`WorkItem`]) unless a worker already plays the role for the pipeline
 //!    (heartbeat key `gov:{P}:worker:<ROLE>` exists). Workers read the stream through the
@@ -15,21 +15,22 @@
 //! 3. **Events**: everything the remote agent does that belongs in the ledger (its
 //!    `agent_message`, `proposal_created`, `vote_cast`, `consensus_reached`, `llm_call`,
 //!    `error` events) it publishes on the pipeline's bus as a message from `<ROLE>` to
-//!    `ORCHESTRATOR`, topic `event`, content = the event's `{"type":…,"data":…}` JSON. The
-//!    owner records them ([`RemoteLink::record_remote`]), refusing anything an agent may not
+//!    `ORCHESTRATOR`, topic `control`, content = a [`WorkerReport::Event`]
+//!    (`{"type":"event","event":{"type":…,"data":…}}`). The owner records them ([`RemoteLink::record_remote`]), refusing anything an agent may not
 //!    report (status changes, other agents' votes, a consensus the blackboard does not show).
 //!    Its position in the bus is kept in `gov:{P}:remote:<ROLE>`, so a node that takes the
 //!    pipeline over continues where the old owner stopped.
 //!    The work item carries `after`, the bus `seq` when it was queued: the worker ignores
-//!    control messages at or before it, and the owner ignores a `done` at or before it (both
+//!    control messages at or before it, and the owner ignores a `done` report at or before it (both
 //!    belong to an earlier run of the role, e.g. before the server restarted).
 //!    It also carries the tokens (and USD) the role and the pipeline had used, which the
 //!    worker counts against its budgets; the owner charges every reported `llm_call` to its
-//!    own view of the budgets and stops a role (`cancel`) once they are used up.
-//! 4. **End**: the worker publishes topic `done` with `{"outcome":"done"|"idle"|"revoked"|
-//!    "failed","message":…}`, then `XACK`s and deletes the entry and its heartbeat. The owner
-//!    cancels remote work with a message from `ORCHESTRATOR` to `<ROLE>`, topic `cancel`, and
-//!    announces a changed quorum with topic `quorum` (content: the number). A worker
+//!    own view of the budgets and stops a role ([`Control::Cancel`]) once they are used up.
+//! 4. **End**: the worker reports [`WorkerReport::Done`] (`{"type":"done","outcome":"done"|
+//!    "idle"|"revoked"|"failed","message":…}`), then `XACK`s and deletes the entry and its
+//!    heartbeat. The owner cancels remote work with a message from `ORCHESTRATOR` to `<ROLE>`,
+//!    topic `control`, content [`Control::Cancel`] (`{"type":"cancel"}`), and announces a
+//!    changed quorum with [`Control::Quorum`] (`{"type":"quorum","quorum":1}`). A worker
 //!    restarted under the same name takes its own pending work back after the lease, like any
 //!    other worker.
 
@@ -39,86 +40,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use governance_core::{
-    AgentContext, AgentId, AgentOutcome, Error, EventKind, GammaReason, Message, MessageBus,
-    PipelineId, RemoteAgent, RemoteLink, Report, Result,
+    AgentContext, AgentOutcome, CONTROL_TOPIC, Control, Error, MessageBus, PipelineId, RemoteAgent,
+    RemoteLink, Result, Role,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::RedisBackend;
 use crate::conn::{Effect, Shared};
 use crate::coordination::RedisBus;
-
-/// The consumer group every worker reads work through.
-pub const WORKER_GROUP: &str = "workers";
-/// The bus recipient of remote agents' reports.
-pub const ORCHESTRATOR: &str = "ORCHESTRATOR";
-
-/// One unit of agent work: play `role` in `pipeline_id` (payload of `gov:work:<ROLE>`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkItem {
-    /// Payload version (1).
-    pub v: u32,
-    /// The pipeline.
-    pub pipeline_id: PipelineId,
-    /// The role to play (also the agent id).
-    pub role: String,
-    /// The pipeline's objective.
-    pub objective: String,
-    /// The RUNNING stage's report.
-    #[serde(default)]
-    pub report: Option<Report>,
-    /// Approvals a proposal needs now.
-    pub quorum: u32,
-    /// The model to ask.
-    pub model: String,
-    /// Why GAMMA was spawned (GAMMA only).
-    #[serde(default)]
-    pub gamma_reason: Option<GammaReason>,
-    /// The pipeline's last bus `seq` when the work was queued: control messages (`cancel`,
-    /// `quorum`) at or before it belong to an earlier run of the role and must be ignored.
-    #[serde(default)]
-    pub after: u64,
-    /// Tokens this role had already used in the pipeline when the work was queued.
-    #[serde(default)]
-    pub agent_tokens_used: u64,
-    /// Tokens the whole pipeline had used when the work was queued.
-    #[serde(default)]
-    pub pipeline_tokens_used: u64,
-    /// USD the whole pipeline had spent when the work was queued.
-    #[serde(default)]
-    pub pipeline_cost_usd: f64,
-}
-
-/// How a remote agent's run ended (topic `done`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Done {
-    /// `done`, `idle`, `revoked` or `failed`.
-    pub outcome: String,
-    /// Why, for `revoked` and `failed`.
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-pub(crate) fn work_stream(prefix: &str, role: &str) -> String {
-    format!("{prefix}:work:{role}")
-}
-
-pub(crate) fn work_channel(prefix: &str) -> String {
-    format!("{prefix}:work")
-}
-
-/// `gov:{P}:ended:<ROLE>`: set when the owner stops following the role (TTL one day).
-pub(crate) fn ended_key(shared: &Shared, id: &PipelineId, role: &str) -> String {
-    pipeline_key(shared, id, &format!("ended:{role}"))
-}
-
-pub(crate) fn pipeline_key(shared: &Shared, id: &PipelineId, name: &str) -> String {
-    format!("{}:{{{}}}:{name}", shared.config.key_prefix, id.as_str())
-}
-
-pub(crate) fn orchestrator() -> AgentId {
-    AgentId::new(ORCHESTRATOR).unwrap_or_else(|_| unreachable!("a valid literal id"))
-}
+pub use crate::protocol::{PROTOCOL_VERSION, RemoteOutcome, WORKER_GROUP, WorkItem, WorkerReport};
+use crate::protocol::{control, ended_key, heartbeat_key, pipeline_key, work_channel, work_stream};
 
 /// A role played by a worker process: registered in the owning engine with
 /// [`GovernanceBuilder::remote_role`](governance_core::GovernanceBuilder::remote_role) (named
@@ -138,7 +68,7 @@ pub(crate) fn orchestrator() -> AgentId {
 #[derive(Clone)]
 pub struct RemoteRole {
     shared: Arc<Shared>,
-    role: String,
+    role: Role,
     votes: bool,
 }
 
@@ -158,10 +88,9 @@ impl RemoteRole {
     /// # Errors
     /// [`Error::InvalidId`] for an invalid role name.
     pub fn new(backend: &RedisBackend, role: &str, votes: bool) -> Result<Self> {
-        governance_core::validate_id("role", role)?;
         Ok(Self {
             shared: backend.shared(),
-            role: role.to_owned(),
+            role: Role::new(role)?,
             votes,
         })
     }
@@ -171,7 +100,7 @@ impl RemoteRole {
     /// the saved cursor counts).
     async fn enqueue(&self, ctx: &AgentContext, link: &RemoteLink) -> Result<Option<u64>> {
         let id = ctx.pipeline_id();
-        let heartbeat = pipeline_key(&self.shared, id, &format!("worker:{}", self.role));
+        let heartbeat = heartbeat_key(&self.shared, id, &self.role);
         let playing: i64 = self
             .shared
             .query(
@@ -193,7 +122,7 @@ impl RemoteRole {
             .await?
             .unwrap_or(0);
         let item = WorkItem {
-            v: 1,
+            v: PROTOCOL_VERSION,
             pipeline_id: id.clone(),
             role: self.role.clone(),
             objective: ctx.objective().to_owned(),
@@ -226,7 +155,7 @@ impl RemoteRole {
             .query::<()>(
                 redis::cmd("PUBLISH")
                     .arg(work_channel(&self.shared.config.key_prefix))
-                    .arg(&self.role),
+                    .arg(self.role.as_str()),
                 "work notify",
                 Effect::Idempotent,
             )
@@ -234,12 +163,8 @@ impl RemoteRole {
         Ok(Some(bus_seq))
     }
 
-    async fn tell(&self, id: &PipelineId, topic: &str, content: String) {
-        if let Err(e) = self
-            .bus()
-            .publish(id, Message::new(orchestrator(), &self.role, topic, content))
-            .await
-        {
+    async fn tell(&self, id: &PipelineId, message: &Control) {
+        if let Err(e) = self.bus().publish(id, control(&self.role, message)).await {
             tracing::warn!(pipeline_id = %id, error = %e, "could not message the remote agent");
         }
     }
@@ -291,63 +216,65 @@ impl RemoteRole {
             }
             if ctx.quorum() != quorum {
                 quorum = ctx.quorum();
-                self.tell(&id, "quorum", quorum.to_string()).await;
+                self.tell(&id, &Control::Quorum { quorum }).await;
             }
             let msgs = bus.read(&id, after, 256).await?;
             let moved = !msgs.is_empty();
             for m in msgs {
                 after = m.seq;
-                if m.from.as_str() != self.role || m.to != ORCHESTRATOR {
+                if m.from != self.role
+                    || m.to != Role::ORCHESTRATOR.as_str()
+                    || m.topic != CONTROL_TOPIC
+                {
                     continue;
                 }
-                match m.topic.as_str() {
-                    "event" => match serde_json::from_str::<EventKind>(&m.content) {
-                        Ok(kind) => {
-                            if let Err(e) = link.record_remote(kind).await {
-                                if e.kind() != governance_core::ErrorKind::InvalidInput {
-                                    return Err(e);
-                                }
-                                tracing::warn!(role = %self.role, error = %e, "refused a remote event");
-                            }
-                            // recorded: a node taking over goes on after it (a report is
-                            // recorded twice only if this node dies between the two writes)
-                            self.save_cursor(&cursor_key, after).await;
-                            // the worker only knew the usage as of queueing: the owner, which
-                            // sees every agent's calls, stops a role past the budget
-                            if let Some(why) = link.budget_exhausted() {
-                                return Err(Error::BudgetExceeded(why));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(role = %self.role, error = %e, "ignoring a malformed remote event");
-                        }
+                let report = match WorkerReport::parse(&m.content) {
+                    Ok(r) => r,
+                    // a `done` this version cannot read ends the role as failed
+                    Err(true) => WorkerReport::Done {
+                        outcome: RemoteOutcome::Failed,
+                        message: Some("malformed done message".into()),
                     },
+                    Err(false) => {
+                        tracing::warn!(role = %self.role, "ignoring a malformed remote report");
+                        continue;
+                    }
+                };
+                match report {
+                    WorkerReport::Event { event } => {
+                        if let Err(e) = link.record_remote(*event).await {
+                            if e.kind() != governance_core::ErrorKind::InvalidInput {
+                                return Err(e);
+                            }
+                            tracing::warn!(role = %self.role, error = %e, "refused a remote event");
+                        }
+                        // recorded: a node taking over goes on after it (a report is
+                        // recorded twice only if this node dies between the two writes)
+                        self.save_cursor(&cursor_key, after).await;
+                        // the worker only knew the usage as of queueing: the owner, which
+                        // sees every agent's calls, stops a role past the budget
+                        if let Some(why) = link.budget_exhausted() {
+                            return Err(Error::BudgetExceeded(why));
+                        }
+                    }
                     // a `done` of an earlier run (before this run queued its work)
-                    "done" if m.seq <= floor => {}
-                    "done" => {
+                    WorkerReport::Done { .. } if m.seq <= floor => {}
+                    WorkerReport::Done { outcome, message } => {
                         self.save_cursor(&cursor_key, after).await;
                         link.reconcile_remote().await?;
                         link.sync_solution().await?;
-                        let done: Done = serde_json::from_str(&m.content).unwrap_or(Done {
-                            outcome: "failed".into(),
-                            message: Some("malformed done message".into()),
-                        });
-                        return match done.outcome.as_str() {
-                            "done" => Ok(AgentOutcome::Done),
-                            "idle" => Ok(AgentOutcome::Idle),
-                            "revoked" => Err(Error::Revoked(done.message.unwrap_or_default())),
-                            _ => Err(Error::backend(
+                        let message = message.unwrap_or_default();
+                        return match outcome {
+                            RemoteOutcome::Done => Ok(AgentOutcome::Done),
+                            RemoteOutcome::Idle => Ok(AgentOutcome::Idle),
+                            RemoteOutcome::Revoked => Err(Error::Revoked(message)),
+                            RemoteOutcome::Failed => Err(Error::backend(
                                 "remote",
-                                format!(
-                                    "remote {} failed: {}",
-                                    self.role,
-                                    done.message.unwrap_or_default()
-                                ),
+                                format!("remote {} failed: {message}", self.role),
                                 false,
                             )),
                         };
                     }
-                    _ => {}
                 }
             }
             if moved {
@@ -392,7 +319,7 @@ impl RemoteRole {
 #[async_trait]
 impl RemoteAgent for RemoteRole {
     fn role(&self) -> &str {
-        &self.role
+        self.role.as_str()
     }
 
     fn votes(&self) -> bool {
@@ -409,7 +336,7 @@ impl RemoteAgent for RemoteRole {
             tracing::info!(role = %self.role, %why, "remote role stopped by the budget");
         }
         if matches!(r, Err(Error::Cancelled | Error::BudgetExceeded(_))) {
-            self.tell(ctx.pipeline_id(), "cancel", String::new()).await;
+            self.tell(ctx.pipeline_id(), &Control::Cancel).await;
         }
         // whatever the reason, the owner no longer follows this role: a worker that takes
         // the work over later (its first worker died) drops it instead of playing on

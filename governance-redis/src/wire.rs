@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::conn::corrupt;
+use crate::conn::corrupt_json;
 
 /// Version of every payload this crate writes.
 pub const WIRE_VERSION: u32 = BLACKBOARD_PAYLOAD_VERSION;
@@ -44,7 +44,7 @@ fn object_with_version<T: Serialize>(value: &T, drop: &[&str]) -> Result<String>
 }
 
 fn decode<T: DeserializeOwned>(what: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| corrupt(what, e))
+    serde_json::from_str(json).map_err(|e| corrupt_json(what, e))
 }
 
 /// The proposal body: everything but `status` and `votes`, which live in their own hashes.
@@ -58,7 +58,7 @@ pub(crate) fn assemble_proposal(body: &str, status: &str, votes: &str) -> Result
     map.insert("status".into(), Value::from(status));
     let votes: Value = decode("votes", votes)?;
     map.insert("votes".into(), votes);
-    serde_json::from_value(Value::Object(map)).map_err(|e| corrupt("proposal", e))
+    serde_json::from_value(Value::Object(map)).map_err(|e| corrupt_json("proposal", e))
 }
 
 /// The proposal's status as stored (`OPEN`, ...).
@@ -112,7 +112,7 @@ pub(crate) fn decode_handoff(json: &str, claimer: Option<&str>) -> Result<Handof
         "claimed_by".into(),
         claimer.map_or(Value::Null, Value::from),
     );
-    serde_json::from_value(Value::Object(map)).map_err(|e| corrupt("handoff", e))
+    serde_json::from_value(Value::Object(map)).map_err(|e| corrupt_json("handoff", e))
 }
 
 /// Partial result JSON: `{"v":1,"value":…}`.

@@ -11,15 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use governance_core::{
-    Agent, AgentContext, AgentId, AgentOutcome, Config, DetachedContext, Error, Event, LedgerStore,
-    LlmClient, Message, MessageBus, PipelineId, QuorumHandle, Result,
+    Agent, AgentContext, AgentOutcome, Config, Control, DetachedContext, Error, Event, LedgerStore,
+    LlmClient, MessageBus, PipelineId, QuorumHandle, Result, Role,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Effect, Shared};
 use crate::coordination::RedisBus;
-use crate::remote::{
-    Done, ORCHESTRATOR, WORKER_GROUP, WorkItem, ended_key, pipeline_key, work_channel, work_stream,
+use crate::protocol::{
+    PROTOCOL_VERSION, RemoteOutcome, WORKER_GROUP, WorkItem, WorkerReport, ended_key,
+    heartbeat_key, work_channel, work_stream,
 };
 use crate::{RedisBackend, RedisBlackboard};
 
@@ -27,20 +28,18 @@ use crate::{RedisBackend, RedisBlackboard};
 #[derive(Debug)]
 struct Forward {
     bus: Arc<dyn MessageBus>,
-    from: AgentId,
+    from: Role,
 }
 
 #[async_trait]
 impl LedgerStore for Forward {
     async fn append(&self, events: &[Event]) -> Result<()> {
         for e in events {
-            let json = serde_json::to_string(&e.kind)
-                .map_err(|e| Error::Internal(format!("cannot encode an event: {e}")))?;
+            let report = WorkerReport::Event {
+                event: Box::new(e.kind.clone()),
+            };
             self.bus
-                .publish(
-                    e.pipeline_id(),
-                    Message::new(self.from.clone(), ORCHESTRATOR, "event", json),
-                )
+                .publish(e.pipeline_id(), report.message(&self.from)?)
                 .await?;
         }
         Ok(())
@@ -60,7 +59,7 @@ impl LedgerStore for Forward {
 pub struct Worker {
     shared: Arc<Shared>,
     name: String,
-    roles: HashMap<String, Arc<dyn Agent>>,
+    roles: HashMap<Role, Arc<dyn Agent>>,
     llm: Arc<dyn LlmClient>,
     config: Arc<Config>,
     lease: Duration,
@@ -81,8 +80,8 @@ impl Worker {
     /// with `llm`. `lease`: how long its work stays its own without a heartbeat.
     ///
     /// # Errors
-    /// [`Error::InvalidId`] for an invalid name; [`Error::Config`] without roles or with a
-    /// lease under 300 ms.
+    /// [`Error::InvalidId`] for an invalid name or role name; [`Error::Config`] without roles
+    /// or with a lease under 300 ms.
     pub fn new(
         backend: &RedisBackend,
         name: &str,
@@ -101,13 +100,14 @@ impl Worker {
                 "a lease must be at least 300 ms",
             ));
         }
+        let roles = roles
+            .into_iter()
+            .map(|a| Ok((Role::new(a.role())?, a)))
+            .collect::<Result<_>>()?;
         Ok(Self {
             shared: backend.shared(),
             name: name.to_owned(),
-            roles: roles
-                .into_iter()
-                .map(|a| (a.role().to_owned(), a))
-                .collect(),
+            roles,
             llm,
             config: Arc::new(config),
             lease,
@@ -243,7 +243,7 @@ impl Worker {
     }
 
     /// Whether the owner stopped following `role` in `id` (its work is stale).
-    async fn ended(&self, id: &PipelineId, role: &str) -> bool {
+    async fn ended(&self, id: &PipelineId, role: &Role) -> bool {
         self.shared
             .query::<i64>(
                 redis::cmd("EXISTS").arg(ended_key(&self.shared, id, role)),
@@ -281,14 +281,19 @@ impl Worker {
                 return;
             }
         };
+        if item.v != PROTOCOL_VERSION {
+            // refuse rather than guess: a worker that speaks that version takes it
+            tracing::warn!(
+                version = item.v,
+                "leaving a work item of another protocol version pending"
+            );
+            return;
+        }
         let Some(agent) = self.roles.get(&item.role).cloned() else {
             tracing::warn!(role = %item.role, "work for a role this worker does not play");
             return;
         };
-        let Ok(agent_id) = AgentId::new(&item.role) else {
-            self.finish_entry(stream, entry).await;
-            return;
-        };
+        let agent_id = item.role.agent_id();
         let id = item.pipeline_id.clone();
         if self.ended(&id, &item.role).await {
             // the pipeline went on without this work (e.g. it ended while its worker was dead)
@@ -298,7 +303,7 @@ impl Worker {
         let span = tracing::info_span!("agent", pipeline_id = %id, agent_id = %agent_id, worker = %self.name);
         let _enter = span.enter();
         drop(_enter);
-        let heartbeat = pipeline_key(&self.shared, &id, &format!("worker:{}", item.role));
+        let heartbeat = heartbeat_key(&self.shared, &id, &item.role);
         let bus: Arc<dyn MessageBus> = Arc::new(RedisBus::new(self.shared.clone()));
         let blackboard = Arc::new(RedisBlackboard::new(self.shared.clone()));
         let agent_cancel = cancel.child_token();
@@ -313,7 +318,7 @@ impl Worker {
             self.config.clone(),
             Arc::new(Forward {
                 bus: bus.clone(),
-                from: agent_id.clone(),
+                from: item.role.clone(),
             }),
         )
         .report(item.report.clone())
@@ -385,16 +390,12 @@ impl Worker {
                     if let Ok(msgs) = bus.read(&id, after, 256).await {
                         for m in msgs {
                             after = m.seq;
-                            if m.from.as_str() != ORCHESTRATOR || m.to != role {
+                            if m.to != role.as_str() {
                                 continue;
                             }
-                            match m.topic.as_str() {
-                                "cancel" => agent_cancel.cancel(),
-                                "quorum" => {
-                                    if let Ok(q) = m.content.parse() {
-                                        quorum.set(q);
-                                    }
-                                }
+                            match Control::from_message(&m) {
+                                Some(Control::Cancel) => agent_cancel.cancel(),
+                                Some(Control::Quorum { quorum: q }) => quorum.set(q),
                                 _ => {}
                             }
                         }
@@ -410,33 +411,18 @@ impl Worker {
         }
         agent_cancel.cancel();
         let _ = watch.join().await;
-        let done = match &result {
-            Ok(AgentOutcome::Idle) => Done {
-                outcome: "idle".into(),
-                message: None,
-            },
-            Ok(_) => Done {
-                outcome: "done".into(),
-                message: None,
-            },
-            Err(Error::Revoked(m)) => Done {
-                outcome: "revoked".into(),
-                message: Some(m.clone()),
-            },
-            Err(Error::Cancelled) => Done {
-                outcome: "idle".into(),
-                message: Some("cancelled".into()),
-            },
-            Err(e) => Done {
-                outcome: "failed".into(),
-                message: Some(e.to_string()),
-            },
+        let (outcome, message) = match &result {
+            Ok(AgentOutcome::Idle) => (RemoteOutcome::Idle, None),
+            Ok(_) => (RemoteOutcome::Done, None),
+            Err(Error::Revoked(m)) => (RemoteOutcome::Revoked, Some(m.clone())),
+            Err(Error::Cancelled) => (RemoteOutcome::Idle, Some("cancelled".to_owned())),
+            Err(e) => (RemoteOutcome::Failed, Some(e.to_string())),
         };
-        let content = serde_json::to_string(&done).unwrap_or_default();
-        if let Err(e) = bus
-            .publish(&id, Message::new(agent_id, ORCHESTRATOR, "done", content))
-            .await
-        {
+        let done = WorkerReport::Done { outcome, message }.message(&item.role);
+        if let Err(e) = match done {
+            Ok(m) => bus.publish(&id, m).await,
+            Err(e) => Err(e),
+        } {
             tracing::warn!(error = %e, "could not report the end of a role; it will be replayed");
             return;
         }

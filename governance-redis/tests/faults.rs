@@ -44,7 +44,7 @@ async fn agents_on_two_connections_racing_votes_never_double_count() {
             let (p, id) = (p.clone(), id.clone());
             // Voters V0..V4, each voting twice (once per connection).
             tasks.push(tokio::spawn(async move {
-                bb.vote(&p, &id, vote(&format!("V{}", i / 2)), 3)
+                bb.vote(&p, &id, vote(&format!("V{}", i / 2)), three())
                     .await
                     .unwrap()
             }));
@@ -99,7 +99,7 @@ async fn operations_fail_retryably_while_redis_is_down_and_work_after_restart() 
     bb.create_proposal(&p, Proposal::new(id.clone(), agent("ALPHA"), "t", "c"))
         .await
         .unwrap();
-    bb.vote(&p, &id, vote("V1"), 3).await.unwrap();
+    bb.vote(&p, &id, vote("V1"), three()).await.unwrap();
     assert_eq!(
         bus.publish(&p, Message::new(agent("A"), "*", "t", "1"))
             .await
@@ -112,7 +112,10 @@ async fn operations_fail_retryably_while_redis_is_down_and_work_after_restart() 
     let first = bb.proposals(&p).await.expect_err("server is down");
     assert_retryable_backend(&first, "first read while down");
     // From then on nothing reaches the server: every operation is retryable, writes included.
-    let e = bb.vote(&p, &id, vote("V2"), 3).await.expect_err("down");
+    let e = bb
+        .vote(&p, &id, vote("V2"), three())
+        .await
+        .expect_err("down");
     assert_retryable_backend(&e, "vote while down");
     let e = bus
         .publish(&p, Message::new(agent("A"), "*", "t", "2"))
@@ -138,7 +141,7 @@ async fn operations_fail_retryably_while_redis_is_down_and_work_after_restart() 
     // Same backend object: it reconnects by itself (bounded number of attempts, no timing).
     let mut outcome = None;
     for _ in 0..100 {
-        match bb.vote(&p, &id, vote("V2"), 3).await {
+        match bb.vote(&p, &id, vote("V2"), three()).await {
             Ok(o) => {
                 outcome = Some(o);
                 break;
@@ -155,7 +158,7 @@ async fn operations_fail_retryably_while_redis_is_down_and_work_after_restart() 
         outcome.approvals, 2,
         "the vote acknowledged before the restart is kept"
     );
-    let o3 = bb.vote(&p, &id, vote("V3"), 3).await.unwrap();
+    let o3 = bb.vote(&p, &id, vote("V3"), three()).await.unwrap();
     assert!(
         o3.consensus.is_some(),
         "the scripts were reloaded after NOSCRIPT"
@@ -258,4 +261,8 @@ async fn errors_and_debug_never_show_the_password() {
     .expect_err("bad url");
     assert!(!bad.to_string().contains("hunter2pw"), "{bad}");
     assert!(!format!("{bad:?}").contains("hunter2pw"), "{bad:?}");
+}
+
+fn three() -> governance_core::Quorum {
+    governance_core::Quorum::new(3).expect("a quorum of 3")
 }

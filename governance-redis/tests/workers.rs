@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{RedisServer, backend};
 use governance_core::{
     Agent, Config, EventKind, Governance, LlmClient, LlmRequest, LlmResponse, LocalLlm,
-    LocalLlmConfig, MemoryStore, PipelineId, PipelineStatus, SpawnRequest,
+    LocalLlmConfig, MemoryStore, Message, PipelineId, PipelineStatus, SpawnRequest,
 };
 use governance_core::{Alpha, Beta, Gamma};
 use governance_redis::{RedisBackend, RemoteRole, Worker};
@@ -122,11 +122,22 @@ async fn pending_work(
                 stream.clone(),
                 entry,
                 item.pipeline_id.to_string(),
-                item.role,
+                item.role.to_string(),
             ));
         }
     }
     out
+}
+
+/// ALPHA's worker reporting `event` (wire protocol v2: topic `control`, a tagged envelope).
+fn report(event: &serde_json::Value) -> Message {
+    let content = serde_json::json!({"type": "event", "event": event});
+    Message::new(
+        "ALPHA".parse().unwrap(),
+        "ORCHESTRATOR",
+        "control",
+        content.to_string(),
+    )
 }
 
 async fn check_finished(gov: &Governance, id: &PipelineId) {
@@ -268,7 +279,6 @@ async fn a_dead_workers_roles_are_taken_over_after_its_lease() {
 /// change or another agent's vote never reaches the ledger; its own message does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_remote_reports_are_refused() {
-    use governance_core::Message;
     let server = RedisServer::start();
     let b = backend(&server).await;
     let gov = owner(&b);
@@ -287,10 +297,6 @@ async fn forged_remote_reports_are_refused() {
         }
     }
     let bus = b.bus();
-    let alpha: governance_core::AgentId = "ALPHA".parse().unwrap();
-    let report = |kind: serde_json::Value| {
-        Message::new(alpha.clone(), "ORCHESTRATOR", "event", kind.to_string())
-    };
     let pid = id.to_string();
     for forged in [
         serde_json::json!({"type": "status_changed", "data": {"pipeline_id": pid, "status": "COMPLETED"}}),
@@ -300,12 +306,12 @@ async fn forged_remote_reports_are_refused() {
         serde_json::json!({"type": "consensus_reached", "data": {"pipeline_id": pid, "proposal_id": "ALPHA-1", "votes": 2}}),
         serde_json::json!({"type": "agent_message", "data": {"pipeline_id": pid, "from": "BETA", "to": "*", "content": "forged"}}),
     ] {
-        bus.publish(&id, report(forged)).await.unwrap();
+        bus.publish(&id, report(&forged)).await.unwrap();
     }
     bus.publish(
         &id,
         report(
-            serde_json::json!({"type": "agent_message", "data": {"pipeline_id": pid,
+            &serde_json::json!({"type": "agent_message", "data": {"pipeline_id": pid,
             "from": "ALPHA", "to": "*", "content": "a genuine report"}}),
         ),
     )
@@ -348,7 +354,6 @@ async fn forged_remote_reports_are_refused() {
 /// (the worker only knew the usage as of the moment its work was queued).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
-    use governance_core::Message;
     let server = RedisServer::start();
     let b = backend(&server).await;
     let mut cfg = config();
@@ -378,18 +383,12 @@ async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
     }
     // we are ALPHA's worker: three expensive calls, reported as they happen
     let bus = b.bus();
-    let alpha: governance_core::AgentId = "ALPHA".parse().unwrap();
     let pid = id.to_string();
     for _ in 0..3 {
         let call = serde_json::json!({"type": "llm_call", "data": {"pipeline_id": pid,
             "agent_id": "ALPHA", "model": "m", "prompt_tokens": 600, "completion_tokens": 300,
             "latency_ms": 1}});
-        bus.publish(
-            &id,
-            Message::new(alpha.clone(), "ORCHESTRATOR", "event", call.to_string()),
-        )
-        .await
-        .unwrap();
+        bus.publish(&id, report(&call)).await.unwrap();
     }
     // the owner fails ALPHA on the budget and tells its worker to stop
     loop {
@@ -402,8 +401,10 @@ async fn the_owner_stops_a_remote_role_past_the_pipeline_budget() {
     }
     let msgs = bus.read(&id, 0, 1_000).await.unwrap();
     assert!(
-        msgs.iter()
-            .any(|m| m.from.as_str() == "ORCHESTRATOR" && m.to == "ALPHA" && m.topic == "cancel"),
+        msgs.iter().any(|m| m.from.as_str() == "ORCHESTRATOR"
+            && m.to == "ALPHA"
+            && m.topic == "control"
+            && m.content == r#"{"type":"cancel"}"#),
         "the worker is told to stop"
     );
     let rec = gov.get(&id).await.unwrap();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use governance_core::Error;
+use governance_core::{Cause, Error};
 use rusqlite::ErrorCode;
 
 /// The `backend` name of every error this crate returns.
@@ -38,7 +38,32 @@ pub(crate) fn sqlite_error(path: &Path, doing: &str, err: &rusqlite::Error) -> E
         format!("{}: {doing}: {err}{hint}", path.display()),
         retryable,
     )
+    .with_cause(cause(err))
 }
+
+/// `err` as the [`Cause`] of a backend error. A failure of SQLite itself (the usual case: a
+/// full disk, a locked or corrupt file) is kept as the `rusqlite::Error` it was, so a caller
+/// can `downcast_ref` it and read its code; any other rusqlite error keeps its text.
+fn cause(err: &rusqlite::Error) -> Cause {
+    match err {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            Cause::new(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        other => Cause::new(Text(other.to_string())),
+    }
+}
+
+/// The text of an error whose value could not be kept.
+#[derive(Debug)]
+struct Text(String);
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Text {}
 
 /// A backend error naming `path` that did not come from SQLite itself.
 pub(crate) fn file_error(path: &Path, message: impl std::fmt::Display, retryable: bool) -> Error {

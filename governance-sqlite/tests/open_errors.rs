@@ -35,6 +35,15 @@ async fn a_non_sqlite_file_is_refused_naming_the_file() {
         "{message}"
     );
     assert!(message.contains("not a SQLite database"), "{message}");
+    // the error keeps SQLite's own error as its source
+    let source = std::error::Error::source(&err).expect("a source");
+    let sqlite = source
+        .downcast_ref::<rusqlite::Error>()
+        .expect("the rusqlite error");
+    assert_eq!(
+        sqlite.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    );
     let err = verify(&db.path).expect_err("verify garbage");
     assert!(
         err.to_string().contains(&db.path.display().to_string()),

@@ -1,7 +1,7 @@
 //! [`AgentContext`]: what a role reads, and the writes it makes as itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,7 @@ use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
 use crate::llm::LlmClient;
 use crate::llm_stack::LlmStack;
 use crate::message_bus::{Message, MessageBus};
+use crate::quorum::{Quorum, QuorumHandle};
 use crate::role_settings::RoleSettings;
 use crate::store::Report;
 use crate::token_budget::AgentBudget;
@@ -103,31 +104,6 @@ pub(super) struct CtxInner {
     pub(super) gamma_reason: Option<GammaReason>,
     /// The quorum a detached context follows (set by its owner); `None`: the pipeline's.
     pub(super) quorum: Option<QuorumHandle>,
-}
-
-/// The quorum a worker's agent follows, as the pipeline's owner announces it. The worker
-/// holds the handle and sets it when the owner says so; the agent only reads it
-/// ([`AgentContext::quorum`]). Clones share the value.
-#[derive(Debug, Clone)]
-pub struct QuorumHandle(Arc<AtomicU32>);
-
-impl QuorumHandle {
-    /// A quorum of `n` approvals (at least 1).
-    #[must_use]
-    pub fn new(n: u32) -> Self {
-        Self(Arc::new(AtomicU32::new(n.max(1))))
-    }
-
-    /// Sets the quorum (at least 1).
-    pub fn set(&self, n: u32) {
-        self.0.store(n.max(1), Ordering::Release);
-    }
-
-    /// The quorum.
-    #[must_use]
-    pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// Parts needed to build a context (crate-internal).
@@ -247,7 +223,7 @@ impl AgentContext {
 
     /// Approvals a proposal currently needs.
     #[must_use]
-    pub fn quorum(&self) -> u32 {
+    pub fn quorum(&self) -> Quorum {
         match &self.inner.quorum {
             Some(q) => q.get(),
             None => self.inner.shared.quorum(),
@@ -422,7 +398,7 @@ impl AgentContext {
                     rejections: out.rejections,
                     score,
                     rationale: rationale.to_owned(),
-                    quorum,
+                    quorum: quorum.get(),
                 })
                 .await?;
             c.shared.proposals_changed();

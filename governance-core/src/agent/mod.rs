@@ -30,8 +30,8 @@ mod llm_call;
 mod remote;
 
 pub use board::BoardView;
+pub use context::AgentContext;
 pub(crate) use context::ContextParts;
-pub use context::{AgentContext, QuorumHandle};
 pub use inbox::Inbox;
 pub use remote::{DetachedContext, RemoteLink};
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::context::{AgentContext, ContextParts, QuorumHandle};
+use super::context::{AgentContext, ContextParts};
 use crate::blackboard::Blackboard;
 use crate::config::Config;
 use crate::engine::state::PipelineState;
@@ -21,6 +21,7 @@ use crate::ids::{AgentId, PipelineId};
 use crate::llm::LlmClient;
 use crate::llm_stack::LlmStack;
 use crate::message_bus::MessageBus;
+use crate::quorum::{Quorum, QuorumHandle};
 use crate::retry::RetryPolicy;
 use crate::role_settings::RoleSettings;
 use crate::store::{LedgerStore, Report};
@@ -214,10 +215,10 @@ impl RemoteLink {
 /// use std::sync::Arc;
 /// use governance_core::{
 ///     AgentContext, Config, DetachedContext, LocalLlm, MemoryBlackboard, MemoryBus,
-///     MemoryStore, PipelineId, QuorumHandle,
+///     MemoryStore, PipelineId, Quorum, QuorumHandle,
 /// };
 ///
-/// let quorum = QuorumHandle::new(2);
+/// let quorum = QuorumHandle::new(Quorum::DEFAULT);
 /// let parts = DetachedContext::new(
 ///     PipelineId::generate(),
 ///     "Design a caching strategy",
@@ -230,7 +231,7 @@ impl RemoteLink {
 /// )
 /// .quorum(quorum.clone());
 /// let ctx = AgentContext::detached(parts);
-/// quorum.set(1); // the owner announced a lone agent
+/// quorum.set(Quorum::LONE); // the owner announced a lone agent
 /// assert_eq!(ctx.quorum(), 1);
 /// ```
 #[derive(Debug)]
@@ -283,7 +284,7 @@ impl DetachedContext {
             settings: RoleSettings::default(),
             config,
             events,
-            quorum: QuorumHandle::new(2),
+            quorum: QuorumHandle::new(Quorum::DEFAULT),
             cancel: CancellationToken::new(),
             agent_tokens_used: 0,
             pipeline_used: (0, 0.0),
@@ -439,16 +440,5 @@ mod tests {
         let ctx = detached(500, 500);
         let why = RemoteLink::new(&ctx).budget_exhausted().expect("used up");
         assert!(why.contains("max_tokens_per_agent"), "{why}");
-    }
-
-    #[test]
-    fn the_quorum_handle_never_goes_below_one() {
-        let q = QuorumHandle::new(0);
-        assert_eq!(q.get(), 1);
-        let owner = q.clone();
-        owner.set(3);
-        assert_eq!(q.get(), 3, "clones share the value");
-        q.set(0);
-        assert_eq!(q.get(), 1);
     }
 }

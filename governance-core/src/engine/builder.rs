@@ -16,7 +16,6 @@ use crate::agent::{Agent, Registered, RemoteAgent};
 use crate::blackboard::Blackboard;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ids::validate_id;
 use crate::llm::LlmClient;
 use crate::llm_stack::{LlmLayer, LlmStack, LlmStage};
 use crate::local_llm::LocalLlm;
@@ -24,6 +23,7 @@ use crate::memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 use crate::message_bus::MessageBus;
 use crate::ownership::{Ownership, SingleNode};
 use crate::retry::RetryPolicy;
+use crate::role::Role;
 use crate::role_settings::RoleSettingsMap;
 use crate::roles::{Alpha, Beta, Gamma};
 use crate::spawn_controller::{SpawnController, ThresholdSpawnController};
@@ -185,9 +185,9 @@ impl GovernanceBuilder {
         let role = a.role().to_owned();
         let agent = Registered::remote(a);
         match role.as_str() {
-            "ALPHA" => self.alpha = Some(agent),
-            "BETA" => self.beta = Some(agent),
-            "GAMMA" => self.gamma = Some(agent),
+            r if Role::ALPHA == r => self.alpha = Some(agent),
+            r if Role::BETA == r => self.beta = Some(agent),
+            r if Role::GAMMA == r => self.gamma = Some(agent),
             _ => self.extra_roles.push(agent),
         }
         self
@@ -250,56 +250,60 @@ impl GovernanceBuilder {
             ));
         }
         let mut names = vec![
-            "ALPHA".to_owned(),
-            "BETA".to_owned(),
-            "GAMMA".to_owned(),
-            "REPORTER".to_owned(),
-            "ORCHESTRATOR".to_owned(),
+            Role::ALPHA,
+            Role::BETA,
+            Role::GAMMA,
+            Role::REPORTER,
+            Role::ORCHESTRATOR,
         ];
         // replaced ALPHA/BETA: their names are their agent ids, so they must not pass for
         // each other, GAMMA, the reporter or the orchestrator
-        let alpha_name = self.alpha.as_ref().map_or("ALPHA", |a| a.role());
-        let beta_name = self.beta.as_ref().map_or("BETA", |b| b.role());
-        for role in [alpha_name, beta_name] {
-            if role.len() > 32
-                || validate_id("role", role).is_err()
-                || role.starts_with("GAMMA")
-                || role == "REPORTER"
-                || role == "ORCHESTRATOR"
-                || alpha_name == beta_name
-            {
+        let alpha_name = self
+            .alpha
+            .as_ref()
+            .map_or(Role::ALPHA.as_str(), |a| a.role());
+        let beta_name = self.beta.as_ref().map_or(Role::BETA.as_str(), |b| b.role());
+        for name in [alpha_name, beta_name] {
+            let role = Role::new(name)
+                .ok()
+                .filter(|r| !r.is_gamma() && *r != Role::REPORTER && *r != Role::ORCHESTRATOR);
+            let Some(role) = role.filter(|_| alpha_name != beta_name) else {
                 return Err(Error::config(
                     "role",
                     format!(
-                        "invalid ALPHA/BETA role name {role:?}: 1-32 of [A-Za-z0-9_-], distinct, \
+                        "invalid ALPHA/BETA role name {name:?}: 1-32 of [A-Za-z0-9_-], distinct, \
                          not GAMMA*, REPORTER or ORCHESTRATOR"
                     ),
                 ));
-            }
-            if !names.iter().any(|n| n == role) {
-                names.push(role.to_owned());
+            };
+            if !names.contains(&role) {
+                names.push(role);
             }
         }
         for r in &self.extra_roles {
-            let role = r.role();
-            if role.len() > 32 || validate_id("role", role).is_err() || role.starts_with("GAMMA") {
+            let name = r.role();
+            let Some(role) = Role::new(name).ok().filter(|r| !r.is_gamma()) else {
                 return Err(Error::config(
                     "role",
-                    format!("invalid custom role name {role:?}: 1-32 of [A-Za-z0-9_-], not GAMMA*"),
+                    format!("invalid custom role name {name:?}: 1-32 of [A-Za-z0-9_-], not GAMMA*"),
                 ));
-            }
-            if names.iter().any(|n| n == role) {
+            };
+            if names.contains(&role) {
                 return Err(Error::config(
                     "role",
-                    format!("role {role:?} is already registered"),
+                    format!("role {name:?} is already registered"),
                 ));
             }
-            names.push(role.to_owned());
+            names.push(role);
         }
-        names.retain(|n| n != "ORCHESTRATOR");
+        let known: Vec<String> = names
+            .iter()
+            .filter(|n| **n != Role::ORCHESTRATOR)
+            .map(|n| n.as_str().to_owned())
+            .collect();
         crate::role_settings::validate_map(
             &self.role_settings,
-            &names,
+            &known,
             config.budgets.max_completion_tokens,
         )
         .map_err(|e| Error::config("GOVERNANCE_CONFIG", e.to_string()))?;

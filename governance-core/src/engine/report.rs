@@ -5,10 +5,10 @@ use std::time::Duration;
 use super::live::Outcome;
 use super::parts::{Engine, Live};
 use crate::error::{Error, Result};
-use crate::ids::AgentId;
 use crate::llm::Purpose;
 use crate::parse::ReportDraft;
 use crate::prompt;
+use crate::role::Role;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, Report};
 
@@ -28,9 +28,15 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
             .await?;
     }
     let timeout = Duration::from_secs(live.with_record(|r| r.timeout_secs).await);
-    let reporter = AgentId::new("REPORTER")?;
+    let reporter = Role::REPORTER.agent_id();
     let ctx = match live
-        .agent_context(engine, reporter, "REPORTER", live.stop.child_token(), None)
+        .agent_context(
+            engine,
+            reporter,
+            Role::REPORTER.as_str(),
+            live.stop.child_token(),
+            None,
+        )
         .await
     {
         Ok(c) => c,
@@ -88,7 +94,7 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
         ),
     };
     live.state.agent_finished(
-        "REPORTER",
+        Role::REPORTER.as_str(),
         state,
         outcome.as_ref().and_then(Outcome::reason),
     );

@@ -15,6 +15,8 @@ use crate::blackboard::{Proposal, Vote};
 use crate::error::Result;
 use crate::event::EventKind;
 use crate::ids::PipelineId;
+use crate::quorum::Quorum;
+use crate::role::Role;
 use crate::store::{AgentState, Checkpoint, PipelineRecord};
 
 /// A pipeline rebuilt for a resume, held live (in the engine's table).
@@ -43,7 +45,7 @@ pub(super) async fn rebuild(engine: &Engine, rec: PipelineRecord) -> Result<Rebu
     };
     record
         .agents
-        .retain(|a| a.agent_id == "REPORTER" && a.state != AgentState::Running);
+        .retain(|a| Role::REPORTER == a.agent_id.as_str() && a.state != AgentState::Running);
     let live = Live::restore(engine, record.clone(), last_seq);
     engine.live.lock().insert(id.clone(), live.clone());
     let unresumable = match rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
@@ -128,7 +130,7 @@ async fn rebuild_blackboard(
                                     score,
                                     rationale,
                                 },
-                                quorum,
+                                Quorum::new(quorum)?,
                             )
                             .await?;
                     }

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::event::EventKind;
 use crate::ids::{AgentId, PipelineId, ProposalId};
 use crate::llm::Usage;
+use crate::quorum::{Quorum, QuorumHandle};
 use crate::store::{AgentRecord, AgentState, Report, UsageTotals};
 use crate::token_budget::PipelineBudget;
 
@@ -37,7 +38,7 @@ pub(crate) struct PipelineState {
     budget: Arc<PipelineBudget>,
     breaker: Arc<CircuitBreaker>,
     /// Approvals a proposal needs (2 normally; 1 when a lone agent continues).
-    quorum: AtomicU32,
+    quorum: QuorumHandle,
     progress: Notify,
     last_progress: Mutex<Instant>,
     consensus: AtomicBool,
@@ -108,7 +109,7 @@ impl PipelineState {
             emitter,
             budget,
             breaker,
-            quorum: AtomicU32::new(2),
+            quorum: QuorumHandle::default(),
             progress: Notify::new(),
             last_progress: Mutex::new(Instant::now()),
             consensus: AtomicBool::new(false),
@@ -167,8 +168,8 @@ impl PipelineState {
         &self.breaker
     }
 
-    pub(crate) fn quorum(&self) -> u32 {
-        self.quorum.load(Ordering::Acquire)
+    pub(crate) fn quorum(&self) -> Quorum {
+        self.quorum.get()
     }
 
     pub(crate) fn consensus_reached(&self) -> bool {
@@ -292,7 +293,7 @@ impl PipelineState {
         snap: &BlackboardSnapshot,
         only: Option<&AgentId>,
     ) -> Result<usize> {
-        let quorum = self.quorum();
+        let quorum = self.quorum().get();
         let mut n = 0;
         for p in &snap.proposals {
             if only.is_none_or(|a| a == &p.author) && self.note_proposal_recorded(&p.id) {
@@ -343,8 +344,8 @@ impl PipelineState {
         *self.report.lock() = Some(Arc::new(report));
     }
 
-    pub(in crate::engine) fn set_quorum(&self, n: u32) {
-        self.quorum.store(n, Ordering::Release);
+    pub(in crate::engine) fn set_quorum(&self, quorum: Quorum) {
+        self.quorum.set(quorum);
     }
 
     /// Whether proposals changed since the last call (and forgets it).
@@ -453,7 +454,7 @@ impl PipelineState {
     pub(in crate::engine) fn start_revision(&self) {
         self.consensus.store(false, Ordering::Release);
         self.solution.store(false, Ordering::Release);
-        self.set_quorum(2);
+        self.set_quorum(Quorum::DEFAULT);
         self.proposals_changed();
     }
 

@@ -18,11 +18,14 @@ use super::live::Outcome;
 use super::parts::{Engine, Live};
 use crate::agent::{Agent, AgentOutcome};
 use crate::blackboard::{Handoff, ProposalStatus};
+use crate::control::Control;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventKind, GammaReason};
 use crate::ids::{AgentId, HandoffId};
-use crate::message_bus::{BROADCAST, Message};
+use crate::message_bus::BROADCAST;
+use crate::quorum::Quorum;
 use crate::retry::{RetryPolicy, Schedule};
+use crate::role::Role;
 use crate::spawn_controller::ProgressSnapshot;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, GammaRecord};
@@ -148,11 +151,7 @@ pub(super) async fn orchestrate(
         };
         if let Some(reason) = engine.controller.decide(&snap) {
             gammas += 1;
-            let id = AgentId::new(if gammas == 1 {
-                "GAMMA".to_owned()
-            } else {
-                format!("GAMMA-{gammas}")
-            })?;
+            let id = Role::gamma(gammas).agent_id();
             live.with_record(|r| {
                 r.gamma = Some(GammaRecord {
                     reason,
@@ -281,7 +280,11 @@ fn update_quorum(live: &Live, running: &Running) {
             *votes && live.state.agent_state(id.as_str()) == Some(AgentState::Running)
         })
         .count();
-    live.state.set_quorum(if alive >= 2 { 2 } else { 1 });
+    live.state.set_quorum(if alive >= 2 {
+        Quorum::DEFAULT
+    } else {
+        Quorum::LONE
+    });
 }
 
 async fn agent_exited(
@@ -381,11 +384,11 @@ async fn agent_exited(
             Some(AgentState::Failed | AgentState::Revoked)
         )
     };
-    if down("ALPHA") && down("BETA") {
+    if down(Role::ALPHA.as_str()) && down(Role::BETA.as_str()) {
         let detail: Vec<String> = shared
             .agents()
             .iter()
-            .filter(|a| a.role == "ALPHA" || a.role == "BETA")
+            .filter(|a| Role::ALPHA == a.role.as_str() || Role::BETA == a.role.as_str())
             .map(|a| format!("{}: {}", a.agent_id, a.reason.clone().unwrap_or_default()))
             .collect();
         return Ok(Some(Outcome::Failed(format!(
@@ -403,11 +406,11 @@ async fn write_handoff(engine: &Engine, live: &Live, from: &AgentId, reason: &st
     let shared = &live.state;
     let role = shared.agent_role(from.as_str());
     let pending = match role.as_str() {
-        "ALPHA" => vec![
+        r if Role::ALPHA == r => vec![
             "write proposals for the objective".to_owned(),
             "endorse a proposal to reach consensus".to_owned(),
         ],
-        "BETA" => vec![
+        r if Role::BETA == r => vec![
             "evaluate open proposals".to_owned(),
             "synthesize the solution from the consensus".to_owned(),
         ],
@@ -438,22 +441,22 @@ async fn write_handoff(engine: &Engine, live: &Live, from: &AgentId, reason: &st
             claimed_by: None,
         })
         .await?;
-    let orchestrator = AgentId::new("ORCHESTRATOR")?;
-    let content = format!("handoff {id} from {from}");
+    let announcement = Control::Handoff {
+        handoff_id: id,
+        from: from.clone(),
+    }
+    .message(BROADCAST);
     engine
         .bus
-        .publish(
-            shared.id(),
-            Message::new(orchestrator.clone(), BROADCAST, "handoff", content.clone()),
-        )
+        .publish(shared.id(), announcement.clone())
         .await?;
     shared
         .emitter()
         .emit(EventKind::AgentMessage {
             pipeline_id: shared.id().clone(),
-            from: orchestrator,
-            to: BROADCAST.to_owned(),
-            content,
+            from: announcement.from,
+            to: announcement.to,
+            content: announcement.content,
         })
         .await?;
     Ok(())

@@ -13,6 +13,7 @@ use crate::blackboard::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
+use crate::quorum::Quorum;
 
 /// One pipeline's board. `dead` is set when [`Blackboard::clear`] unlinks it, so a writer that
 /// fetched the board just before the clear retries on a fresh one instead of writing into a
@@ -108,8 +109,9 @@ fn apply_vote(
     state: &mut BlackboardSnapshot,
     id: &ProposalId,
     vote: Vote,
-    quorum: u32,
+    quorum: Quorum,
 ) -> Result<VoteOutcome> {
+    let quorum = quorum.get();
     let has_consensus = state.consensus.is_some();
     let proposal = find_proposal(state, id)?;
     if proposal.votes.iter().any(|v| v.voter == vote.voter) {
@@ -193,11 +195,8 @@ impl Blackboard for MemoryBlackboard {
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: u32,
+        quorum: Quorum,
     ) -> Result<VoteOutcome> {
-        if quorum == 0 {
-            return Err(Error::InvalidInput("quorum must be at least 1".into()));
-        }
         // A vote only addresses an existing proposal, so it never creates a board.
         self.read(pipeline, |state| apply_vote(state, proposal, vote, quorum))
     }

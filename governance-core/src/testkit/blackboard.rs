@@ -82,7 +82,7 @@ async fn empty_pipeline(bb: &Bb) {
         .expect_err("[blackboard::empty_pipeline] proposal(unknown) must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{C} proposal(unknown): {e}");
     let e = bb
-        .vote(&p, &pid("nope"), vote("BETA", true), 1)
+        .vote(&p, &pid("nope"), vote("BETA", true), crate::Quorum::LONE)
         .await
         .expect_err("[blackboard::empty_pipeline] vote(unknown) must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{C} vote(unknown): {e}");

@@ -54,6 +54,7 @@ pub(super) async fn cast(
     quorum: u32,
     check: &str,
 ) -> VoteOutcome {
+    let quorum = crate::Quorum::new(quorum).expect("testkit: a quorum of at least 1");
     bb.vote(p, &pid(prop), v, quorum)
         .await
         .unwrap_or_else(|e| panic!("[blackboard::{check}] vote on {prop} failed: {e}"))

@@ -5,7 +5,7 @@
 //! (the trait contract) — or when it has no effect at all (reads). See the crate docs for
 //! which writes are idempotent and therefore safe to repeat after an *unknown* outcome.
 
-use governance_core::Error;
+use governance_core::{Cause, Error};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// Name used in every [`Error::Backend`] of this crate.
@@ -112,7 +112,36 @@ pub(crate) fn map_redis_error(
         (false, "refused by the server")
     };
     Error::backend(BACKEND, format!("{op}: {detail} ({note})"), retryable)
+        .with_cause(cause(e, secret))
 }
+
+/// `e` as the [`Cause`] of a backend error: the redis error itself, or, when its text or that
+/// of one of its sources contains `secret`, that text with the secret replaced (a
+/// [`Redacted`] error), so no secret is reachable through the error's source chain.
+pub(crate) fn cause(e: &RedisError, secret: Option<&str>) -> Cause {
+    if let Some(s) = secret.filter(|s| !s.is_empty()) {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = next {
+            if err.to_string().contains(s) {
+                return Cause::new(Redacted(sanitize(&e.to_string(), secret)));
+            }
+            next = err.source();
+        }
+    }
+    Cause::new(e.clone())
+}
+
+/// The text of an error that contained a secret, with the secret replaced by `***`.
+#[derive(Debug)]
+pub(crate) struct Redacted(String);
+
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Redacted {}
 
 /// The error of a write that may have been applied (its reply was lost and the server could
 /// not be asked again in time), whatever the last attempt's error was.
@@ -136,6 +165,7 @@ pub(crate) fn unknown_outcome(
         ),
         false,
     )
+    .with_cause(cause(e, secret))
 }
 
 /// Removes `secret` from `text` (belt and braces: redis error texts do not contain the
@@ -154,6 +184,11 @@ pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
         format!("stored {what} is not valid wire-protocol JSON: {detail}"),
         false,
     )
+}
+
+/// [`corrupt`] for a JSON error, kept as the error's source.
+pub(crate) fn corrupt_json(what: &str, e: serde_json::Error) -> Error {
+    corrupt(what, &e).with_source(e)
 }
 
 #[cfg(test)]
@@ -238,6 +273,35 @@ mod tests {
             redis::from_redis_value::<i64>(redis::Value::Nil).expect_err("nil is no i64"),
         );
         assert_eq!(classify(&decode), Class::Refused);
+    }
+
+    #[test]
+    fn the_redis_error_is_the_source_unless_it_holds_the_secret() {
+        use std::error::Error as _;
+        let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let mapped = map_redis_error(&e, "vote", Effect::Idempotent, Some("hunter2"));
+        let source = mapped.source().expect("a source");
+        let redis = source
+            .downcast_ref::<RedisError>()
+            .expect("the redis error");
+        assert!(redis.is_connection_refusal());
+        // a server error whose text holds the password: the source is its redacted text
+        let leaky = server_error("ERR invalid password hunter2 for user default");
+        for mapped in [
+            map_redis_error(&leaky, "auth", Effect::Read, Some("hunter2")),
+            unknown_outcome(&leaky, "auth", Effect::Idempotent, Some("hunter2")),
+        ] {
+            let mut chain = vec![mapped.to_string()];
+            let mut next = mapped.source();
+            while let Some(s) = next {
+                chain.push(s.to_string());
+                chain.push(format!("{s:?}"));
+                next = s.source();
+            }
+            assert!(chain.len() > 1, "{chain:?}");
+            assert!(chain.iter().all(|t| !t.contains("hunter2")), "{chain:?}");
+            assert!(chain[1].contains("***"), "{chain:?}");
+        }
     }
 
     #[test]

@@ -11,5 +11,5 @@ mod subscriber;
 
 pub use config::{RedisConfig, redact_url};
 pub use error::BACKEND;
-pub(crate) use error::{Effect, corrupt};
+pub(crate) use error::{Effect, corrupt, corrupt_json};
 pub(crate) use shared::Shared;

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use governance_core::{
     AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, Handoff, HandoffId, PipelineId,
-    Proposal, ProposalId, ProposalStatus, Result, Solution, Vote, VoteOutcome,
+    Proposal, ProposalId, ProposalStatus, Quorum, Result, Solution, Vote, VoteOutcome,
 };
 use redis::Value;
 
-use crate::conn::{Effect, Shared, corrupt};
+use crate::conn::{Effect, Shared, corrupt, corrupt_json};
 use crate::keys::PipelineKeys;
 use crate::wire::{self, ProposalMaps, assemble_all, assemble_handoffs};
 
@@ -74,7 +74,8 @@ fn field(reply: &[Value], i: usize, what: &str) -> Result<String> {
 }
 
 fn parse_status(s: &str) -> Result<ProposalStatus> {
-    serde_json::from_value(serde_json::Value::from(s)).map_err(|e| corrupt("proposal status", e))
+    serde_json::from_value(serde_json::Value::from(s))
+        .map_err(|e| corrupt_json("proposal status", e))
 }
 
 impl RedisBlackboard {
@@ -184,11 +185,8 @@ impl Blackboard for RedisBlackboard {
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: u32,
+        quorum: Quorum,
     ) -> Result<VoteOutcome> {
-        if quorum == 0 {
-            return Err(Error::InvalidInput("quorum must be at least 1".into()));
-        }
         let k = self.keys(pipeline);
         let keys = [k.proposals(), k.proposal_status(), k.votes(), k.consensus()];
         let args = [
