@@ -34,6 +34,7 @@ mod blackboard;
 mod chain;
 mod circuit_breaker;
 mod config;
+mod coordination;
 mod durable;
 mod emitter;
 mod engine;
@@ -77,6 +78,7 @@ pub use config::{
     BreakerConfig, Config, DEFAULT_MODEL, ErrorBudgetLimits, GammaThresholds, TokenBudgetConfig,
     parse_bool, parse_secs,
 };
+pub use coordination::DataGeneration;
 pub use engine::{
     ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder, SpawnRequest,
 };

@@ -40,6 +40,7 @@ const EVENT_TYPES: [&str; 15] = [
     "error",
     "orchestration_complete",
     "resumed",
+    "coordination_rebuilt",
 ];
 
 fn err(desc: &str) -> Value {

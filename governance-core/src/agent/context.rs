@@ -95,6 +95,7 @@ pub(super) struct CtxInner {
     pub(super) cancel: CancellationToken,
     pub(super) attempt: AtomicU32,
     pub(super) gamma_reason: Option<GammaReason>,
+    guard: Option<crate::coordination::Guard>,
     /// The quorum a detached context follows (set by its owner); `None`: the pipeline's.
     pub(super) quorum: Option<QuorumHandle>,
 }
@@ -137,6 +138,9 @@ pub(crate) struct ContextParts {
     pub error_budget: Arc<dyn ErrorBudget>,
     pub cancel: CancellationToken,
     pub gamma_reason: Option<GammaReason>,
+    /// Checks the blackboard did not lose data before a write is recorded (`None`: a
+    /// detached worker context, whose owner's supervisor checks).
+    pub guard: Option<crate::coordination::Guard>,
 }
 
 /// A read-only view of the pipeline's blackboard (from [`AgentContext::board`]): what is
@@ -223,6 +227,7 @@ impl AgentContext {
                 cancel: p.cancel,
                 attempt: AtomicU32::new(0),
                 gamma_reason: p.gamma_reason,
+                guard: p.guard,
                 quorum,
             }),
         }
@@ -388,6 +393,7 @@ impl AgentContext {
                 Proposal::new(id.clone(), c.agent_id.clone(), title, content),
             )
             .await?;
+        self.guard_write().await?;
         c.shared
             .emitter()
             .emit(EventKind::ProposalCreated {
@@ -435,6 +441,7 @@ impl AgentContext {
             .blackboard
             .vote(c.shared.id(), proposal, vote, quorum)
             .await?;
+        self.guard_write().await?;
         if out.recorded {
             c.shared
                 .emitter()
@@ -452,7 +459,13 @@ impl AgentContext {
                 .await?;
             c.shared.proposals_changed();
         }
-        if let Some(cons) = &out.consensus {
+        // one decision per pipeline (a second one could only come from a blackboard that lost
+        // data, which the guard above keeps out)
+        if let Some(cons) = out
+            .consensus
+            .as_ref()
+            .filter(|_| !c.shared.consensus_reached())
+        {
             c.shared
                 .emitter()
                 .emit(EventKind::ConsensusReached {
@@ -490,6 +503,7 @@ impl AgentContext {
                 },
             )
             .await?;
+        self.guard_write().await?;
         c.shared.mark_solution();
         self.publish(
             crate::message_bus::BROADCAST,
@@ -498,6 +512,18 @@ impl AgentContext {
         )
         .await?;
         Ok(())
+    }
+
+    /// After a blackboard write, before it is recorded: the blackboard did not lose data since
+    /// this agent started (`crate::coordination::Guard`).
+    async fn guard_write(&self) -> Result<()> {
+        match &self.inner.guard {
+            Some(g) => {
+                g.still_current(&*self.inner.blackboard, &*self.inner.bus)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Stores a partial result under `<agent>/<key>`.

@@ -278,6 +278,7 @@ impl GovernanceBuilder {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             waiting_writes: Arc::default(),
+            coordination: Arc::default(),
         }))
     }
 }

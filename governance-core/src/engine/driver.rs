@@ -31,6 +31,7 @@ pub(crate) enum Stage {
 /// Starts a driver task for `live` from `stage`.
 pub(super) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     live.set_driven(true);
+    super::rebuild::watch(engine);
     // a driven pipeline waits out storage failures instead of dying (see `crate::durable`)
     live.state.emitter().retry_writes(engine.write_retry());
     let e = engine.clone();
@@ -123,6 +124,19 @@ pub(super) async fn stop_resting(engine: &Engine, live: &Live) -> Result<()> {
 async fn finish(engine: &Engine, live: &Live, outcome: Outcome) -> Result<()> {
     let id = live.id().clone();
     let snapshot = snapshot_retrying(engine, &id).await.unwrap_or_default();
+    // no final status contradicts the record: a pipeline whose blackboard holds a consensus
+    // and a solution built from it did reach its goal, whatever went wrong afterwards
+    let outcome = match outcome {
+        Outcome::Failed(reason) | Outcome::OrchestrationFailed(reason)
+            if snapshot.consensus.is_some()
+                && !snapshot.solutions.is_empty()
+                && *live.status_rx().borrow() == PipelineStatus::Orchestrating =>
+        {
+            tracing::warn!(%reason, "the pipeline has its consensus and solution; it ends COMPLETED");
+            Outcome::Completed
+        }
+        other => other,
+    };
     let status = outcome.status();
     // degraded: a lone agent decided, i.e. the consensus was accepted with a single approval
     // (only possible at quorum 1, after its partner was lost). The quorum *now* says nothing:

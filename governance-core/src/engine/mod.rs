@@ -4,7 +4,10 @@
 //!   (`builder.rs`) and asked with [`SpawnRequest`] / [`ContinueRequest`] (`requests.rs`);
 //! - `driver.rs`: one task per pipeline runs its stages in order and ends it;
 //! - the stages: `report.rs` (RUNNING → REPORT), `supervisor.rs` (ORCHESTRATING: agents,
-//!   GAMMA, handoffs, quorum), `resume.rs` (rebuilding a pipeline after a crash);
+//!   GAMMA, quorum; `handoff.rs`), `resume.rs` (rebuilding a pipeline after a crash);
+//! - `rebuild.rs`: a live pipeline's blackboard and bus rebuilt from the durable store after
+//!   the coordination backend lost data, which
+//!   `crate::coordination::CoordinationWatch` notices;
 //! - `live.rs`: a live pipeline's status changes and checkpoints, and how it ends (`Outcome`);
 //! - at the bottom, `parts.rs` (the stores, clients, roles and live table the layers share)
 //!   and `state.rs` (what a running pipeline's agents and supervisor share: private fields,
@@ -13,8 +16,10 @@
 mod builder;
 mod driver;
 mod facade;
+mod handoff;
 mod live;
 mod parts;
+mod rebuild;
 mod report;
 mod requests;
 mod resume;

@@ -31,7 +31,13 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
     let reporter = AgentId::new("REPORTER")?;
     live.state.register_agent("REPORTER", "REPORTER");
     let ctx = match live
-        .agent_context(engine, reporter, "REPORTER", live.stop.child_token(), None)
+        .agent_context(
+            engine,
+            reporter,
+            "REPORTER",
+            live.stop.child_token(),
+            (None, engine.coordination.epoch()),
+        )
         .await
     {
         Ok(c) => c,

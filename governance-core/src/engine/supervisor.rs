@@ -16,11 +16,10 @@ use tracing::Instrument;
 use super::live::Outcome;
 use super::parts::{Engine, Live};
 use crate::agent::{Agent, AgentOutcome};
-use crate::blackboard::{Handoff, ProposalStatus};
+use crate::blackboard::ProposalStatus;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventKind, GammaReason};
-use crate::ids::{AgentId, HandoffId};
-use crate::message_bus::{BROADCAST, Message};
+use crate::ids::AgentId;
 use crate::spawn_controller::ProgressSnapshot;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, GammaRecord};
@@ -30,11 +29,20 @@ type AgentExit = (AgentId, Result<AgentOutcome>);
 struct Running {
     set: JoinSet<AgentExit>,
     voters: Vec<(AgentId, bool)>,
-    /// What each agent is, so it can be restarted after a transient backend failure.
+    /// What each agent is, so it can be restarted after a transient backend failure or a
+    /// rebuild of the blackboard.
     agents: HashMap<AgentId, (Arc<dyn Agent>, Option<GammaReason>)>,
     restarts: HashMap<AgentId, u32>,
     token: CancellationToken,
+    /// The coordination epoch the blackboard was built in (see `crate::coordination`).
+    epoch: u64,
+    /// Rebuilds of the blackboard so far.
+    rebuilds: u32,
 }
+
+/// Rebuilds forced by a blackboard that lacks the consensus the ledger records, before the
+/// pipeline is given up.
+const MAX_FORCED_REBUILDS: u32 = 3;
 
 /// Restarts allowed per agent after retryable backend errors (Redis restarting, ...).
 const MAX_BACKEND_RESTARTS: u32 = 8;
@@ -79,16 +87,19 @@ pub(super) async fn orchestrate(
             })
             .await?;
     }
-    let agents_token = live.stop.child_token();
+    let mut coordination = engine.coordination.subscribe();
     let mut running = Running {
         set: JoinSet::new(),
         voters: Vec::new(),
         agents: HashMap::new(),
         restarts: HashMap::new(),
-        token: agents_token.clone(),
+        token: live.stop.child_token(),
+        epoch: *coordination.borrow_and_update(),
+        rebuilds: 0,
     };
     for (agent, _) in &roles {
         let id = AgentId::new(agent.role())?;
+        let agents_token = running.token.clone();
         spawn_agent(
             engine,
             live,
@@ -109,14 +120,25 @@ pub(super) async fn orchestrate(
 
     let outcome = loop {
         let shared = &live.state;
+        if running.epoch != engine.coordination.epoch() {
+            // the blackboard or bus lost data: rebuild it from the durable store
+            rebuild_and_restart(engine, live, &mut running).await?;
+            continue;
+        }
         let consensus = shared.consensus_reached();
         if consensus && !consensus_checkpointed {
+            if lost_now(engine, &running).await {
+                continue;
+            }
             consensus_checkpointed = true;
             if let Err(e) = live.checkpoint_now(engine).await {
                 tracing::warn!(error = %e, "could not checkpoint the consensus");
             }
         }
         if consensus && shared.has_solution() {
+            if lost_now(engine, &running).await {
+                continue;
+            }
             break Outcome::Completed;
         }
         if shared.take_proposals_changed() {
@@ -164,6 +186,7 @@ pub(super) async fn orchestrate(
                     agent_id: id.clone(),
                 })
                 .await?;
+            let agents_token = running.token.clone();
             spawn_agent(
                 engine,
                 live,
@@ -179,10 +202,25 @@ pub(super) async fn orchestrate(
             continue;
         }
         if running.set.is_empty() {
+            if lost_now(engine, &running).await {
+                continue;
+            }
             // the flags are this process's view; the blackboard has the last word
             let board = engine.blackboard.snapshot(shared.id()).await?;
             if board.consensus.is_some() && !board.solutions.is_empty() {
                 break Outcome::Completed;
+            }
+            // a blackboard without the consensus the ledger records lost data unnoticed
+            // (the ledger is the system of record): rebuild it and let the agents finish
+            if board.consensus.is_none()
+                && running.rebuilds < MAX_FORCED_REBUILDS
+                && super::rebuild::ledger_has_consensus(engine, shared.id()).await?
+            {
+                tracing::warn!(
+                    "the blackboard lacks the consensus the ledger records; rebuilding it"
+                );
+                rebuild_and_restart(engine, live, &mut running).await?;
+                continue;
             }
             break Outcome::Failed("every agent stopped without reaching consensus".into());
         }
@@ -191,6 +229,7 @@ pub(super) async fn orchestrate(
             biased;
             () = live.stop.cancelled() => break if engine.shutdown.is_cancelled() { Outcome::Suspended } else { Outcome::Stopped },
             () = tokio::time::sleep_until(deadline) => break Outcome::Timeout(format!("orchestration timed out after {timeout_secs}s")),
+            Ok(()) = coordination.changed() => {}
             Some(joined) = running.set.join_next() => {
                 let (agent_id, result) = match joined {
                     Ok(exit) => exit,
@@ -204,6 +243,11 @@ pub(super) async fn orchestrate(
                     }
                     Err(e) => (AgentId::new("UNKNOWN")?, Err(Error::Internal(format!("agent task panicked: {e}")))),
                 };
+                // what the agent saw may be a blackboard that lost data: if so, the rebuild
+                // restarts it with the others instead of counting its end
+                if lost_now(engine, &running).await {
+                    continue;
+                }
                 if let Some(o) = agent_exited(engine, live, &mut running, &agent_id, result).await? {
                     break o;
                 }
@@ -212,7 +256,7 @@ pub(super) async fn orchestrate(
             () = tokio::time::sleep(wait) => {}
         }
     };
-    agents_token.cancel();
+    running.token.cancel();
     // on success, agents still running simply had nothing left to do
     let leftover = if outcome == Outcome::Completed {
         AgentState::Done
@@ -234,7 +278,13 @@ async fn spawn_agent(
 ) -> Result<()> {
     let role = agent.role().to_owned();
     let ctx = live
-        .agent_context(engine, id.clone(), &role, token.child_token(), gamma)
+        .agent_context(
+            engine,
+            id.clone(),
+            &role,
+            token.child_token(),
+            (gamma, running.epoch),
+        )
         .await?;
     live.state.register_agent(id.as_str(), &role);
     if !running.voters.iter().any(|(v, _)| v == &id) {
@@ -383,69 +433,65 @@ async fn agent_exited(
             detail.join("; ")
         ))));
     }
-    write_handoff(engine, live, id, &reason).await?;
+    super::handoff::write_handoff(engine, live, id, &reason).await?;
     shared.record_progress();
     Ok(None)
 }
 
-/// Writes the handoff of a revoked/failed agent and announces it on the bus.
-async fn write_handoff(engine: &Engine, live: &Live, from: &AgentId, reason: &str) -> Result<()> {
-    let shared = &live.state;
-    let role = shared.agent_role(from.as_str());
-    let pending = match role.as_str() {
-        "ALPHA" => vec![
-            "write proposals for the objective".to_owned(),
-            "endorse a proposal to reach consensus".to_owned(),
-        ],
-        "BETA" => vec![
-            "evaluate open proposals".to_owned(),
-            "synthesize the solution from the consensus".to_owned(),
-        ],
-        _ => vec![format!("work of role {role}")],
-    };
-    let id = HandoffId::new(format!("h-{from}"))?;
+/// Asks the coordination backends now: `true` when they lost data since `running`'s
+/// blackboard was built (the loop then rebuilds it).
+async fn lost_now(engine: &Engine, running: &Running) -> bool {
     engine
-        .blackboard
-        .create_handoff(
-            shared.id(),
-            Handoff {
-                id: id.clone(),
-                from: from.clone(),
-                role,
-                reason: reason.to_owned(),
-                pending,
-                claimed_by: None,
-                created_at: Utc::now(),
-            },
-        )
-        .await?;
-    shared
-        .emitter()
-        .emit(EventKind::HandoffCreated {
-            pipeline_id: shared.id().clone(),
-            handoff_id: id.clone(),
-            from: from.clone(),
-            claimed_by: None,
+        .coordination
+        .check(&*engine.blackboard, &*engine.bus)
+        .await
+        != running.epoch
+}
+
+/// Stops the agents, rebuilds the blackboard and bus from the durable store
+/// (`super::rebuild`, waiting out a backend that is still unreachable) and starts again every
+/// agent that had not failed or been revoked; the agents continue from the rebuilt blackboard.
+async fn rebuild_and_restart(engine: &Engine, live: &Live, running: &mut Running) -> Result<()> {
+    running.token.cancel();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !running.set.is_empty() {
+        match tokio::time::timeout_at(deadline, running.set.join_next()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                running.set.abort_all();
+                while running.set.join_next().await.is_some() {}
+            }
+        }
+    }
+    let epoch = engine.coordination.epoch();
+    engine
+        .write_retry()
+        .run("coordination rebuild", || {
+            super::rebuild::rebuild(engine, live)
         })
         .await?;
-    let orchestrator = AgentId::new("ORCHESTRATOR")?;
-    let content = format!("handoff {id} from {from}");
-    engine
-        .bus
-        .publish(
-            shared.id(),
-            Message::new(orchestrator.clone(), BROADCAST, "handoff", content.clone()),
-        )
-        .await?;
-    shared
-        .emitter()
-        .emit(EventKind::AgentMessage {
-            pipeline_id: shared.id().clone(),
-            from: orchestrator,
-            to: BROADCAST.to_owned(),
-            content,
-        })
-        .await?;
+    running.epoch = epoch;
+    running.rebuilds += 1;
+    running.restarts.clear();
+    running.token = live.stop.child_token();
+    let mut agents: Vec<AgentId> = running.agents.keys().cloned().collect();
+    agents.sort();
+    for id in agents {
+        let Some((agent, gamma)) = running.agents.get(&id).cloned() else {
+            continue;
+        };
+        if matches!(
+            live.state.agent_state(id.as_str()),
+            Some(AgentState::Failed | AgentState::Revoked)
+        ) {
+            continue;
+        }
+        let token = running.token.clone();
+        spawn_agent(engine, live, agent, id, gamma, &token, running).await?;
+    }
+    update_quorum(live, running);
+    live.state.record_progress();
     Ok(())
 }
 

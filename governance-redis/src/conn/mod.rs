@@ -5,6 +5,7 @@
 
 mod config;
 mod error;
+mod generation;
 mod groups;
 mod shared;
 mod subscriber;
