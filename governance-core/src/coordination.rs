@@ -62,6 +62,11 @@ pub(crate) struct CoordinationWatch {
     checking: tokio::sync::Mutex<()>,
     /// The background check is running.
     started: std::sync::atomic::AtomicBool,
+    /// Checks begun so far (a caller that waited for a check begun after its call uses that
+    /// check's answer instead of asking again: many callers during an outage cost one probe).
+    begun: std::sync::atomic::AtomicU64,
+    /// A backend answered a generation: it can lose data.
+    may_lose: std::sync::atomic::AtomicBool,
 }
 
 impl Default for CoordinationWatch {
@@ -71,6 +76,8 @@ impl Default for CoordinationWatch {
             epoch: watch::channel(0).0,
             checking: tokio::sync::Mutex::new(()),
             started: std::sync::atomic::AtomicBool::new(false),
+            begun: std::sync::atomic::AtomicU64::new(0),
+            may_lose: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -109,7 +116,14 @@ impl CoordinationWatch {
         blackboard: &dyn Blackboard,
         bus: &dyn MessageBus,
     ) -> (u64, Checked) {
+        use std::sync::atomic::Ordering;
+        let ticket = self.begun.load(Ordering::Acquire);
         let _one = self.checking.lock().await;
+        if self.begun.load(Ordering::Acquire) > ticket {
+            // a check begun after this call has just ended: its answer holds for this call
+            return (self.epoch(), Checked::Answered);
+        }
+        self.begun.fetch_add(1, Ordering::AcqRel);
         let answers = [blackboard.generation().await, bus.generation().await];
         let mut lost = false;
         let mut checked = Checked::NeverLoses;
@@ -127,6 +141,8 @@ impl CoordinationWatch {
                             lost = true;
                         }
                         *slot = Some(now);
+                        self.may_lose
+                            .store(true, std::sync::atomic::Ordering::Release);
                         if checked == Checked::NeverLoses {
                             checked = Checked::Answered;
                         }
@@ -143,6 +159,11 @@ impl CoordinationWatch {
             self.epoch.send_modify(|e| *e += 1);
         }
         (self.epoch(), checked)
+    }
+
+    /// Whether a backend reported a generation (it can lose data; memory backends cannot).
+    pub(crate) fn may_lose(&self) -> bool {
+        self.may_lose.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// `true` once: the caller starts the background check (`crate::engine`'s background check).

@@ -24,7 +24,7 @@ const NON_BLANK: &str =
 /// A model name: printable ASCII without spaces, 1–200 characters.
 pub const MODEL_PATTERN: &str = "^[!-~]{1,200}$";
 /// Event types a pipeline's ledger holds.
-const EVENT_TYPES: [&str; 15] = [
+const EVENT_TYPES: [&str; 16] = [
     "status_changed",
     "orchestration_started",
     "agent_spawned",

@@ -4,6 +4,7 @@
 //! returns. Resumed pipelines ([`resume`](super::resume)) are driven on from their status.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tracing::Instrument;
 
@@ -11,6 +12,7 @@ use super::live::{Outcome, snapshot_retrying};
 use super::parts::{Engine, Live};
 use super::resume::{self, Rebuilt};
 use super::{report, supervisor};
+use crate::blackboard::BlackboardSnapshot;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ids::PipelineId;
@@ -123,7 +125,7 @@ pub(super) async fn stop_resting(engine: &Engine, live: &Live) -> Result<()> {
 /// and the ledger).
 async fn finish(engine: &Engine, live: &Live, outcome: Outcome) -> Result<()> {
     let id = live.id().clone();
-    let snapshot = snapshot_retrying(engine, &id).await.unwrap_or_default();
+    let snapshot = final_board(engine, live).await;
     // no final status contradicts the record: a pipeline whose blackboard holds a consensus
     // and a solution built from it did reach its goal, whatever went wrong afterwards
     let outcome = match outcome {
@@ -170,6 +172,41 @@ async fn finish(engine: &Engine, live: &Live, outcome: Outcome) -> Result<()> {
         tracing::warn!(error = %e, "could not clear the bus log of a finished pipeline");
     }
     Ok(())
+}
+
+/// The blackboard a pipeline ends with: read (waiting out an outage like any durable write of
+/// a driven pipeline), then rebuilt from the durable store when the coordination backend lost
+/// data since it was built; the last checkpoint's when it cannot be read at all.
+async fn final_board(engine: &Engine, live: &Live) -> BlackboardSnapshot {
+    let id = live.id();
+    for _ in 0..3 {
+        let read = match live.state.emitter().write_retry() {
+            Some(policy) => {
+                policy
+                    .run("blackboard snapshot", || engine.blackboard.snapshot(id))
+                    .await
+            }
+            None => snapshot_retrying(engine, id).await,
+        };
+        let Ok(board) = read else { break };
+        let epoch = engine
+            .coordination
+            .check(&*engine.blackboard, &*engine.bus)
+            .await;
+        if epoch == live.board_epoch.load(Ordering::Acquire) {
+            return board;
+        }
+        // the blackboard lost data since it was built: rebuild it before reading the results
+        if let Err(e) = super::rebuild::rebuild(engine, live).await {
+            tracing::warn!(error = %e, "could not rebuild the blackboard of a finishing pipeline");
+            break;
+        }
+        live.board_epoch.store(epoch, Ordering::Release);
+    }
+    match engine.checkpoints.latest(id).await {
+        Ok(Some(cp)) => cp.blackboard,
+        _ => BlackboardSnapshot::default(),
+    }
 }
 
 /// Resumes every pipeline the registry shows as not terminal and that is not live here.

@@ -82,6 +82,7 @@ impl Live {
             stop: engine.shutdown.child_token(),
             status_tx,
             driven: AtomicBool::new(false),
+            board_epoch: std::sync::atomic::AtomicU64::new(engine.coordination.epoch()),
         })
     }
 

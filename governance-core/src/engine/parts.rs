@@ -90,6 +90,8 @@ pub(crate) struct Live {
     /// A driver task runs it (it is not resting at REPORT).
     pub(super) driven: AtomicBool,
     pub(super) auto_continue: AtomicBool,
+    /// The coordination epoch its blackboard was last built in (`crate::coordination`).
+    pub(super) board_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Live {

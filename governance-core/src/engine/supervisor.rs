@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -118,6 +119,7 @@ pub(super) async fn orchestrate(
     let mut consensus_checkpointed = false;
     live.state.restart_progress_clock();
 
+    live.board_epoch.store(running.epoch, Ordering::Release);
     let outcome = loop {
         let shared = &live.state;
         if running.epoch != engine.coordination.epoch() {
@@ -136,6 +138,13 @@ pub(super) async fn orchestrate(
             }
         }
         if consensus && shared.has_solution() {
+            // a blackboard that can lose data: checkpoint it with the solution first, so a
+            // loss between here and the final checkpoint is rebuilt with it
+            if engine.coordination.may_lose()
+                && let Err(e) = live.checkpoint_now(engine).await
+            {
+                tracing::warn!(error = %e, "could not checkpoint the solution");
+            }
             if lost_now(engine, &running).await {
                 continue;
             }
@@ -472,6 +481,7 @@ async fn rebuild_and_restart(engine: &Engine, live: &Live, running: &mut Running
         })
         .await?;
     running.epoch = epoch;
+    live.board_epoch.store(epoch, Ordering::Release);
     running.rebuilds += 1;
     running.restarts.clear();
     running.token = live.stop.child_token();
