@@ -74,7 +74,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One `redis-server`: free port, temp dir, no persistence, killed on drop.
+/// One `redis-server`: free port, temp dir, append-only file on (cluster mode refuses a Redis
+/// without persistence), killed on drop.
 struct Redis {
     child: Child,
     port: u16,
@@ -89,7 +90,7 @@ impl Redis {
         let log = dir.path().join("redis.log");
         let mut child = Command::new(&bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "yes"])
             .arg("--dir")
             .arg(dir.path())
             .arg("--logfile")

@@ -4,13 +4,14 @@
 //! reported ([`error`]).
 
 mod config;
+mod durability;
 mod error;
-mod generation;
 mod groups;
 mod shared;
 mod subscriber;
 
 pub use config::{RedisConfig, redact_url};
+pub use durability::Persistence;
 pub use error::BACKEND;
 pub(crate) use error::{Effect, corrupt};
 pub(crate) use shared::Shared;

@@ -1,5 +1,7 @@
-//! The data generation of a Redis / DragonflyDB server ([`Shared::generation`]), so the engine
-//! notices when the server lost its data (`governance_core::DataGeneration`).
+//! How durable a Redis / DragonflyDB server's data is: its persistence settings
+//! ([`Shared::persistence`], so cluster mode can refuse a server that loses everything at a
+//! restart) and its data generation ([`Shared::generation`], so the engine notices when the
+//! server lost its data: `governance_core::DataGeneration`).
 //!
 //! Two keys: `gov:generation` holds a random marker written once (`SET NX`), which an empty
 //! restart or a flush removes; `gov:generation:counter` is incremented by every call, so a
@@ -79,6 +81,48 @@ impl Shared {
         Ok(DataGeneration {
             id: format!("{run_id}/{token}"),
             counter,
+        })
+    }
+}
+
+/// What a server says about its persistence (`CONFIG GET appendonly`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persistence {
+    /// `appendonly yes`: every write is in the append-only file (fsync per `appendfsync`).
+    AppendOnly,
+    /// `appendonly no`: at most periodic snapshots; a restart loses what came after the last.
+    NoAppendOnly,
+    /// The server did not say (`CONFIG` refused, as on some managed services, or unknown to it,
+    /// as on DragonflyDB without `appendonly`): the reason.
+    Unknown(String),
+}
+
+impl Shared {
+    /// The server's persistence (see [`Persistence`]).
+    ///
+    /// # Errors
+    /// The server is unreachable.
+    pub(crate) async fn persistence(&self) -> Result<Persistence> {
+        let mut conn = self.conn.clone();
+        let reply = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async::<Vec<String>>(&mut conn)
+            .await;
+        Ok(match reply {
+            Ok(kv) => match kv.get(1).map(String::as_str) {
+                Some("yes") => Persistence::AppendOnly,
+                Some("no") => Persistence::NoAppendOnly,
+                Some(other) => Persistence::Unknown(format!("appendonly is {other:?}")),
+                None => Persistence::Unknown("CONFIG GET appendonly returned nothing".into()),
+            },
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                return Err(self.err(&e, "config get appendonly", Effect::Read));
+            }
+            Err(e) => Persistence::Unknown(format!(
+                "CONFIG GET appendonly was refused: {}",
+                super::error::sanitize(&e.to_string(), self.secret.as_deref())
+            )),
         })
     }
 }
