@@ -5,6 +5,7 @@
 //! - `driver.rs`: one task per pipeline runs its stages in order and ends it;
 //! - the stages: `report.rs` (RUNNING → REPORT), `supervisor.rs` (ORCHESTRATING: agents,
 //!   GAMMA, quorum; `handoff.rs`), `resume.rs` (rebuilding a pipeline after a crash);
+//! - `agents.rs`: an orchestration's agent tasks (start, quorum, drain, restart after a rebuild);
 //! - `rebuild.rs`: a live pipeline's blackboard and bus rebuilt from the durable store after
 //!   the coordination backend lost data, which
 //!   `crate::coordination::CoordinationWatch` notices;
@@ -13,6 +14,7 @@
 //!   and `state.rs` (what a running pipeline's agents and supervisor share: private fields,
 //!   changed only through intent methods).
 
+mod agents;
 mod builder;
 mod driver;
 mod facade;

@@ -11,35 +11,18 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
+use super::agents::{Running, drain, lost_now, rebuild_and_restart, spawn_agent, update_quorum};
 use super::live::Outcome;
 use super::parts::{Engine, Live};
 use crate::agent::{Agent, AgentOutcome};
 use crate::blackboard::ProposalStatus;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{EventKind, GammaReason};
+use crate::event::EventKind;
 use crate::ids::AgentId;
 use crate::spawn_controller::ProgressSnapshot;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, GammaRecord};
-
-type AgentExit = (AgentId, Result<AgentOutcome>);
-
-struct Running {
-    set: JoinSet<AgentExit>,
-    voters: Vec<(AgentId, bool)>,
-    /// What each agent is, so it can be restarted after a transient backend failure or a
-    /// rebuild of the blackboard.
-    agents: HashMap<AgentId, (Arc<dyn Agent>, Option<GammaReason>)>,
-    restarts: HashMap<AgentId, u32>,
-    token: CancellationToken,
-    /// The coordination epoch the blackboard was built in (see `crate::coordination`).
-    epoch: u64,
-    /// Rebuilds of the blackboard so far.
-    rebuilds: u32,
-}
 
 /// Rebuilds forced by a blackboard that lacks the consensus the ledger records, before the
 /// pipeline is given up.
@@ -276,67 +259,6 @@ pub(super) async fn orchestrate(
     Ok(Some(outcome))
 }
 
-async fn spawn_agent(
-    engine: &Engine,
-    live: &Live,
-    agent: Arc<dyn Agent>,
-    id: AgentId,
-    gamma: Option<GammaReason>,
-    token: &CancellationToken,
-    running: &mut Running,
-) -> Result<()> {
-    let role = agent.role().to_owned();
-    let ctx = live
-        .agent_context(
-            engine,
-            id.clone(),
-            &role,
-            token.child_token(),
-            (gamma, running.epoch),
-        )
-        .await?;
-    live.state.register_agent(id.as_str(), &role);
-    if !running.voters.iter().any(|(v, _)| v == &id) {
-        running.voters.push((id.clone(), agent.votes()));
-    }
-    running.agents.insert(id.clone(), (agent.clone(), gamma));
-    // once per agent: a restart (resume, transient backend error) is not a new spawn
-    let first = live.state.note_spawned(&id);
-    if first {
-        live.state
-            .emitter()
-            .emit(EventKind::AgentSpawned {
-                pipeline_id: live.id().clone(),
-                agent_id: id.clone(),
-                role: role.clone(),
-                runtime: "tokio".into(),
-            })
-            .await?;
-    }
-    let span = tracing::info_span!(
-        "agent",
-        pipeline_id = %live.id(),
-        agent_id = %id,
-        role = %role
-    );
-    running
-        .set
-        .spawn(async move { (id, agent.run(ctx).await) }.instrument(span));
-    Ok(())
-}
-
-/// Quorum 2 while at least two voting agents run, else 1 (a lone agent continues).
-fn update_quorum(live: &Live, running: &Running) {
-    let alive = running
-        .voters
-        .iter()
-        .filter(|(id, votes)| {
-            *votes && live.state.agent_state(id.as_str()) == Some(AgentState::Running)
-        })
-        .count();
-    live.state.set_quorum(if alive >= 2 { 2 } else { 1 });
-}
-
 async fn agent_exited(
     engine: &Engine,
     live: &Live,
@@ -445,78 +367,4 @@ async fn agent_exited(
     super::handoff::write_handoff(engine, live, id, &reason).await?;
     shared.record_progress();
     Ok(None)
-}
-
-/// Asks the coordination backends now: `true` when they lost data since `running`'s
-/// blackboard was built (the loop then rebuilds it).
-async fn lost_now(engine: &Engine, running: &Running) -> bool {
-    engine
-        .coordination
-        .check(&*engine.blackboard, &*engine.bus)
-        .await
-        != running.epoch
-}
-
-/// Stops the agents, rebuilds the blackboard and bus from the durable store
-/// (`super::rebuild`, waiting out a backend that is still unreachable) and starts again every
-/// agent that had not failed or been revoked; the agents continue from the rebuilt blackboard.
-async fn rebuild_and_restart(engine: &Engine, live: &Live, running: &mut Running) -> Result<()> {
-    running.token.cancel();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !running.set.is_empty() {
-        match tokio::time::timeout_at(deadline, running.set.join_next()).await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(_) => {
-                running.set.abort_all();
-                while running.set.join_next().await.is_some() {}
-            }
-        }
-    }
-    let epoch = engine.coordination.epoch();
-    engine
-        .write_retry()
-        .run("coordination rebuild", || {
-            super::rebuild::rebuild(engine, live)
-        })
-        .await?;
-    running.epoch = epoch;
-    live.board_epoch.store(epoch, Ordering::Release);
-    running.rebuilds += 1;
-    running.restarts.clear();
-    running.token = live.stop.child_token();
-    let mut agents: Vec<AgentId> = running.agents.keys().cloned().collect();
-    agents.sort();
-    for id in agents {
-        let Some((agent, gamma)) = running.agents.get(&id).cloned() else {
-            continue;
-        };
-        if matches!(
-            live.state.agent_state(id.as_str()),
-            Some(AgentState::Failed | AgentState::Revoked)
-        ) {
-            continue;
-        }
-        let token = running.token.clone();
-        spawn_agent(engine, live, agent, id, gamma, &token, running).await?;
-    }
-    update_quorum(live, running);
-    live.state.record_progress();
-    Ok(())
-}
-
-/// Waits (bounded) for cancelled agents to return; aborts stragglers.
-async fn drain(live: &Live, running: &mut Running, leftover: AgentState) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !running.set.is_empty() {
-        match tokio::time::timeout_at(deadline, running.set.join_next()).await {
-            Ok(Some(Ok((id, _)))) => live.state.settle_agent(id.as_str(), leftover),
-            Ok(Some(Err(_)) | None) => {}
-            Err(_) => {
-                running.set.abort_all();
-                break;
-            }
-        }
-    }
-    live.state.settle_all_agents(leftover);
 }
