@@ -23,7 +23,7 @@ const SPAWNERS: usize = 4;
 const LEASE_MS: u64 = 1000;
 /// Latency of every local LLM call: a pipeline makes at least four in a row, so one spawned a
 /// moment before the kill is still running when the kill happens.
-const LATENCY_MS: u64 = 50;
+const LATENCY_MS: u64 = 100;
 /// Everything (start-up, spawning, takeover, all pipelines terminal) within this.
 const DEADLINE: Duration = Duration::from_secs(240);
 /// Page size for `GET /api/pipeline/logs` (small, so a ledger takes several pages).
