@@ -7,6 +7,7 @@
 //! | `GOVERNANCE_DB` | SQLite file for the ledger, checkpoints and registry (default `./governance.db`; `memory` keeps them in memory) |
 //! | `REDIS_URL` | blackboard and bus on Redis / DragonflyDB (default: in memory); password from the URL or the Dragonfly secret |
 //! | `GOVERNANCE_CLUSTER` | `true`: several nodes share one system of record. With `DATABASE_URL`: PostgreSQL (leases there too) and `REDIS_URL` for the blackboard and bus. Without: `REDIS_URL` holds ledger, checkpoints and registry with ownership leases; `GOVERNANCE_DB` becomes this node's archive of the pipelines it finished |
+//! | `GOVERNANCE_ACCEPT_REDIS_LOSS` | `true`: cluster mode starts on a Redis that reports no persistence (`appendonly no`, or `CONFIG` refused), accepting that a restart of it erases every pipeline (default `false`: refuse to start) |
 //! | `GOVERNANCE_LEASE_MS` | pipeline ownership lease in cluster mode, and workers' work lease (default 5000) |
 //! | `GOVERNANCE_REMOTE_ROLES` | comma-separated roles played by worker processes (`governance worker`) instead of this process: `ALPHA`, `BETA`, `GAMMA` replace the local agents, any other name joins as an extra role whose votes do not count; needs `REDIS_URL` |
 //! | `GOVERNANCE_LLM_MODE` | `local` or `openrouter` (unset: `openrouter` when a key is found, else `local`) |
@@ -30,7 +31,9 @@ use governance_openrouter::{
     resolve_openrouter_key, select_mode,
 };
 use governance_postgres::{PgConfig, PgLeases, PgStore};
-use governance_redis::{RedisBackend, RedisConfig, RedisLeases, RedisStore, RemoteRole};
+use governance_redis::{
+    Persistence, RedisBackend, RedisConfig, RedisLeases, RedisStore, RemoteRole,
+};
 use governance_sqlite::SqliteStore;
 use secrecy::ExposeSecret as _;
 
@@ -249,6 +252,7 @@ pub async fn from_env() -> anyhow::Result<Backends> {
             ));
             pg_cluster = Some(leases);
         } else if clustered {
+            require_persistence(&redis, &redacted).await?;
             let node = cluster_node_id();
             let lease = Duration::from_millis(env_u64("GOVERNANCE_LEASE_MS", 5000)?);
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -345,6 +349,44 @@ pub fn pg_config(url: &str) -> anyhow::Result<PgConfig> {
         config = config.with_schema(schema.trim());
     }
     Ok(config)
+}
+
+/// Cluster mode keeps the ledger, checkpoints and registry in Redis: refuses a server that
+/// reports no persistence (or does not say) unless `GOVERNANCE_ACCEPT_REDIS_LOSS=true` says
+/// the operator accepts losing the pipelines when it restarts.
+///
+/// # Errors
+/// The server has no append-only file and the loss is not accepted; the variable is invalid;
+/// the server cannot be asked.
+async fn require_persistence(redis: &RedisBackend, redacted: &str) -> anyhow::Result<()> {
+    let accept = match env("GOVERNANCE_ACCEPT_REDIS_LOSS") {
+        Some(v) => governance_core::parse_bool("GOVERNANCE_ACCEPT_REDIS_LOSS", &v)?,
+        None => false,
+    };
+    let why = match redis
+        .persistence()
+        .await
+        .with_context(|| format!("asking REDIS_URL={redacted} for its persistence"))?
+    {
+        Persistence::AppendOnly => return Ok(()),
+        Persistence::NoAppendOnly => "CONFIG GET appendonly says no".to_owned(),
+        Persistence::Unknown(why) => why,
+    };
+    if accept {
+        tracing::warn!(
+            redis = %redacted,
+            reason = %why,
+            "cluster mode on a Redis without persistence: a restart of it erases every pipeline (GOVERNANCE_ACCEPT_REDIS_LOSS=true)"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "GOVERNANCE_CLUSTER=true keeps the ledger, checkpoints and registry in Redis, but \
+         REDIS_URL={redacted} reports no persistence ({why}): a restart of it would erase every \
+         pipeline. Turn on the append-only file (redis-server --appendonly yes, or CONFIG SET \
+         appendonly yes plus CONFIG REWRITE), or set GOVERNANCE_ACCEPT_REDIS_LOSS=true to accept \
+         losing the pipelines when Redis restarts"
+    )
 }
 
 /// Connects to Redis / DragonflyDB at `url`, with the password from the secret sources

@@ -23,7 +23,7 @@ const SPAWNERS: usize = 4;
 const LEASE_MS: u64 = 1000;
 /// Latency of every local LLM call: a pipeline makes at least four in a row, so one spawned a
 /// moment before the kill is still running when the kill happens.
-const LATENCY_MS: u64 = 50;
+const LATENCY_MS: u64 = 100;
 /// Everything (start-up, spawning, takeover, all pipelines terminal) within this.
 const DEADLINE: Duration = Duration::from_secs(240);
 /// Page size for `GET /api/pipeline/logs` (small, so a ledger takes several pages).
@@ -74,7 +74,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One `redis-server`: free port, temp dir, no persistence, killed on drop.
+/// One `redis-server`: free port, temp dir, append-only file on (cluster mode refuses a Redis
+/// without persistence), killed on drop.
 struct Redis {
     child: Child,
     port: u16,
@@ -89,7 +90,7 @@ impl Redis {
         let log = dir.path().join("redis.log");
         let mut child = Command::new(&bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "yes"])
             .arg("--dir")
             .arg(dir.path())
             .arg("--logfile")

@@ -303,4 +303,15 @@ pub trait Blackboard: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The backend's [`DataGeneration`](crate::DataGeneration), so the engine notices when it
+    /// lost data (see `DataGeneration::lost_since`); `None` (the default) for a backend that
+    /// never loses data while the process lives, like the in-memory one. Called every half
+    /// second by the engine: one short round trip, never riding out an outage.
+    ///
+    /// # Errors
+    /// The backend is unreachable (the engine asks again later).
+    async fn generation(&self) -> Result<Option<crate::DataGeneration>> {
+        Ok(None)
+    }
 }

@@ -72,7 +72,8 @@ impl EventEmitter {
             kind,
         };
         let (ledger, one) = (&*self.ledger, std::slice::from_ref(&event));
-        write(self.retry.get(), "ledger append", || ledger.append(one)).await?;
+        self.resolving(one, "ledger append", || ledger.append(one))
+            .await?;
         *next += 1;
         self.last.store(*next, Ordering::Release);
         let seq = event.seq;
@@ -112,7 +113,8 @@ impl EventEmitter {
             checkpoint,
             record,
         };
-        write(self.retry.get(), "state change", || store.commit(change)).await?;
+        self.resolving(&events, "state change", || store.commit(change))
+            .await?;
         *next = last;
         self.last.store(last, Ordering::Release);
         for event in events {
@@ -120,6 +122,96 @@ impl EventEmitter {
             let _ = self.hub.send(Arc::new(event));
         }
         Ok(())
+    }
+}
+
+/// How many times a write whose outcome was unknown, and which the ledger shows was not
+/// applied, is tried again before its error is returned.
+const UNKNOWN_OUTCOME_REPEATS: u32 = 3;
+
+/// What the ledger holds at the seqs of events whose write had an unknown outcome.
+enum Stored {
+    /// Exactly these events: the write was applied (its reply was lost).
+    Same,
+    /// Nothing at the first seq: the write was not applied.
+    Absent,
+    /// Something else: another writer took the seq.
+    Different,
+}
+
+/// An error after which the write may nevertheless have been applied: the reply was lost
+/// (a non-retryable backend error, e.g. "outcome unknown") or the ledger refused a seq that a
+/// first, applied attempt may have taken (a conflict).
+fn maybe_applied(e: &crate::error::Error) -> bool {
+    use crate::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::Backend => !e.is_retryable(),
+        ErrorKind::Conflict => true,
+        _ => false,
+    }
+}
+
+impl EventEmitter {
+    /// Runs a write of `events` (under the retry policy, if any); when it fails in a way that
+    /// leaves its outcome unknown, reads the ledger back: the identical events there mean the
+    /// write was applied (a lost reply, a repeat refused as a conflict) and count as written;
+    /// nothing there means it was not, and it is tried again. Only a seq taken by another
+    /// entry returns the error.
+    async fn resolving<F, Fut>(&self, events: &[Event], what: &str, mut attempt: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let mut repeats = 0;
+        loop {
+            let err = match write(self.retry.get(), what, &mut attempt).await {
+                Ok(()) => return Ok(()),
+                Err(e) if maybe_applied(&e) && !events.is_empty() => e,
+                Err(e) => return Err(e),
+            };
+            match self.stored(events).await {
+                Ok(Stored::Same) => {
+                    tracing::warn!(what, error = %err, "the write was applied (its reply was lost); going on");
+                    return Ok(());
+                }
+                Ok(Stored::Absent) if repeats < UNKNOWN_OUTCOME_REPEATS => {
+                    repeats += 1;
+                    tracing::warn!(what, error = %err, "the write was not applied; writing it again");
+                }
+                Ok(_) => return Err(err),
+                Err(e) => {
+                    tracing::warn!(what, error = %e, "cannot read the ledger back after an unknown outcome");
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// What the ledger holds where `events` go (read under the retry policy, if any).
+    async fn stored(&self, events: &[Event]) -> Result<Stored> {
+        let Some(first) = events.first() else {
+            return Ok(Stored::Same);
+        };
+        let (ledger, id) = (&*self.ledger, first.pipeline_id());
+        let after = first.seq.saturating_sub(1);
+        let found = write(self.retry.get(), "ledger read-back", || {
+            ledger.read(id, after, events.len())
+        })
+        .await?;
+        if found.first().is_none_or(|e| e.seq != first.seq) {
+            return Ok(Stored::Absent);
+        }
+        let same = found.len() == events.len() && found.iter().zip(events).all(|(a, b)| {
+            matches!(
+                (crate::chain::LedgerRow::from_event(a), crate::chain::LedgerRow::from_event(b)),
+                (Ok(x), Ok(y)) if x == y
+            )
+        });
+        Ok(if same {
+            Stored::Same
+        } else {
+            Stored::Different
+        })
     }
 }
 

@@ -78,6 +78,27 @@ pub enum EventKind {
         /// The status it resumed in.
         status: PipelineStatus,
     },
+    /// The coordination backend (blackboard, bus) lost data (a Redis restarted empty or from an
+    /// older snapshot) and the pipeline's blackboard and bus were rebuilt from the durable
+    /// store: its last checkpoint plus the proposals, votes and handoffs of the ledger.
+    CoordinationRebuilt {
+        /// Pipeline.
+        pipeline_id: PipelineId,
+        /// The `seq` of the checkpoint the blackboard was restored from (0: none).
+        checkpoint_seq: u64,
+        /// Proposals on the rebuilt blackboard.
+        proposals: u32,
+        /// Votes on the rebuilt blackboard.
+        votes: u32,
+        /// Whether the rebuilt blackboard holds the consensus.
+        consensus: bool,
+        /// Solutions on the rebuilt blackboard.
+        solutions: u32,
+        /// Handoffs on the rebuilt blackboard.
+        handoffs: u32,
+        /// Messages put back on the bus log.
+        messages: u32,
+    },
     /// An agent was started (once per agent and pipeline: a restart after a resume or a
     /// transient backend error is not a new spawn).
     AgentSpawned {
@@ -279,6 +300,7 @@ impl EventKind {
             Self::StatusChanged { .. } => "status_changed",
             Self::OrchestrationStarted { .. } => "orchestration_started",
             Self::Resumed { .. } => "resumed",
+            Self::CoordinationRebuilt { .. } => "coordination_rebuilt",
             Self::AgentSpawned { .. } => "agent_spawned",
             Self::AgentMessage { .. } => "agent_message",
             Self::GammaSpawned { .. } => "gamma_spawned",
@@ -303,6 +325,7 @@ impl EventKind {
             Self::StatusChanged { pipeline_id, .. }
             | Self::OrchestrationStarted { pipeline_id, .. }
             | Self::Resumed { pipeline_id, .. }
+            | Self::CoordinationRebuilt { pipeline_id, .. }
             | Self::AgentSpawned { pipeline_id, .. }
             | Self::AgentMessage { pipeline_id, .. }
             | Self::GammaSpawned { pipeline_id, .. }

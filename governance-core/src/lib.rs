@@ -37,6 +37,7 @@ mod chain;
 mod circuit_breaker;
 mod config;
 mod control;
+mod coordination;
 mod durable;
 mod emitter;
 mod engine;
@@ -86,6 +87,7 @@ pub use config::{
     TokenBudgetConfig, parse_bool, parse_secs,
 };
 pub use control::{CONTROL_TOPIC, Control};
+pub use coordination::DataGeneration;
 pub use engine::{
     ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
     MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,

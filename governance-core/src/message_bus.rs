@@ -87,4 +87,14 @@ pub trait MessageBus: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The backend's [`DataGeneration`](crate::DataGeneration) (see
+    /// [`crate::Blackboard::generation`]); `None` (the default) for a backend that never
+    /// loses data while the process lives.
+    ///
+    /// # Errors
+    /// The backend is unreachable (the engine asks again later).
+    async fn generation(&self) -> Result<Option<crate::DataGeneration>> {
+        Ok(None)
+    }
 }

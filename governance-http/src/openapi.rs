@@ -26,7 +26,7 @@ const NON_BLANK: &str =
 /// A model name: printable ASCII without spaces, 1–200 characters.
 pub const MODEL_PATTERN: &str = "^[!-~]{1,200}$";
 /// Event types a pipeline's ledger holds.
-const EVENT_TYPES: [&str; 17] = [
+const EVENT_TYPES: [&str; 18] = [
     "status_changed",
     "orchestration_started",
     "agent_spawned",
@@ -44,6 +44,7 @@ const EVENT_TYPES: [&str; 17] = [
     "resumed",
     "approval_requested",
     "approval_decided",
+    "coordination_rebuilt",
 ];
 
 fn err(desc: &str) -> Value {

@@ -97,6 +97,15 @@ impl RedisBackend {
         RedisLeases::new(self.shared.clone(), node_id, lease)
     }
 
+    /// What the server says about its persistence (`CONFIG GET appendonly`); cluster mode
+    /// without another system of record needs [`Persistence::AppendOnly`](crate::Persistence).
+    ///
+    /// # Errors
+    /// The server is unreachable.
+    pub async fn persistence(&self) -> Result<crate::Persistence> {
+        self.shared.persistence().await
+    }
+
     pub(crate) fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }

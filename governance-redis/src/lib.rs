@@ -82,7 +82,7 @@ mod wire;
 mod worker;
 
 pub use cluster::{Archiver, RedisLeases};
-pub use conn::{BACKEND, RedisConfig, redact_url};
+pub use conn::{BACKEND, Persistence, RedisConfig, redact_url};
 pub use coordination::{Delivery, GroupConsumer, RedisBlackboard, RedisBus};
 pub use facade::RedisBackend;
 pub use keys::PipelineKeys;

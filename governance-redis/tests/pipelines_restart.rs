@@ -1,6 +1,8 @@
 //! Whole pipelines (the `Governance` engine on the Redis blackboard and bus) through a Redis
 //! restart: every pipeline ends in a terminal status with a reason, its events are gap-free, it
-//! decides at most once, and no acknowledged blackboard write is lost.
+//! decides at most once, and no acknowledged blackboard write is lost. A restart that lost the
+//! data (no persistence, or an older snapshot) is noticed and the live pipelines' blackboards
+//! and buses are rebuilt from the store (`coordination_rebuilt` in their ledgers).
 
 mod common;
 
@@ -28,6 +30,11 @@ enum Restart {
     /// SIGKILL with `--appendonly yes --appendfsync always`: every acknowledged write is in the
     /// AOF before the reply is sent.
     KillWithAof,
+    /// SIGKILL without persistence: the server comes back empty.
+    KillEmpty,
+    /// `SAVE` early (after a few votes), SIGKILL later: the server comes back from that older
+    /// snapshot, missing what was written after it.
+    KillToOlderSnapshot,
 }
 
 async fn engine(server: &RedisServer) -> Governance {
@@ -176,7 +183,7 @@ async fn check_pipeline(gov: &Governance, id: &PipelineId) -> (PipelineStatus, O
 
 async fn pipelines_through_a_restart(how: Restart) {
     let extra: &[&str] = match how {
-        Restart::SaveAndShutdown => &[],
+        Restart::SaveAndShutdown | Restart::KillEmpty | Restart::KillToOlderSnapshot => &[],
         Restart::KillWithAof => &["--appendonly", "yes", "--appendfsync", "always"],
     };
     let mut server = RedisServer::start_with(extra);
@@ -187,10 +194,15 @@ async fn pipelines_through_a_restart(how: Restart) {
         let req = SpawnRequest::new(format!("Design a rollout plan for service {i}"));
         ids.push(gov.spawn(req).await.expect("spawn"));
     }
+    if matches!(how, Restart::KillToOlderSnapshot) {
+        let ev = gov.subscribe();
+        wait_for_votes(&gov, &ids, ev, VOTES_BEFORE_RESTART / 4).await;
+        assert_eq!(server.raw(&["SAVE"]).expect("SAVE"), "+OK");
+    }
     wait_for_votes(&gov, &ids, events, VOTES_BEFORE_RESTART).await;
     match how {
         Restart::SaveAndShutdown => server.stop_saving(),
-        Restart::KillWithAof => server.kill(),
+        Restart::KillWithAof | Restart::KillEmpty | Restart::KillToOlderSnapshot => server.kill(),
     }
     // Down long enough for agents to hit the outage (not a timing assertion).
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -198,14 +210,28 @@ async fn pipelines_through_a_restart(how: Restart) {
 
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut reasons = Vec::new();
+    let mut rebuilt = 0;
     for id in &ids {
         let (status, reason) = check_pipeline(&gov, id).await;
+        let events = gov.events(id, 0, 1_000_000).await.expect("events");
+        if events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::CoordinationRebuilt { .. }))
+        {
+            rebuilt += 1;
+        }
         *by_status.entry(format!("{status:?}")).or_default() += 1;
         if let Some(r) = reason {
             reasons.push(format!("{id} {status:?}: {r}"));
         }
     }
-    println!("{how:?}: {by_status:?}");
+    println!("{how:?}: {by_status:?}, {rebuilt} rebuilt");
+    if matches!(how, Restart::KillEmpty | Restart::KillToOlderSnapshot) {
+        assert!(
+            rebuilt > 0,
+            "{how:?}: the server lost data under live pipelines, yet no ledger shows a rebuild"
+        );
+    }
     for r in &reasons {
         println!("  {r}");
     }
@@ -225,4 +251,14 @@ async fn fifty_pipelines_complete_through_a_shutdown_save_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_pipelines_complete_through_a_sigkill_with_aof_always() {
     pipelines_through_a_restart(Restart::KillWithAof).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_pipelines_complete_through_a_restart_that_lost_everything() {
+    pipelines_through_a_restart(Restart::KillEmpty).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_pipelines_complete_through_a_restart_from_an_older_snapshot() {
+    pipelines_through_a_restart(Restart::KillToOlderSnapshot).await;
 }

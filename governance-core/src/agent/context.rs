@@ -102,6 +102,7 @@ pub(super) struct CtxInner {
     /// Requests this agent sent to the model ([`crate::RequestMeta::attempt`]).
     pub(super) attempt: AtomicU32,
     pub(super) gamma_reason: Option<GammaReason>,
+    guard: Option<crate::coordination::Guard>,
     /// The quorum a detached context follows (set by its owner); `None`: the pipeline's.
     pub(super) quorum: Option<QuorumHandle>,
 }
@@ -121,6 +122,9 @@ pub(crate) struct ContextParts {
     pub error_budget: Arc<dyn ErrorBudget>,
     pub cancel: CancellationToken,
     pub gamma_reason: Option<GammaReason>,
+    /// Checks the blackboard did not lose data before a write is recorded (`None`: a
+    /// detached worker context, whose owner's supervisor checks).
+    pub guard: Option<crate::coordination::Guard>,
 }
 
 impl AgentContext {
@@ -149,6 +153,7 @@ impl AgentContext {
                 cancel: p.cancel,
                 attempt: AtomicU32::new(0),
                 gamma_reason: p.gamma_reason,
+                guard: p.guard,
                 quorum,
             }),
         }
@@ -333,6 +338,7 @@ impl AgentContext {
                 Proposal::new(id.clone(), c.agent_id.clone(), title, content),
             )
             .await?;
+        self.guard_write().await?;
         c.shared
             .emitter()
             .emit(EventKind::ProposalCreated {
@@ -386,6 +392,7 @@ impl AgentContext {
             .blackboard
             .vote(c.shared.id(), proposal, vote, quorum)
             .await?;
+        self.guard_write().await?;
         if out.recorded {
             c.shared
                 .emitter()
@@ -403,7 +410,13 @@ impl AgentContext {
                 .await?;
             c.shared.proposals_changed();
         }
-        if let Some(cons) = &out.consensus {
+        // one decision per pipeline (a second one could only come from a blackboard that lost
+        // data, which the guard above keeps out)
+        if let Some(cons) = out
+            .consensus
+            .as_ref()
+            .filter(|_| !c.shared.consensus_reached())
+        {
             c.shared
                 .emitter()
                 .emit(EventKind::ConsensusReached {
@@ -441,6 +454,7 @@ impl AgentContext {
                 },
             )
             .await?;
+        self.guard_write().await?;
         c.shared.mark_solution();
         self.publish(
             crate::message_bus::BROADCAST,
@@ -449,6 +463,18 @@ impl AgentContext {
         )
         .await?;
         Ok(())
+    }
+
+    /// After a blackboard write, before it is recorded: the blackboard did not lose data since
+    /// this agent started (`crate::coordination::Guard`).
+    async fn guard_write(&self) -> Result<()> {
+        match &self.inner.guard {
+            Some(g) => {
+                g.still_current(&*self.inner.blackboard, &*self.inner.bus)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Stores a partial result under `<agent>/<key>`.

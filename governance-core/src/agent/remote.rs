@@ -386,6 +386,7 @@ impl AgentContext {
                 error_budget,
                 cancel: p.cancel,
                 gamma_reason: p.gamma_reason,
+                guard: None,
             },
             Some(p.quorum),
         );

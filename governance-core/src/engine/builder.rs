@@ -347,6 +347,7 @@ impl GovernanceBuilder {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             waiting_writes: Arc::default(),
+            coordination: Arc::default(),
         }))
     }
 }

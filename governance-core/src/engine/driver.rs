@@ -7,6 +7,7 @@
 //! [`watch_deadline`] ends an unanswered wait TIMEOUT.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use tracing::Instrument;
@@ -17,6 +18,7 @@ use super::parts::{Engine, Live};
 use super::requests::ApprovalDecision;
 use super::resume::{self, Rebuilt};
 use super::{report, supervisor};
+use crate::blackboard::BlackboardSnapshot;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ids::PipelineId;
@@ -37,6 +39,7 @@ pub(crate) enum Stage {
 /// Starts a driver task for `live` from `stage`.
 pub(super) fn start(engine: &Arc<Engine>, live: Arc<Live>, stage: Stage) {
     live.set_driven(true);
+    super::rebuild::watch(engine);
     // a driven pipeline waits out storage failures instead of dying (see `crate::durable`)
     live.state.emitter().retry_writes(engine.write_retry());
     let e = engine.clone();
@@ -273,7 +276,20 @@ async fn finish_with(
     mut leading: Vec<EventKind>,
 ) -> Result<()> {
     let id = live.id().clone();
-    let snapshot = snapshot_retrying(engine, &id).await.unwrap_or_default();
+    let snapshot = final_board(engine, live).await;
+    // no final status contradicts the record: a pipeline whose blackboard holds a consensus
+    // and a solution built from it did reach its goal, whatever went wrong afterwards
+    let outcome = match outcome {
+        Outcome::Failed(reason) | Outcome::OrchestrationFailed(reason)
+            if snapshot.consensus.is_some()
+                && !snapshot.solutions.is_empty()
+                && *live.status_rx().borrow() == PipelineStatus::Orchestrating =>
+        {
+            tracing::warn!(%reason, "the pipeline has its consensus and solution; it ends COMPLETED");
+            Outcome::Completed
+        }
+        other => other,
+    };
     let status = outcome.status();
     // degraded: a lone agent decided, i.e. the consensus was accepted with a single approval
     // (only possible at quorum 1, after its partner was lost). The quorum *now* says nothing:
@@ -309,6 +325,41 @@ async fn finish_with(
         tracing::warn!(error = %e, "could not clear the bus log of a finished pipeline");
     }
     Ok(())
+}
+
+/// The blackboard a pipeline ends with: read (waiting out an outage like any durable write of
+/// a driven pipeline), then rebuilt from the durable store when the coordination backend lost
+/// data since it was built; the last checkpoint's when it cannot be read at all.
+async fn final_board(engine: &Engine, live: &Live) -> BlackboardSnapshot {
+    let id = live.id();
+    for _ in 0..3 {
+        let read = match live.state.emitter().write_retry() {
+            Some(policy) => {
+                policy
+                    .run("blackboard snapshot", || engine.blackboard.snapshot(id))
+                    .await
+            }
+            None => snapshot_retrying(engine, id).await,
+        };
+        let Ok(board) = read else { break };
+        let epoch = engine
+            .coordination
+            .check(&*engine.blackboard, &*engine.bus)
+            .await;
+        if epoch == live.board_epoch.load(Ordering::Acquire) {
+            return board;
+        }
+        // the blackboard lost data since it was built: rebuild it before reading the results
+        if let Err(e) = super::rebuild::rebuild(engine, live).await {
+            tracing::warn!(error = %e, "could not rebuild the blackboard of a finishing pipeline");
+            break;
+        }
+        live.board_epoch.store(epoch, Ordering::Release);
+    }
+    match engine.checkpoints.latest(id).await {
+        Ok(Some(cp)) => cp.blackboard,
+        _ => BlackboardSnapshot::default(),
+    }
 }
 
 /// Resumes every pipeline the registry shows as not terminal and that is not live here.

@@ -98,6 +98,7 @@ impl Live {
             stop: engine.shutdown.child_token(),
             status_tx,
             driven: AtomicBool::new(false),
+            board_epoch: std::sync::atomic::AtomicU64::new(engine.coordination.epoch()),
         })
     }
 
@@ -315,14 +316,15 @@ impl Live {
         Ok(())
     }
 
-    /// Builds an agent context for `agent_id` in this pipeline.
+    /// Builds an agent context for `agent_id` in this pipeline, whose blackboard was built in
+    /// coordination epoch `epoch` (see `crate::coordination::Guard`).
     pub async fn agent_context(
         &self,
         engine: &Engine,
         agent_id: AgentId,
         role: &str,
         cancel: CancellationToken,
-        gamma: Option<GammaReason>,
+        (gamma, epoch): (Option<GammaReason>, u64),
     ) -> Result<AgentContext> {
         let (mode, model, settings) = self
             .with_record(|r| {
@@ -346,6 +348,10 @@ impl Live {
             error_budget: Arc::new(CountingErrorBudget::new(engine.config.error_budget)),
             cancel,
             gamma_reason: gamma,
+            guard: Some(crate::coordination::Guard {
+                watch: engine.coordination.clone(),
+                epoch,
+            }),
         }))
     }
 }

@@ -8,19 +8,26 @@
 //!   `approval.rs`, the rest at AWAITING_APPROVAL (who may decide, the deadline, the fresh
 //!   blackboard of a revision round);
 //! - the stages: `report.rs` (RUNNING → REPORT), `supervisor.rs` (ORCHESTRATING: agents,
-//!   GAMMA, handoffs, quorum), `resume.rs` (rebuilding a pipeline after a crash);
+//!   GAMMA, quorum; `handoff.rs`), `resume.rs` (rebuilding a pipeline after a crash);
+//! - `agents.rs`: an orchestration's agent tasks (start, quorum, drain, restart after a rebuild);
+//! - `rebuild.rs`: a live pipeline's blackboard and bus rebuilt from the durable store after
+//!   the coordination backend lost data, which
+//!   `crate::coordination::CoordinationWatch` notices;
 //! - `live.rs`: a live pipeline's status changes and checkpoints, and how it ends (`Outcome`);
 //! - at the bottom, `parts.rs` (the stores, clients, roles and live table the layers share)
 //!   and `state.rs` (what a running pipeline's agents and supervisor share: private fields,
 //!   changed only through intent methods).
 
+mod agents;
 mod approval;
 mod builder;
 mod decisions;
 mod driver;
 mod facade;
+mod handoff;
 mod live;
 mod parts;
+mod rebuild;
 mod report;
 mod requests;
 mod resume;

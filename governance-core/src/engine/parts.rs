@@ -16,6 +16,7 @@ use super::state::PipelineState;
 use crate::agent::Agent;
 use crate::blackboard::Blackboard;
 use crate::config::Config;
+use crate::coordination::CoordinationWatch;
 use crate::durable::WriteRetry;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -60,6 +61,8 @@ pub(crate) struct Engine {
     pub shutdown: CancellationToken,
     /// Pipelines whose next durable write is waiting for the storage (see `crate::durable`).
     pub waiting_writes: Arc<AtomicUsize>,
+    /// Notices when the blackboard or bus lost data (see `super::rebuild`).
+    pub coordination: Arc<CoordinationWatch>,
 }
 
 impl Engine {
@@ -109,6 +112,8 @@ pub(crate) struct Live {
     /// A driver task runs it (it is not resting at REPORT).
     pub(super) driven: AtomicBool,
     pub(super) auto_continue: AtomicBool,
+    /// The coordination epoch its blackboard was last built in (`crate::coordination`).
+    pub(super) board_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Live {

@@ -35,7 +35,7 @@ pub(super) async fn run(engine: &Engine, live: &Live) -> Result<Option<Outcome>>
             reporter,
             Role::REPORTER.as_str(),
             live.stop.child_token(),
-            None,
+            (None, engine.coordination.epoch()),
         )
         .await
     {

@@ -11,11 +11,9 @@ use std::sync::Arc;
 
 use super::parts::{Engine, Live};
 use super::state::{Recorded, Review};
-use crate::blackboard::{Proposal, Vote};
 use crate::error::Result;
 use crate::event::EventKind;
 use crate::ids::PipelineId;
-use crate::quorum::Quorum;
 use crate::role::Role;
 use crate::store::{AgentState, Checkpoint, PipelineRecord};
 
@@ -92,52 +90,8 @@ async fn rebuild_blackboard(
             engine.blackboard.restore(id, cp.blackboard.clone()).await?;
         }
         // re-apply what the ledger recorded after the checkpoint, in order
-        let mut after = cp_seq;
-        loop {
-            let events = engine.ledger.read(id, after, 1000).await?;
-            let Some(last) = events.last() else { break };
-            after = last.seq;
-            for ev in events {
-                match ev.kind {
-                    EventKind::ProposalCreated {
-                        proposal_id,
-                        author,
-                        title,
-                        content,
-                        ..
-                    } => {
-                        let mut p = Proposal::new(proposal_id, author, title, content);
-                        p.created_at = ev.ts;
-                        engine.blackboard.create_proposal(id, p).await?;
-                    }
-                    EventKind::VoteCast {
-                        proposal_id,
-                        voter,
-                        approve,
-                        score,
-                        rationale,
-                        quorum,
-                        ..
-                    } => {
-                        engine
-                            .blackboard
-                            .vote(
-                                id,
-                                &proposal_id,
-                                Vote {
-                                    voter,
-                                    approve,
-                                    score,
-                                    rationale,
-                                },
-                                Quorum::new(quorum)?,
-                            )
-                            .await?;
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let events = super::rebuild::ledger_after(engine, id, cp_seq).await?;
+        super::rebuild::replay(engine, id, &events).await?;
     }
     Ok(())
 }

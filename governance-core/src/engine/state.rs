@@ -244,6 +244,13 @@ impl PipelineState {
         !self.solution.swap(true, Ordering::AcqRel)
     }
 
+    /// The blackboard was rebuilt (`super::rebuild`): the consensus and solution flags say
+    /// what the rebuilt blackboard holds.
+    pub(in crate::engine) fn reset_board_flags(&self, consensus: bool, solution: bool) {
+        self.consensus.store(consensus, Ordering::Release);
+        self.solution.store(solution, Ordering::Release);
+    }
+
     /// An LLM call of `agent_id` ended: adds its usage (`None`: it failed, it only counts as a
     /// call) and the agent's tokens so far.
     pub(crate) fn record_llm_call(&self, agent_id: &str, usage: Option<&Usage>, tokens_used: u64) {

@@ -5,42 +5,31 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
+use super::agents::{Running, drain, lost_now, rebuild_and_restart, spawn_agent, update_quorum};
 use super::approval;
 use super::live::Outcome;
 use super::parts::{Engine, Live};
 use crate::agent::{Agent, AgentOutcome};
-use crate::blackboard::{Handoff, ProposalStatus};
-use crate::control::Control;
+use crate::blackboard::ProposalStatus;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{EventKind, GammaReason};
-use crate::ids::{AgentId, HandoffId};
-use crate::message_bus::BROADCAST;
-use crate::quorum::Quorum;
-use crate::retry::{RetryPolicy, Schedule};
+use crate::event::EventKind;
+use crate::ids::AgentId;
+use crate::retry::RetryPolicy;
 use crate::role::Role;
 use crate::spawn_controller::ProgressSnapshot;
 use crate::state_machine::PipelineStatus;
 use crate::store::{AgentState, GammaRecord};
 
-type AgentExit = (AgentId, Result<AgentOutcome>);
-
-struct Running {
-    set: JoinSet<AgentExit>,
-    voters: Vec<(AgentId, bool)>,
-    /// What each agent is, so it can be restarted after a transient backend failure.
-    agents: HashMap<AgentId, (Arc<dyn Agent>, Option<GammaReason>)>,
-    /// Each restarted agent's progress through [`RetryPolicy::agent_restart`].
-    restarts: HashMap<AgentId, Schedule>,
-    token: CancellationToken,
-}
+/// Rebuilds forced by a blackboard that lacks the consensus the ledger records, before the
+/// pipeline is given up.
+const MAX_FORCED_REBUILDS: u32 = 3;
 
 /// ORCHESTRATING (`resumed`: already in it, after a crash). Returns how the pipeline ends (the
 /// driver finishes it, or checkpoints it when [`Outcome::Suspended`]); `None` when the engine
@@ -86,16 +75,19 @@ pub(super) async fn orchestrate(
             })
             .await?;
     }
-    let agents_token = live.stop.child_token();
+    let mut coordination = engine.coordination.subscribe();
     let mut running = Running {
         set: JoinSet::new(),
         voters: Vec::new(),
         agents: HashMap::new(),
         restarts: HashMap::new(),
-        token: agents_token.clone(),
+        token: live.stop.child_token(),
+        epoch: *coordination.borrow_and_update(),
+        rebuilds: 0,
     };
     for (agent, _) in &roles {
         let id = AgentId::new(agent.role())?;
+        let agents_token = running.token.clone();
         spawn_agent(
             engine,
             live,
@@ -114,16 +106,35 @@ pub(super) async fn orchestrate(
     let mut consensus_checkpointed = false;
     live.state.restart_progress_clock();
 
+    live.board_epoch.store(running.epoch, Ordering::Release);
     let outcome = loop {
         let shared = &live.state;
+        if running.epoch != engine.coordination.epoch() {
+            // the blackboard or bus lost data: rebuild it from the durable store
+            rebuild_and_restart(engine, live, &mut running).await?;
+            continue;
+        }
         let consensus = shared.consensus_reached();
         if consensus && !consensus_checkpointed {
+            if lost_now(engine, &running).await {
+                continue;
+            }
             consensus_checkpointed = true;
             if let Err(e) = live.checkpoint_now(engine).await {
                 tracing::warn!(error = %e, "could not checkpoint the consensus");
             }
         }
         if consensus && shared.has_solution() {
+            // a blackboard that can lose data: checkpoint it with the solution first, so a
+            // loss between here and the final checkpoint is rebuilt with it
+            if engine.coordination.may_lose()
+                && let Err(e) = live.checkpoint_now(engine).await
+            {
+                tracing::warn!(error = %e, "could not checkpoint the solution");
+            }
+            if lost_now(engine, &running).await {
+                continue;
+            }
             break Outcome::Completed;
         }
         if shared.take_proposals_changed() {
@@ -167,6 +178,7 @@ pub(super) async fn orchestrate(
                     agent_id: id.clone(),
                 })
                 .await?;
+            let agents_token = running.token.clone();
             spawn_agent(
                 engine,
                 live,
@@ -182,10 +194,25 @@ pub(super) async fn orchestrate(
             continue;
         }
         if running.set.is_empty() {
+            if lost_now(engine, &running).await {
+                continue;
+            }
             // the flags are this process's view; the blackboard has the last word
             let board = engine.blackboard.snapshot(shared.id()).await?;
             if board.consensus.is_some() && !board.solutions.is_empty() {
                 break Outcome::Completed;
+            }
+            // a blackboard without the consensus the ledger records lost data unnoticed
+            // (the ledger is the system of record): rebuild it and let the agents finish
+            if board.consensus.is_none()
+                && running.rebuilds < MAX_FORCED_REBUILDS
+                && super::rebuild::ledger_has_consensus(engine, shared.id()).await?
+            {
+                tracing::warn!(
+                    "the blackboard lacks the consensus the ledger records; rebuilding it"
+                );
+                rebuild_and_restart(engine, live, &mut running).await?;
+                continue;
             }
             break Outcome::Failed("every agent stopped without reaching consensus".into());
         }
@@ -194,6 +221,7 @@ pub(super) async fn orchestrate(
             biased;
             () = live.stop.cancelled() => break if engine.shutdown.is_cancelled() { Outcome::Suspended } else { Outcome::Stopped },
             () = tokio::time::sleep_until(deadline) => break Outcome::Timeout(format!("orchestration timed out after {timeout_secs}s")),
+            Ok(()) = coordination.changed() => {}
             Some(joined) = running.set.join_next() => {
                 let (agent_id, result) = match joined {
                     Ok(exit) => exit,
@@ -207,6 +235,11 @@ pub(super) async fn orchestrate(
                     }
                     Err(e) => (AgentId::new("UNKNOWN")?, Err(Error::Internal(format!("agent task panicked: {e}")))),
                 };
+                // what the agent saw may be a blackboard that lost data: if so, the rebuild
+                // restarts it with the others instead of counting its end
+                if lost_now(engine, &running).await {
+                    continue;
+                }
                 if let Some(o) = agent_exited(engine, live, &mut running, &agent_id, result).await? {
                     break o;
                 }
@@ -215,7 +248,7 @@ pub(super) async fn orchestrate(
             () = tokio::time::sleep(wait) => {}
         }
     };
-    agents_token.cancel();
+    running.token.cancel();
     // on success, agents still running simply had nothing left to do
     let leftover = if outcome == Outcome::Completed {
         AgentState::Done
@@ -224,67 +257,6 @@ pub(super) async fn orchestrate(
     };
     drain(live, &mut running, leftover).await;
     Ok(Some(outcome))
-}
-
-async fn spawn_agent(
-    engine: &Engine,
-    live: &Live,
-    agent: Arc<dyn Agent>,
-    id: AgentId,
-    gamma: Option<GammaReason>,
-    token: &CancellationToken,
-    running: &mut Running,
-) -> Result<()> {
-    let role = agent.role().to_owned();
-    let ctx = live
-        .agent_context(engine, id.clone(), &role, token.child_token(), gamma)
-        .await?;
-    live.state.register_agent(id.as_str(), &role, ctx.model());
-    if !running.voters.iter().any(|(v, _)| v == &id) {
-        running
-            .voters
-            .push((id.clone(), agent.votes() && ctx.votes_count()));
-    }
-    running.agents.insert(id.clone(), (agent.clone(), gamma));
-    // once per agent: a restart (resume, transient backend error) is not a new spawn
-    let first = live.state.note_spawned(&id);
-    if first {
-        live.state
-            .emitter()
-            .emit(EventKind::AgentSpawned {
-                pipeline_id: live.id().clone(),
-                agent_id: id.clone(),
-                role: role.clone(),
-                runtime: "tokio".into(),
-            })
-            .await?;
-    }
-    let span = tracing::info_span!(
-        "agent",
-        pipeline_id = %live.id(),
-        agent_id = %id,
-        role = %role
-    );
-    running
-        .set
-        .spawn(async move { (id, agent.run(ctx).await) }.instrument(span));
-    Ok(())
-}
-
-/// Quorum 2 while at least two voting agents run, else 1 (a lone agent continues).
-fn update_quorum(live: &Live, running: &Running) {
-    let alive = running
-        .voters
-        .iter()
-        .filter(|(id, votes)| {
-            *votes && live.state.agent_state(id.as_str()) == Some(AgentState::Running)
-        })
-        .count();
-    live.state.set_quorum(if alive >= 2 {
-        Quorum::DEFAULT
-    } else {
-        Quorum::LONE
-    });
 }
 
 async fn agent_exited(
@@ -396,84 +368,7 @@ async fn agent_exited(
             detail.join("; ")
         ))));
     }
-    write_handoff(engine, live, id, &reason).await?;
+    super::handoff::write_handoff(engine, live, id, &reason).await?;
     shared.record_progress();
     Ok(None)
-}
-
-/// Writes the handoff of a revoked/failed agent and announces it on the bus.
-async fn write_handoff(engine: &Engine, live: &Live, from: &AgentId, reason: &str) -> Result<()> {
-    let shared = &live.state;
-    let role = shared.agent_role(from.as_str());
-    let pending = match role.as_str() {
-        r if Role::ALPHA == r => vec![
-            "write proposals for the objective".to_owned(),
-            "endorse a proposal to reach consensus".to_owned(),
-        ],
-        r if Role::BETA == r => vec![
-            "evaluate open proposals".to_owned(),
-            "synthesize the solution from the consensus".to_owned(),
-        ],
-        _ => vec![format!("work of role {role}")],
-    };
-    let id = HandoffId::new(format!("h-{from}"))?;
-    engine
-        .blackboard
-        .create_handoff(
-            shared.id(),
-            Handoff {
-                id: id.clone(),
-                from: from.clone(),
-                role,
-                reason: reason.to_owned(),
-                pending,
-                claimed_by: None,
-                created_at: Utc::now(),
-            },
-        )
-        .await?;
-    shared
-        .emitter()
-        .emit(EventKind::HandoffCreated {
-            pipeline_id: shared.id().clone(),
-            handoff_id: id.clone(),
-            from: from.clone(),
-            claimed_by: None,
-        })
-        .await?;
-    let announcement = Control::Handoff {
-        handoff_id: id,
-        from: from.clone(),
-    }
-    .message(BROADCAST);
-    engine
-        .bus
-        .publish(shared.id(), announcement.clone())
-        .await?;
-    shared
-        .emitter()
-        .emit(EventKind::AgentMessage {
-            pipeline_id: shared.id().clone(),
-            from: announcement.from,
-            to: announcement.to,
-            content: announcement.content,
-        })
-        .await?;
-    Ok(())
-}
-
-/// Waits (bounded) for cancelled agents to return; aborts stragglers.
-async fn drain(live: &Live, running: &mut Running, leftover: AgentState) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !running.set.is_empty() {
-        match tokio::time::timeout_at(deadline, running.set.join_next()).await {
-            Ok(Some(Ok((id, _)))) => live.state.settle_agent(id.as_str(), leftover),
-            Ok(Some(Err(_)) | None) => {}
-            Err(_) => {
-                running.set.abort_all();
-                break;
-            }
-        }
-    }
-    live.state.settle_all_agents(leftover);
 }

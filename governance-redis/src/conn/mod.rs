@@ -4,12 +4,14 @@
 //! reported ([`error`]).
 
 mod config;
+mod durability;
 mod error;
 mod groups;
 mod shared;
 mod subscriber;
 
 pub use config::{RedisConfig, redact_url};
+pub use durability::Persistence;
 pub use error::BACKEND;
 pub(crate) use error::{Effect, corrupt, corrupt_json};
 pub(crate) use shared::Shared;

@@ -483,4 +483,8 @@ impl Blackboard for RedisBlackboard {
     async fn ping(&self) -> Result<()> {
         self.shared.ping().await
     }
+
+    async fn generation(&self) -> Result<Option<governance_core::DataGeneration>> {
+        self.shared.generation().await.map(Some)
+    }
 }

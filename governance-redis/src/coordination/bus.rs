@@ -167,6 +167,10 @@ impl MessageBus for RedisBus {
     async fn ping(&self) -> Result<()> {
         self.shared.ping().await
     }
+
+    async fn generation(&self) -> Result<Option<governance_core::DataGeneration>> {
+        self.shared.generation().await.map(Some)
+    }
 }
 
 /// How many of the newest log entries are searched for a message whose publish had an unknown

@@ -1,0 +1,226 @@
+//! Rebuilding a live pipeline's blackboard and bus from the durable store after the
+//! coordination backend lost data (noticed by `crate::coordination::CoordinationWatch`), and re-applying the ledger's
+//! proposals and votes (shared with the resume after a crash, `super::resume`).
+//!
+//! The ledger is the account of the blackboard: every proposal and vote an agent makes is
+//! recorded in it (`proposal_created`, `vote_cast` with the quorum it was cast at), and every
+//! handoff (`handoff_created`). The checkpoints hold the rest (solutions, partial results,
+//! claims). A rebuild restores the last checkpoint's blackboard and re-applies *every*
+//! proposal, vote and handoff of the ledger on top, in ledger order: what the checkpoint
+//! already holds is repeated idempotently (same proposal id, one vote per voter), and a
+//! checkpoint taken after the loss but before it was noticed (which may hold less) loses
+//! nothing the ledger has. The consensus rule is deterministic in the vote order, so the
+//! consensus comes out as the ledger recorded it. The bus log is put back from the ledger's
+//! `agent_message` events. Solutions are only in checkpoints: a solution written after the
+//! last checkpoint is lost with the backend, and the restarted agents write it again.
+
+use std::sync::Arc;
+
+use super::handoff::pending_of;
+use super::parts::{Engine, Live};
+use crate::blackboard::{Handoff, Proposal, Vote};
+use crate::control::{CONTROL_TOPIC, Control};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind};
+use crate::ids::PipelineId;
+use crate::message_bus::Message;
+use crate::quorum::Quorum;
+use crate::role::Role;
+
+/// Every event of `id`'s ledger after `after`, in order.
+pub(super) async fn ledger_after(
+    engine: &Engine,
+    id: &PipelineId,
+    after: u64,
+) -> Result<Vec<Event>> {
+    let mut all = Vec::new();
+    let mut after = after;
+    loop {
+        let events = engine.ledger.read(id, after, 1000).await?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        all.extend(events);
+    }
+    Ok(all)
+}
+
+/// Re-applies the proposals and votes of `events` to `id`'s blackboard, in order, at the
+/// quorum each vote was cast at. A vote on a proposal the blackboard does not hold is skipped.
+pub(super) async fn replay(engine: &Engine, id: &PipelineId, events: &[Event]) -> Result<()> {
+    for ev in events {
+        match &ev.kind {
+            EventKind::ProposalCreated {
+                proposal_id,
+                author,
+                title,
+                content,
+                ..
+            } => {
+                let mut p = Proposal::new(
+                    proposal_id.clone(),
+                    author.clone(),
+                    title.clone(),
+                    content.clone(),
+                );
+                p.created_at = ev.ts;
+                engine.blackboard.create_proposal(id, p).await?;
+            }
+            EventKind::VoteCast {
+                proposal_id,
+                voter,
+                approve,
+                score,
+                rationale,
+                quorum,
+                ..
+            } => {
+                let vote = Vote {
+                    voter: voter.clone(),
+                    approve: *approve,
+                    score: *score,
+                    rationale: rationale.clone(),
+                };
+                match engine
+                    .blackboard
+                    .vote(id, proposal_id, vote, Quorum::new(*quorum)?)
+                    .await
+                {
+                    Ok(_) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The bus topic of a recorded `agent_message` (the ledger keeps sender, recipient and text;
+/// the topics agents act on are recognisable from the text they write).
+fn topic_of(content: &str) -> &'static str {
+    if content.starts_with("handoff ") {
+        "handoff"
+    } else if content.starts_with("approve ") || content.starts_with("reject ") {
+        "evaluation"
+    } else if content.starts_with("claimed ") {
+        "handoff_claimed"
+    } else {
+        "rebuilt"
+    }
+}
+
+/// Rebuilds `live`'s blackboard and bus log from its last checkpoint and its ledger (see the
+/// module docs), sets the pipeline's consensus and solution flags from the rebuilt
+/// blackboard, and records `coordination_rebuilt`. Its agents must not be running.
+///
+/// # Errors
+/// Backend errors (the caller retries retryable ones); the event could not be written.
+pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
+    let id = live.id();
+    let checkpoint = engine.checkpoints.latest(id).await?;
+    let checkpoint_seq = checkpoint.as_ref().map_or(0, |c| c.seq);
+    engine
+        .blackboard
+        .restore(id, checkpoint.map(|c| c.blackboard).unwrap_or_default())
+        .await?;
+    let events = ledger_after(engine, id, 0).await?;
+    replay(engine, id, &events).await?;
+    let board = engine.blackboard.snapshot(id).await?;
+    for ev in &events {
+        if let EventKind::HandoffCreated {
+            handoff_id, from, ..
+        } = &ev.kind
+            && !board.handoffs.iter().any(|h| &h.id == handoff_id)
+        {
+            let role = live.state.agent_role(from.as_str());
+            let handoff = Handoff {
+                id: handoff_id.clone(),
+                from: from.clone(),
+                pending: pending_of(&role),
+                role,
+                reason: "rebuilt from the ledger".into(),
+                claimed_by: None,
+                created_at: ev.ts,
+            };
+            engine.blackboard.create_handoff(id, handoff).await?;
+        }
+    }
+    engine.bus.clear(id).await?;
+    let mut messages = 0u32;
+    for ev in &events {
+        if let EventKind::AgentMessage {
+            from, to, content, ..
+        } = &ev.kind
+        {
+            // the engine's typed control messages go back on their own topic
+            let topic = if Role::ORCHESTRATOR == from.as_str() && Control::parse(content).is_ok() {
+                CONTROL_TOPIC
+            } else {
+                topic_of(content)
+            };
+            let mut m = Message::new(from.clone(), to.clone(), topic, content.clone());
+            m.ts = ev.ts;
+            engine.bus.publish(id, m).await?;
+            messages += 1;
+        }
+    }
+    let board = engine.blackboard.snapshot(id).await?;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    live.state
+        .reset_board_flags(board.consensus.is_some(), !board.solutions.is_empty());
+    live.state.proposals_changed();
+    tracing::info!(
+        pipeline_id = %id,
+        proposals = board.proposals.len(),
+        consensus = board.consensus.is_some(),
+        "blackboard and bus rebuilt from the durable store"
+    );
+    live.state
+        .emitter()
+        .emit(EventKind::CoordinationRebuilt {
+            pipeline_id: id.clone(),
+            checkpoint_seq,
+            proposals: count(board.proposals.len()),
+            votes: count(board.proposals.iter().map(|p| p.votes.len()).sum()),
+            consensus: board.consensus.is_some(),
+            solutions: count(board.solutions.len()),
+            handoffs: count(board.handoffs.len()),
+            messages,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Whether `id`'s ledger records a consensus.
+pub(super) async fn ledger_has_consensus(engine: &Engine, id: &PipelineId) -> Result<bool> {
+    Ok(ledger_after(engine, id, 0)
+        .await?
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::ConsensusReached { .. })))
+}
+
+/// Starts the engine's background check of its coordination backends (once).
+pub(super) fn watch(engine: &Arc<Engine>) {
+    if !engine.coordination.claim_start() {
+        return;
+    }
+    let weak = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        loop {
+            let Some(e) = weak.upgrade() else { return };
+            if e.shutdown.is_cancelled() {
+                return;
+            }
+            let (_, checked) = e.coordination.check_detail(&*e.blackboard, &*e.bus).await;
+            if checked == crate::coordination::Checked::NeverLoses {
+                return;
+            }
+            let shutdown = e.shutdown.clone();
+            drop(e);
+            tokio::select! {
+                () = tokio::time::sleep(crate::coordination::CHECK_EVERY) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
