@@ -201,8 +201,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -226,6 +229,16 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server, waits `outage`, and starts an empty one on the same port (it kept
+    /// nothing on disk: `--save "" --appendonly no`).
+    pub fn restart_empty(&mut self, outage: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(outage);
+        // the old one is gone: dropping it only removes its (empty) directory
+        *self = Self::start_on(self.port);
     }
 }
 
