@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use super::approval::revision_board;
 use super::handoff::pending_of;
 use super::parts::{Engine, Live};
 use crate::blackboard::{Handoff, Proposal, Vote};
@@ -124,7 +125,25 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
         .restore(id, checkpoint.map(|c| c.blackboard).unwrap_or_default())
         .await?;
     let events = ledger_after(engine, id, 0).await?;
-    replay(engine, id, &events).await?;
+    // A reviewer's rejection started a revision round on a fresh board (the rejected round's
+    // proposals kept as SUPERSEDED, no consensus, no solution): replay each round on its own
+    // and make that fresh board again between them, as the engine did when the round began.
+    let mut round = 0;
+    for (i, ev) in events.iter().enumerate() {
+        if matches!(ev.kind, EventKind::ApprovalDecided { approve: false, .. }) {
+            replay(engine, id, &events[round..=i]).await?;
+            round = i + 1;
+            let snap = engine.blackboard.snapshot(id).await?;
+            if snap
+                .consensus
+                .as_ref()
+                .is_some_and(|c| live.state.was_rejected(&c.proposal_id))
+            {
+                engine.blackboard.restore(id, revision_board(&snap)).await?;
+            }
+        }
+    }
+    replay(engine, id, &events[round..]).await?;
     let board = engine.blackboard.snapshot(id).await?;
     for ev in &events {
         if let EventKind::HandoffCreated {
