@@ -181,7 +181,69 @@ pub struct LlmExchange {
     pub ts: DateTime<Utc>,
 }
 
+/// Version of the envelope [`LlmExchange::to_stored`] writes.
+const STORED_ENVELOPE_VERSION: u64 = 1;
+
 impl LlmExchange {
+    /// The exchange as a store row keeps it, beside its own `pipeline_id` / `agent_id`
+    /// columns: the request (the `LlmRequest` JSON) and everything else as one versioned
+    /// envelope `{"v": 1, "purpose", "attempt", "response", "model_used", "usage",
+    /// "latency_ms", "ts"}` (the layout of the SQLite and PostgreSQL stores).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the exchange does not serialize.
+    pub fn to_stored(&self) -> Result<(serde_json::Value, serde_json::Value)> {
+        let mut envelope = serde_json::to_value(self)
+            .map_err(|e| Error::Internal(format!("cannot serialize an LLM exchange: {e}")))?;
+        let serde_json::Value::Object(map) = &mut envelope else {
+            return Err(Error::Internal(
+                "an LLM exchange is not a JSON object".into(),
+            ));
+        };
+        let request = map.remove("request").unwrap_or_default();
+        map.remove("pipeline_id");
+        map.remove("agent_id");
+        map.insert("v".into(), STORED_ENVELOPE_VERSION.into());
+        Ok((request, envelope))
+    }
+
+    /// The exchange of a row [`to_stored`](Self::to_stored) wrote.
+    ///
+    /// # Errors
+    /// A non-retryable [`Error::Backend`] of `backend` when the envelope is not an object, has
+    /// another version, or does not parse.
+    pub fn from_stored(
+        pipeline: &PipelineId,
+        agent: &str,
+        request: serde_json::Value,
+        envelope: serde_json::Value,
+        backend: &'static str,
+    ) -> Result<Self> {
+        let malformed = |why: &str| {
+            Error::backend(
+                backend,
+                format!("recorded LLM exchange of pipeline {pipeline} cannot be read: {why}"),
+                false,
+            )
+        };
+        let serde_json::Value::Object(mut map) = envelope else {
+            return Err(malformed("the response is not a JSON object"));
+        };
+        match map.remove("v").and_then(|v| v.as_u64()) {
+            Some(STORED_ENVELOPE_VERSION) => {}
+            other => {
+                return Err(malformed(&format!(
+                    "envelope version {other:?}, this build reads {STORED_ENVELOPE_VERSION}"
+                )));
+            }
+        }
+        map.insert("pipeline_id".into(), pipeline.as_str().into());
+        map.insert("agent_id".into(), agent.into());
+        map.insert("request".into(), request);
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| malformed(&e.to_string()))
+    }
+
     /// The exchange of `request` that ended with `outcome`, stamped now. `fallback_model` is
     /// reported as the model used when there is no answer and the request names no model.
     #[must_use]
