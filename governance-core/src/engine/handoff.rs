@@ -47,20 +47,25 @@ pub(super) async fn write_handoff(
     let role = shared.agent_role(from.as_str());
     let pending = pending_of(&role);
     let id = HandoffId::new(format!("h-{from}"))?;
-    engine
-        .blackboard
-        .create_handoff(
-            shared.id(),
-            Handoff {
-                id: id.clone(),
-                from: from.clone(),
-                role,
-                reason: reason.to_owned(),
-                pending,
-                claimed_by: None,
-                created_at: Utc::now(),
-            },
-        )
+    let handoff = Handoff {
+        id: id.clone(),
+        from: from.clone(),
+        role,
+        reason: reason.to_owned(),
+        pending,
+        claimed_by: None,
+        created_at: Utc::now(),
+    };
+    // the blackboard and the bus may be briefly unreachable (a Redis restarting): the handoff
+    // waits for them like a durable write instead of failing the orchestration; both writes
+    // are idempotent (same handoff id; agents claim an announcement at most once)
+    let retry = engine.write_retry();
+    retry
+        .run("create_handoff", || {
+            engine
+                .blackboard
+                .create_handoff(shared.id(), handoff.clone())
+        })
         .await?;
     shared
         .emitter()
@@ -73,7 +78,11 @@ pub(super) async fn write_handoff(
         .await?;
     let message = announcement(&id, from);
     let (sender, content) = (message.from.clone(), message.content.clone());
-    engine.bus.publish(shared.id(), message).await?;
+    retry
+        .run("announce handoff", || {
+            engine.bus.publish(shared.id(), message.clone())
+        })
+        .await?;
     shared
         .emitter()
         .emit(EventKind::AgentMessage {
