@@ -5,74 +5,27 @@
 //! `orchestration_started` and `llm_call` events name the model that answered (the local LLM's),
 //! not the OpenRouter default. The server logs JSON status-change lines with `pipeline_id`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{Node, http};
 
 const LOCAL_MODEL: &str = "local/deterministic";
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &std::path::Path) -> Server {
-    let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_governance"))
-        .arg("serve")
-        .current_dir(dir)
-        .env("PORT", "0")
-        .env("GOVERNANCE_LOG_FORMAT", "json")
-        .env_remove("GOVERNANCE_DB")
-        .env_remove("GOVERNANCE_LOCAL_LATENCY_MS")
-        .env_remove("GOVERNANCE_LLM_MODE")
-        .env_remove("OPENROUTER_API_KEY")
-        .env_remove("OPENROUTER_MODEL")
-        .env_remove("VAULT_ADDR")
-        .env_remove("REDIS_URL")
-        .env_remove("GOVERNANCE_API_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("start-up line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Server { child, addr }
-}
-
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let status: u16 = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let payload = raw.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+/// `governance serve` as the README starts it: no database, latency or model configured.
+fn serve(dir: &std::path::Path) -> Node {
+    Node::start_with("serve", dir, |cmd| {
+        cmd.current_dir(dir)
+            .env("GOVERNANCE_LOG_FORMAT", "json")
+            .env_remove("GOVERNANCE_DB")
+            .env_remove("GOVERNANCE_LOCAL_LATENCY_MS")
+            .env_remove("OPENROUTER_MODEL")
+            .env_remove("RUST_LOG");
+    })
 }
 
 /// `curl -N http://<addr><path>`: an open Server-Sent Events stream (HTTP/1.0, so the body is

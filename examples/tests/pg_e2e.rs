@@ -7,16 +7,16 @@
 //!   the pipelines wait and go on, and every write acknowledged before the outage is still
 //!   there afterwards.
 
-mod pg_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use pg_support::{
+use serde_json::Value;
+use support::{
     LogsOnPanic, Node, PrivatePg, Redis, Schema, all_logs, get, governance, http, is_terminal,
     psql, spawn_pipeline, wait_terminal,
 };
-use serde_json::Value;
 
 const PIPELINES: usize = 200;
 const SPAWNERS: usize = 4;

@@ -5,16 +5,16 @@
 //! ledgers of the pipelines that were orchestrating show the rebuild
 //! (`coordination_rebuilt`), and `governance ledger verify` passes against PostgreSQL.
 
-mod pg_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use pg_support::{
+use serde_json::Value;
+use support::{
     LogsOnPanic, Node, Redis, Schema, all_logs, get, governance, spawn_pipeline, statuses,
     wait_terminal,
 };
-use serde_json::Value;
 
 const PIPELINES: usize = 200;
 const SPAWNERS: usize = 4;

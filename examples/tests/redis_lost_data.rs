@@ -4,177 +4,33 @@
 //! ends COMPLETED with one consensus and a solution, the ledgers show the rebuild
 //! (`coordination_rebuilt`) and `governance ledger verify` passes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{Node, Redis, all_logs as ledger, governance, http};
 
 const PIPELINES: usize = 50;
 
-fn redis_server_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::iter::once(PathBuf::from("/usr/bin/redis-server"))
-        .chain(std::env::split_paths(&path).map(|d| d.join("redis-server")))
-        .find(|c| c.is_file())
-        .expect("redis-server is missing: install it (apt-get install redis-server); never skipped")
-}
-
-/// A redis-server without persistence on a fixed port, killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let log = self.dir.path().join("redis.log");
-        let mut child = Command::new(redis_server_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        for _ in 0..400 {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                self.child = Some(child);
-                return;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "redis-server exited with {status}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!(
-            "redis-server on port {} never accepted a connection",
-            self.port
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `governance serve`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(db: &Path, redis: &str, log: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_governance"))
-        .arg("serve")
-        .env("PORT", "0")
-        .env("GOVERNANCE_DB", db)
-        .env("REDIS_URL", redis)
-        .env("GOVERNANCE_LOCAL_LATENCY_MS", "500")
-        .env("RUST_LOG", "warn")
-        .env_remove("GOVERNANCE_CLUSTER")
-        .env_remove("GOVERNANCE_LLM_MODE")
-        .env_remove("OPENROUTER_API_KEY")
-        .env_remove("VAULT_ADDR")
-        .env_remove("GOVERNANCE_API_TOKEN")
-        .env_remove("GOVERNANCE_REMOTE_ROLES")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("start-up line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Serve { child, addr }
-}
-
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let payload = raw.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+/// `governance serve` on the SQLite file `db` with its blackboard and bus on `redis`; its log
+/// is `<dir>/serve.log`.
+fn serve(db: &Path, redis: &str) -> Node {
+    let dir = db.parent().expect("the database's directory");
+    Node::start_with("serve", dir, |cmd| {
+        cmd.env("GOVERNANCE_DB", db)
+            .env("REDIS_URL", redis)
+            .env("GOVERNANCE_LOCAL_LATENCY_MS", "500")
+            .env("RUST_LOG", "warn")
+            .env_remove("GOVERNANCE_CLUSTER");
+    })
 }
 
 fn status(addr: &str, id: &str) -> String {
     let (code, rec) = http(addr, "GET", &format!("/api/pipeline/{id}"), None);
     assert_eq!(code, 200, "{rec}");
     rec["status"].as_str().unwrap_or_default().to_owned()
-}
-
-fn ledger(addr: &str, id: &str) -> Vec<Value> {
-    let (code, logs) = http(
-        addr,
-        "GET",
-        &format!("/api/pipeline/logs?pipeline_id={id}&limit=1000"),
-        None,
-    );
-    assert_eq!(code, 200, "{logs}");
-    logs["entries"]
-        .as_array()
-        .or_else(|| logs["events"].as_array())
-        .cloned()
-        .expect("ledger entries")
 }
 
 fn count(entries: &[Value], kind: &str) -> usize {
@@ -186,7 +42,7 @@ fn redis_restarted_empty_mid_run(outage: Duration) {
     let db = dir.path().join("governance.db");
     let log = dir.path().join("serve.log");
     let mut redis = Redis::start();
-    let server = serve(&db, &redis.url(), &log);
+    let server = serve(&db, &redis.url());
     let addr = server.addr.clone();
     let ids: Vec<String> = (0..PIPELINES)
         .map(|i| {
@@ -224,7 +80,7 @@ fn redis_restarted_empty_mid_run(outage: Duration) {
         .cloned()
         .collect();
     std::thread::sleep(outage);
-    redis.spawn();
+    redis.start_again();
 
     let deadline = Instant::now() + Duration::from_secs(400);
     for id in &ids {
@@ -286,16 +142,8 @@ fn redis_restarted_empty_mid_run(outage: Duration) {
         "no pipeline was live when Redis lost its data: proves nothing"
     );
     drop(server);
-    let verify: Output = Command::new(env!("CARGO_BIN_EXE_governance"))
-        .args(["ledger", "verify", "--db", db.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let (ok, out) = governance(&["ledger", "verify", "--db", db.to_str().unwrap()], &[]);
+    assert!(ok, "{out}");
 }
 
 #[test]

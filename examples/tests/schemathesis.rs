@@ -10,9 +10,13 @@
 //! Needs schemathesis on the PATH (`.ci/run` installs it with pip); without it the test fails
 //! and says so rather than skipping.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::Node;
 
 const TOKEN: &str = "schemathesis-test-token";
 /// Test cases per operation and phase.
@@ -20,44 +24,18 @@ const MAX_EXAMPLES: &str = "25";
 /// The whole run is killed (and the test fails) past this: it only trips on a hang.
 const HANG: Duration = Duration::from_secs(15 * 60);
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_governance"))
-        .arg("serve")
-        .env("PORT", "0")
-        .env("GOVERNANCE_DB", dir.join("governance.db"))
-        .env("GOVERNANCE_API_TOKEN", TOKEN)
-        .env("GOVERNANCE_LOCAL_LATENCY_MS", "0")
-        .env_remove("GOVERNANCE_LLM_MODE")
-        .env_remove("OPENROUTER_API_KEY")
-        .env_remove("VAULT_ADDR")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("start-up line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
+/// `governance serve` on a SQLite file in `dir`, with the API token on.
+fn serve(dir: &std::path::Path) -> Node {
+    let db = dir
+        .join("governance.db")
+        .to_str()
+        .expect("UTF-8")
         .to_owned();
-    Server { child, addr }
+    let env = [
+        ("GOVERNANCE_DB", db),
+        ("GOVERNANCE_API_TOKEN", TOKEN.to_owned()),
+    ];
+    Node::start("serve", dir, &env, 0)
 }
 
 fn schemathesis() -> &'static str {
