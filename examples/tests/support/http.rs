@@ -71,18 +71,31 @@ pub fn statuses(addr: &str) -> Option<std::collections::BTreeMap<String, String>
 
 /// The whole ledger of `id` read from `addr`, page by page.
 pub fn all_logs(addr: &str, id: &str) -> Vec<Value> {
+    all_logs_paged(addr, id, 200)
+}
+
+/// The whole ledger of `id` read from `addr` in pages of `page_size` entries (`after` /
+/// `next_after` / `has_more`), checking that every page keeps to the limit and moves on.
+pub fn all_logs_paged(addr: &str, id: &str, page_size: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after = 0u64;
     loop {
         let page = get(
             addr,
-            &format!("/api/pipeline/logs?pipeline_id={id}&after={after}&limit=200"),
+            &format!("/api/pipeline/logs?pipeline_id={id}&after={after}&limit={page_size}"),
         );
-        out.extend(page["events"].as_array().expect("events").iter().cloned());
+        let events = page["events"].as_array().expect("events array");
+        assert!(events.len() <= page_size, "page larger than limit: {page}");
+        out.extend(events.iter().cloned());
+        let next = page["next_after"].as_u64().expect("next_after");
         if !page["has_more"].as_bool().expect("has_more") {
             return out;
         }
-        after = page["next_after"].as_u64().expect("next_after");
+        assert!(
+            next > after,
+            "logs of {id} on {addr}: has_more without progress at {after}"
+        );
+        after = next;
     }
 }
 

@@ -22,15 +22,27 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    appendonly: bool,
 }
 
 impl Redis {
-    /// Starts one on a free port.
+    /// Starts one on a free port, without persistence.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts one on a free port with `appendonly yes` (cluster mode refuses a Redis without
+    /// persistence unless told to accept the loss).
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(appendonly: bool) -> Self {
         let mut redis = Self {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
+            appendonly,
         };
         redis.start_again();
         redis
@@ -41,7 +53,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// SIGKILLs the server (it kept nothing on disk: `--save "" --appendonly no`).
+    /// SIGKILLs the server (without `start_persistent` it kept nothing on disk).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -49,13 +61,15 @@ impl Redis {
         }
     }
 
-    /// Starts a server (empty) on the same port; waits until it accepts connections.
+    /// Starts a server on the same port (empty unless persistent); waits until it accepts
+    /// connections.
     pub fn start_again(&mut self) {
         self.kill();
         let log = self.dir.path().join("redis.log");
         let mut child = Command::new(redis_server_binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly"])
+            .arg(if self.appendonly { "yes" } else { "no" })
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")

@@ -1,10 +1,10 @@
 //! `governance serve` nodes and the `governance` CLI.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One `governance serve` process; killed on drop.
 pub struct Node {
@@ -44,6 +44,8 @@ impl Node {
             .env_remove("GOVERNANCE_REMOTE_ROLES")
             .env_remove("REDIS_URL")
             .env_remove("DATABASE_URL")
+            .env_remove("DRAGONFLY_PASSWORD")
+            .env_remove("REDIS_PASSWORD")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         configure(&mut cmd);
         let mut child = cmd
@@ -51,12 +53,17 @@ impl Node {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("governance serve starts");
+        // the start-up line carries the address; log lines (if the logger writes to stdout)
+        // may come before it. Everything is copied into `<name>.out`, read to the end so the
+        // node never writes into a closed pipe.
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut out = File::create(dir.join(format!("{name}.out"))).expect("node stdout file");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in stdout.lines() {
                 let Ok(line) = line else { break };
+                let _ = writeln!(out, "{line}");
                 if line.contains("http://")
                     && let Some(tx) = tx.take()
                 {
@@ -82,6 +89,30 @@ impl Node {
             name: name.to_owned(),
             child,
             addr,
+        }
+    }
+}
+
+impl Node {
+    /// SIGTERM (graceful: finish, archive, release leases) and wait for a successful exit.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM runs");
+        assert!(status.success(), "kill -TERM {} failed", self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                assert!(exit.success(), "node {} exited with {exit}", self.name);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not stop within 30 s of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -113,7 +144,15 @@ impl Drop for LogsOnPanic {
 /// `governance <args>` with extra `env`: success and stdout + stderr.
 pub fn governance(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_governance"));
-    cmd.env_remove("GOVERNANCE_DB").env_remove("DATABASE_URL");
+    for var in [
+        "GOVERNANCE_DB",
+        "DATABASE_URL",
+        "DRAGONFLY_PASSWORD",
+        "REDIS_PASSWORD",
+        "VAULT_ADDR",
+    ] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
