@@ -318,8 +318,8 @@ async fn forks_of_a_running_source_match_its_ledger() {
         // the status the source was in at that seq, read off its finished ledger
         let status = source
             .iter()
-            .filter(|e| e["seq"].as_u64().unwrap() <= *seq && e["type"] == "status_changed")
-            .last()
+            .rev()
+            .find(|e| e["seq"].as_u64().unwrap() <= *seq && e["type"] == "status_changed")
             .unwrap()["data"]["status"]
             .clone();
         let events = ledger(&s, id).await;
