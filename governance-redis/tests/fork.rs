@@ -96,8 +96,14 @@ async fn a_forks_blackboard_is_built_in_redis_and_rebuilt_from_its_own_ledger() 
             .count(),
         1
     );
-    // whether or not the loss hit mid-orchestration, the fork ends holding the proposal it
-    // was given: after a loss only its own ledger can have put it back
+    // the loss hit it mid-orchestration (it had several slow LLM calls to go): its blackboard
+    // was rebuilt from its own ledger, which holds the proposal it was given
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::CoordinationRebuilt { .. })),
+        "the fork was not rebuilt: {events:#?}"
+    );
     let end = gov.blackboard_snapshot(&id).await.unwrap();
     assert!(
         end.proposals.iter().any(|p| p.id == proposal),
