@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod backends;
 mod bench;
+mod fork;
 mod ledger;
 mod replay;
 mod role_config;
@@ -36,6 +37,8 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Re-run a recorded pipeline offline against its recorded LLM answers (--db, --pipeline).
     Replay(replay::ReplayArgs),
+    /// Fork a pipeline of a running server from one of its events (GOVERNANCE_SERVER).
+    Fork(fork::ForkArgs),
     /// Play agent roles for pipelines of `serve` nodes on the same Redis (REDIS_URL, --roles).
     Worker(worker::WorkerArgs),
 }
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
                 replay::replay(args).await
             }
             Command::Worker(args) => worker::worker(args).await,
+            Command::Fork(args) => fork::fork(args).await,
         }
     });
     match result {

@@ -281,6 +281,18 @@ pub enum EventKind {
         /// is the one that won.
         decision_id: String,
     },
+    /// The pipeline is a fork: it starts from the state `source` had at its event `seq` (the
+    /// first event of a fork's ledger; the source's events are not copied, this is the link).
+    ForkedFrom {
+        /// Pipeline (the fork).
+        pipeline_id: PipelineId,
+        /// The pipeline it was forked from.
+        source: PipelineId,
+        /// The source's event the fork starts after (inclusive).
+        seq: u64,
+        /// The source's status at that event, which the fork starts in.
+        status: PipelineStatus,
+    },
     /// The orchestration finished (any terminal status).
     OrchestrationComplete {
         /// Pipeline.
@@ -315,6 +327,7 @@ impl EventKind {
             Self::OrchestrationComplete { .. } => "orchestration_complete",
             Self::ApprovalRequested { .. } => "approval_requested",
             Self::ApprovalDecided { .. } => "approval_decided",
+            Self::ForkedFrom { .. } => "forked_from",
         }
     }
 
@@ -339,7 +352,8 @@ impl EventKind {
             | Self::Error { pipeline_id, .. }
             | Self::OrchestrationComplete { pipeline_id, .. }
             | Self::ApprovalRequested { pipeline_id, .. }
-            | Self::ApprovalDecided { pipeline_id, .. } => pipeline_id,
+            | Self::ApprovalDecided { pipeline_id, .. }
+            | Self::ForkedFrom { pipeline_id, .. } => pipeline_id,
         }
     }
 

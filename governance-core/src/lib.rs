@@ -89,8 +89,9 @@ pub use config::{
 pub use control::{CONTROL_TOPIC, Control};
 pub use coordination::DataGeneration;
 pub use engine::{
-    ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
-    MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,
+    ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, ForkOverrides, ForkPoint,
+    ForkRequest, Forked, Governance, GovernanceBuilder, MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN,
+    SpawnRequest,
 };
 pub use error::{Cause, Error, ErrorKind, LlmFailure, Result};
 pub use event::{Event, EventKind, GammaReason};

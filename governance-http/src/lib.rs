@@ -35,6 +35,7 @@ pub mod error;
 pub mod live;
 mod metrics;
 pub mod openapi;
+pub mod openapi_fork;
 mod router;
 mod routes;
 mod state;

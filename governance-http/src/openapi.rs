@@ -18,15 +18,15 @@ use crate::live::{DEFAULT_REPLAY_SECS, MAX_REPLAY_SECS};
 use crate::state::MAX_PAGE;
 
 /// A pipeline id, as [`governance_core::PipelineId::new`] accepts it.
-const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+pub(crate) const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// Contains a character that is not white space (as Rust's `char::is_whitespace` has it): the
 /// objective is trimmed and must not be empty.
-const NON_BLANK: &str =
+pub(crate) const NON_BLANK: &str =
     "[^\\t-\\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]";
 /// A model name: printable ASCII without spaces, 1–200 characters.
 pub const MODEL_PATTERN: &str = "^[!-~]{1,200}$";
 /// Event types a pipeline's ledger holds.
-const EVENT_TYPES: [&str; 18] = [
+const EVENT_TYPES: [&str; 19] = [
     "status_changed",
     "orchestration_started",
     "agent_spawned",
@@ -45,6 +45,7 @@ const EVENT_TYPES: [&str; 18] = [
     "approval_requested",
     "approval_decided",
     "coordination_rebuilt",
+    "forked_from",
 ];
 
 fn err(desc: &str) -> Value {
@@ -439,6 +440,7 @@ pub struct ServerShape {
 pub fn document(shape: &ServerShape) -> Value {
     let mut schemas = request_schemas(&shape.modes, shape.max_objective_len);
     schemas.extend(role_schemas(&shape.roles, shape.max_completion_tokens));
+    schemas.extend(crate::openapi_fork::schemas(shape.max_objective_len));
     if let Some(Value::Object(props)) = schemas
         .get_mut("SpawnRequest")
         .and_then(|s| s.get_mut("properties"))
@@ -456,7 +458,7 @@ pub fn document(shape: &ServerShape) -> Value {
         "info": {"title": "governance", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Governed multi-agent LLM pipelines: spawn, report, continue, approve, observe, stop. \
                                  Every error is {\"error\": {\"code\", \"message\"}}; optional request fields may be null, meaning the default."},
-        "paths": paths(),
+        "paths": crate::openapi_fork::with_paths(paths()),
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     })
 }

@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::require_token;
 use crate::deadline::read_deadline;
 use crate::error::json_error_bodies;
-use crate::routes::{approval, ops, pipelines, streams};
+use crate::routes::{approval, fork, ops, pipelines, streams};
 use crate::state::AppState;
 use crate::track::{mark_route, track_http};
 
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/pipeline/{id}/stop", post(pipelines::stop))
         .route("/api/pipeline/{id}/approve", post(approval::approve))
+        .route("/api/pipeline/{id}/fork", post(fork::fork))
         .route("/api/pipelines", get(pipelines::list))
         .layer(from_fn_with_state(state.clone(), read_deadline))
         .layer(timeout);

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::driver::{self, Stage};
 use super::parts::{Engine, Live};
-use super::requests::{ContinueRequest, SpawnRequest, validate_timeout};
+use super::requests::{ContinueRequest, SpawnRequest, check_objective, validate_timeout};
 use crate::blackboard::{Blackboard, BlackboardSnapshot};
 use crate::circuit_breaker::BreakerState;
 use crate::config::Config;
@@ -135,16 +135,7 @@ impl Governance {
                 true,
             ));
         }
-        let objective = req.objective.trim();
-        if objective.is_empty() {
-            return Err(Error::InvalidInput("objective must not be empty".into()));
-        }
-        if objective.chars().count() > self.engine.max_objective_len {
-            return Err(Error::InvalidInput(format!(
-                "objective is longer than {} characters",
-                self.engine.max_objective_len
-            )));
-        }
+        let objective = check_objective(&req.objective, self.engine.max_objective_len)?;
         if let Some(t) = req.timeout {
             validate_timeout(t)?;
         }
@@ -158,7 +149,7 @@ impl Governance {
             .clone()
             .unwrap_or_else(|| self.engine.default_mode.clone());
         self.engine.llm(&mode)?;
-        let live = Live::create(&self.engine, objective, &req, mode).await?;
+        let live = Live::create(&self.engine, &objective, &req, mode).await?;
         let id = live.id().clone();
         self.engine.live.lock().insert(id.clone(), live.clone());
         driver::start(&self.engine, live, Stage::Running);

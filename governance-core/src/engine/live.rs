@@ -165,6 +165,27 @@ impl Live {
         Ok(live)
     }
 
+    /// A fork's first commit: `forked_from`, its `status_changed` into the status it starts
+    /// in (no previous status), the checkpoint of its rebuilt blackboard and its registry row,
+    /// all or nothing. Not retried: a fork the storage refuses fails at once.
+    pub async fn commit_fork(&self, engine: &Engine, forked_from: EventKind) -> Result<()> {
+        let mut rec = self.record.lock().await;
+        let reason = match &forked_from {
+            EventKind::ForkedFrom { source, seq, .. } => {
+                Some(format!("forked from pipeline {source} at seq {seq}"))
+            }
+            _ => None,
+        };
+        let status = EventKind::StatusChanged {
+            pipeline_id: rec.id.clone(),
+            status: rec.status,
+            previous: None,
+            reason,
+        };
+        self.commit_state(engine, &mut rec, vec![forked_from, status], None, false)
+            .await
+    }
+
     /// Rebuilds a live pipeline from its registry record (resume). Its writes are retried once
     /// a driver runs it (`driver::start`); the resume's own writes fail at once, so a resume at
     /// start-up never waits for a full disk.

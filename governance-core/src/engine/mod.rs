@@ -4,6 +4,8 @@
 //!   (`builder.rs`) and asked with [`SpawnRequest`] / [`ContinueRequest`] (`requests.rs`);
 //! - `decisions.rs`: [`Governance::approve`], a human's decision on a pipeline waiting at
 //!   AWAITING_APPROVAL (here or, forwarded, on its owner);
+//! - `fork.rs`: [`Governance::fork`], a new pipeline from another's state at one of its
+//!   events (its ledger prefix and a checkpoint at or before it);
 //! - `driver.rs`: one task per pipeline runs its stages in order and ends it; with
 //!   `approval.rs`, the rest at AWAITING_APPROVAL (who may decide, the deadline, the fresh
 //!   blackboard of a revision round);
@@ -24,6 +26,7 @@ mod builder;
 mod decisions;
 mod driver;
 mod facade;
+mod fork;
 mod handoff;
 mod live;
 mod parts;
@@ -36,6 +39,7 @@ mod supervisor;
 
 pub use builder::GovernanceBuilder;
 pub use facade::Governance;
+pub use fork::{ForkOverrides, ForkPoint, ForkRequest, Forked};
 pub use requests::{
     ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, MAX_FEEDBACK_LEN,
     MAX_REVIEWER_LEN, SpawnRequest,

@@ -23,7 +23,7 @@ use crate::blackboard::{Handoff, Proposal, Vote};
 use crate::control::{CONTROL_TOPIC, Control};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
-use crate::ids::PipelineId;
+use crate::ids::{PipelineId, ProposalId};
 use crate::message_bus::Message;
 use crate::quorum::Quorum;
 use crate::role::Role;
@@ -125,25 +125,7 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
         .restore(id, checkpoint.map(|c| c.blackboard).unwrap_or_default())
         .await?;
     let events = ledger_after(engine, id, 0).await?;
-    // A reviewer's rejection started a revision round on a fresh board (the rejected round's
-    // proposals kept as SUPERSEDED, no consensus, no solution): replay each round on its own
-    // and make that fresh board again between them, as the engine did when the round began.
-    let mut round = 0;
-    for (i, ev) in events.iter().enumerate() {
-        if matches!(ev.kind, EventKind::ApprovalDecided { approve: false, .. }) {
-            replay(engine, id, &events[round..=i]).await?;
-            round = i + 1;
-            let snap = engine.blackboard.snapshot(id).await?;
-            if snap
-                .consensus
-                .as_ref()
-                .is_some_and(|c| live.state.was_rejected(&c.proposal_id))
-            {
-                engine.blackboard.restore(id, revision_board(&snap)).await?;
-            }
-        }
-    }
-    replay(engine, id, &events[round..]).await?;
+    replay_rounds(engine, id, &events, |p| live.state.was_rejected(p)).await?;
     let board = engine.blackboard.snapshot(id).await?;
     for ev in &events {
         if let EventKind::HandoffCreated {
@@ -164,25 +146,7 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
             engine.blackboard.create_handoff(id, handoff).await?;
         }
     }
-    engine.bus.clear(id).await?;
-    let mut messages = 0u32;
-    for ev in &events {
-        if let EventKind::AgentMessage {
-            from, to, content, ..
-        } = &ev.kind
-        {
-            // the engine's typed control messages go back on their own topic
-            let topic = if Role::ORCHESTRATOR == from.as_str() && Control::parse(content).is_ok() {
-                CONTROL_TOPIC
-            } else {
-                topic_of(content)
-            };
-            let mut m = Message::new(from.clone(), to.clone(), topic, content.clone());
-            m.ts = ev.ts;
-            engine.bus.publish(id, m).await?;
-            messages += 1;
-        }
-    }
+    let messages = republish(engine, id, &events).await?;
     let board = engine.blackboard.snapshot(id).await?;
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     live.state
@@ -208,6 +172,59 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
         })
         .await?;
     Ok(())
+}
+
+/// Re-applies the proposals and votes of `events` (a ledger from its start, or from a
+/// checkpoint) to `id`'s blackboard ([`replay`]), one approval round at a time: a reviewer's
+/// rejection started a revision round on a fresh board (the rejected round's proposals kept as
+/// SUPERSEDED, no consensus, no solution), so between rounds that fresh board is made again,
+/// as the engine did when the round began. `rejected` tells a rejected consensus proposal.
+pub(super) async fn replay_rounds(
+    engine: &Engine,
+    id: &PipelineId,
+    events: &[Event],
+    rejected: impl Fn(&ProposalId) -> bool,
+) -> Result<()> {
+    let mut round = 0;
+    for (i, ev) in events.iter().enumerate() {
+        if matches!(ev.kind, EventKind::ApprovalDecided { approve: false, .. }) {
+            replay(engine, id, &events[round..=i]).await?;
+            round = i + 1;
+            let snap = engine.blackboard.snapshot(id).await?;
+            if snap
+                .consensus
+                .as_ref()
+                .is_some_and(|c| rejected(&c.proposal_id))
+            {
+                engine.blackboard.restore(id, revision_board(&snap)).await?;
+            }
+        }
+    }
+    replay(engine, id, &events[round..]).await
+}
+
+/// Clears `id`'s bus log and puts the `agent_message` events of `events` back on it, in order
+/// (the engine's typed control messages on their own topic). Returns how many.
+pub(super) async fn republish(engine: &Engine, id: &PipelineId, events: &[Event]) -> Result<u32> {
+    engine.bus.clear(id).await?;
+    let mut messages = 0u32;
+    for ev in events {
+        if let EventKind::AgentMessage {
+            from, to, content, ..
+        } = &ev.kind
+        {
+            let topic = if Role::ORCHESTRATOR == from.as_str() && Control::parse(content).is_ok() {
+                CONTROL_TOPIC
+            } else {
+                topic_of(content)
+            };
+            let mut m = Message::new(from.clone(), to.clone(), topic, content.clone());
+            m.ts = ev.ts;
+            engine.bus.publish(id, m).await?;
+            messages += 1;
+        }
+    }
+    Ok(messages)
 }
 
 /// Whether `id`'s ledger records a consensus.

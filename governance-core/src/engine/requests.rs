@@ -168,6 +168,20 @@ impl ApprovalDecision {
     }
 }
 
+/// An objective a request may give (trimmed): not empty, at most `max` characters.
+pub(crate) fn check_objective(objective: &str, max: usize) -> Result<String> {
+    let objective = objective.trim();
+    if objective.is_empty() {
+        return Err(Error::InvalidInput("objective must not be empty".into()));
+    }
+    if objective.chars().count() > max {
+        return Err(Error::InvalidInput(format!(
+            "objective is longer than {max} characters"
+        )));
+    }
+    Ok(objective.to_owned())
+}
+
 /// A timeout a request may ask for: 1 second to 24 hours.
 pub(crate) fn validate_timeout(t: Duration) -> Result<()> {
     if t.is_zero() || t > Duration::from_secs(86_400) {

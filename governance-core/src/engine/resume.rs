@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::parts::{Engine, Live};
 use super::state::{Recorded, Review};
 use crate::error::Result;
-use crate::event::EventKind;
+use crate::event::{Event, EventKind};
 use crate::ids::PipelineId;
 use crate::role::Role;
 use crate::store::{AgentState, Checkpoint, PipelineRecord};
@@ -99,7 +99,7 @@ async fn rebuild_blackboard(
 /// Tells the runtime what the rebuilt blackboard already holds (consensus, solution), and
 /// records a consensus the blackboard decided while replaying votes whose `consensus_reached`
 /// event the crash kept out of the ledger, so the ledger shows it exactly once.
-async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
+pub(super) async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     let id = live.id();
     let snap = engine.blackboard.snapshot(id).await?;
     // what the ledger recorded of the blackboard
@@ -107,59 +107,29 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     let mut votes = HashSet::new();
     let mut recorded = HashSet::new();
     let mut started = false;
-    // reviewers' rejections (ALPHA's feedback in a revision round), with the titles asked about
-    let mut titles = HashMap::new();
-    let mut reviews = Vec::new();
     let mut spawned = HashSet::new();
-    let mut after = 0;
-    loop {
-        let events = engine.ledger.read(id, after, 1000).await?;
-        let Some(last) = events.last() else { break };
-        after = last.seq;
-        for e in events {
-            match e.kind {
-                EventKind::ProposalCreated { proposal_id, .. } => {
-                    proposals.insert(proposal_id);
-                }
-                EventKind::VoteCast {
-                    proposal_id, voter, ..
-                } => {
-                    votes.insert((proposal_id, voter));
-                }
-                EventKind::ConsensusReached { proposal_id, .. } => {
-                    recorded.insert(proposal_id);
-                }
-                EventKind::ApprovalRequested {
-                    proposal_id: Some(p),
-                    title,
-                    ..
-                } => {
-                    titles.insert(p, title);
-                }
-                EventKind::ApprovalDecided {
-                    approve: false,
-                    proposal_id,
-                    by,
-                    feedback,
-                    ..
-                } => reviews.push(Review {
-                    title: proposal_id
-                        .as_ref()
-                        .and_then(|p| titles.get(p).cloned())
-                        .unwrap_or_default(),
-                    proposal_id,
-                    by,
-                    feedback,
-                }),
-                EventKind::OrchestrationStarted { .. } => started = true,
-                EventKind::AgentSpawned { agent_id, .. } => {
-                    spawned.insert(agent_id);
-                }
-                _ => {}
+    let events = super::rebuild::ledger_after(engine, id, 0).await?;
+    for e in &events {
+        match &e.kind {
+            EventKind::ProposalCreated { proposal_id, .. } => {
+                proposals.insert(proposal_id.clone());
             }
+            EventKind::VoteCast {
+                proposal_id, voter, ..
+            } => {
+                votes.insert((proposal_id.clone(), voter.clone()));
+            }
+            EventKind::ConsensusReached { proposal_id, .. } => {
+                recorded.insert(proposal_id.clone());
+            }
+            EventKind::OrchestrationStarted { .. } => started = true,
+            EventKind::AgentSpawned { agent_id, .. } => {
+                spawned.insert(agent_id.clone());
+            }
+            _ => {}
         }
     }
-    for review in reviews {
+    for review in reviews_of(&events) {
         live.state.add_review(review);
     }
     live.state.restore_recorded(Recorded {
@@ -190,4 +160,39 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     }
     live.state.proposals_changed();
     Ok(())
+}
+
+/// The reviewers' rejections `events` record (ALPHA's feedback in a revision round), each
+/// with the title of the outcome it was asked about.
+pub(super) fn reviews_of(events: &[Event]) -> Vec<Review> {
+    let mut titles = HashMap::new();
+    let mut reviews = Vec::new();
+    for e in events {
+        match &e.kind {
+            EventKind::ApprovalRequested {
+                proposal_id: Some(p),
+                title,
+                ..
+            } => {
+                titles.insert(p.clone(), title.clone());
+            }
+            EventKind::ApprovalDecided {
+                approve: false,
+                proposal_id,
+                by,
+                feedback,
+                ..
+            } => reviews.push(Review {
+                title: proposal_id
+                    .as_ref()
+                    .and_then(|p| titles.get(p).cloned())
+                    .unwrap_or_default(),
+                proposal_id: proposal_id.clone(),
+                by: by.clone(),
+                feedback: feedback.clone(),
+            }),
+            _ => {}
+        }
+    }
+    reviews
 }

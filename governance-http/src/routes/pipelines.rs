@@ -139,7 +139,9 @@ impl<'a> PipelineSummary<'a> {
 
 /// A whole number of seconds: JSON (and the document's `integer`) does not tell `30` from
 /// `30.0`, so both are accepted; a fraction or a negative number is refused (400).
-fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn whole_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);
     };
@@ -157,7 +159,7 @@ fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
     }
 }
 
-fn timeout(secs: Option<u64>) -> Option<Duration> {
+pub(crate) fn timeout(secs: Option<u64>) -> Option<Duration> {
     secs.map(Duration::from_secs)
 }
 
@@ -176,7 +178,9 @@ fn check_model(model: Option<&str>) -> Result<(), ApiError> {
 
 /// Each role's settings from its JSON object (serde would also read a struct from an array:
 /// only an object is accepted, as the document says); 400 naming `roles.<ROLE>`.
-fn role_settings(raw: BTreeMap<String, Map<String, Value>>) -> Result<RoleSettingsMap, ApiError> {
+pub(crate) fn role_settings(
+    raw: BTreeMap<String, Map<String, Value>>,
+) -> Result<RoleSettingsMap, ApiError> {
     raw.into_iter()
         .map(|(role, fields)| {
             serde_json::from_value::<RoleSettings>(Value::Object(fields))
