@@ -190,3 +190,99 @@ fn state_word(s: AgentState) -> &'static str {
         _ => "failed",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, role: &str, state: AgentState) -> AgentRecord {
+        let mut a: AgentRecord = serde_json::from_value(serde_json::json!({
+            "agent_id": id, "role": role, "state": "RUNNING", "tokens_used": 0, "errors": 0
+        }))
+        .unwrap();
+        a.state = state;
+        a.reason = Some("budget".into());
+        a
+    }
+
+    fn ids(v: &[AgentId]) -> Vec<&str> {
+        v.iter().map(AgentId::as_str).collect()
+    }
+
+    fn required(roles: &[&str]) -> Required {
+        let r = Required::default();
+        let present: Vec<String> = ["ALPHA", "BETA", "CRITIC"].map(String::from).to_vec();
+        let settings = roles
+            .iter()
+            .map(|role| {
+                (
+                    (*role).to_owned(),
+                    crate::RoleSettings {
+                        required: Some(true),
+                        ..crate::RoleSettings::default()
+                    },
+                )
+            })
+            .collect();
+        r.set_roles(&settings, &present);
+        r
+    }
+
+    #[test]
+    fn beta_is_required_and_its_taker_over_plays_it() {
+        let r = required(&[]);
+        let mut agents = vec![
+            agent("ALPHA", "ALPHA", AgentState::Running),
+            agent("BETA", "BETA", AgentState::Running),
+            agent("CRITIC", "CRITIC", AgentState::Running),
+        ];
+        r.refresh(&agents);
+        assert_eq!(ids(&r.handle().get().0), ["BETA"]);
+        // BETA revoked, nobody claimed yet: its approval is still required (never comes)
+        agents[1].state = AgentState::Revoked;
+        r.refresh(&agents);
+        assert_eq!(ids(&r.handle().get().0), ["BETA"]);
+        assert!(r.orphaned(&agents).is_none(), "ALPHA may still claim it");
+        r.note_claim(
+            AgentId::new("BETA").unwrap(),
+            AgentId::new("ALPHA").unwrap(),
+        );
+        r.refresh(&agents);
+        assert_eq!(ids(&r.handle().get().0), ["ALPHA"]);
+        // ALPHA down too: nobody left who claims handoffs
+        agents[0].state = AgentState::Failed;
+        r.refresh(&agents);
+        let why = r.orphaned(&agents).expect("orphaned");
+        assert!(why.contains("required approver BETA"), "{why}");
+    }
+
+    #[test]
+    fn a_required_custom_role_cannot_be_taken_over_unless_gamma_runs() {
+        let r = required(&["CRITIC"]);
+        let mut agents = vec![
+            agent("ALPHA", "ALPHA", AgentState::Running),
+            agent("BETA", "BETA", AgentState::Running),
+            agent("CRITIC", "CRITIC", AgentState::Revoked),
+        ];
+        r.refresh(&agents);
+        assert_eq!(ids(&r.handle().get().0), ["BETA", "CRITIC"]);
+        let why = r.orphaned(&agents).expect("orphaned");
+        assert!(
+            why.contains("required approver CRITIC (role CRITIC) was revoked: budget"),
+            "{why}"
+        );
+        agents.push(agent("GAMMA", "GAMMA", AgentState::Running));
+        r.refresh(&agents);
+        assert_eq!(ids(&r.handle().get().1), ["GAMMA"]);
+        assert!(r.orphaned(&agents).is_none(), "the mediator stands in");
+    }
+
+    #[test]
+    fn a_workers_approvers_are_fed_not_computed() {
+        let h = ApproversHandle::new(vec![AgentId::new("BETA").unwrap()], Vec::new());
+        let r = Required::fed(h.clone());
+        assert!(!r.refresh(&[]));
+        assert!(r.orphaned(&[]).is_none());
+        assert_eq!(ids(&h.get().0), ["BETA"]);
+    }
+}
