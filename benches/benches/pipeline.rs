@@ -101,7 +101,7 @@ fn blackboard(c: &mut Criterion) {
                             score: 1.0,
                             rationale: String::new(),
                         };
-                        bb.vote(&pid, &id, v, governance_core::Quorum::DEFAULT)
+                        bb.vote(&pid, &id, v, &governance_core::Quorum::DEFAULT.into())
                             .await
                             .expect("vote");
                     }

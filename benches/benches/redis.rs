@@ -135,7 +135,7 @@ async fn run(
                             &p,
                             &id,
                             vote,
-                            governance_core::Quorum::new(100).expect("quorum"),
+                            &governance_core::Quorum::new(100).expect("quorum").into(),
                         )
                         .await
                         .expect("vote");

@@ -12,6 +12,7 @@
 //! | `GOVERNANCE_ROLE_<ROLE>_MAX_TOKENS` | completion-token cap per call |
 //! | `GOVERNANCE_ROLE_<ROLE>_INSTRUCTIONS` | appended to the role's system prompt |
 //! | `GOVERNANCE_ROLE_<ROLE>_VOTES` | `true` / `false` (custom roles only) |
+//! | `GOVERNANCE_ROLE_<ROLE>_REQUIRED` | `true` / `false`: its approval is required for consensus (default `true` for BETA only) |
 //!
 //! `<ROLE>` is the role's name as written (`ALPHA`, `BETA`, `GAMMA`, `REPORTER`, a custom
 //! role's name); a name with `-` can only be set in the file.
@@ -54,11 +55,12 @@ impl ConfigFile {
 
 /// The fields a `GOVERNANCE_ROLE_<ROLE>_<FIELD>` variable may set (longest suffixes first,
 /// so `_FALLBACK_MODELS` is not read as `_MODEL...`).
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "FALLBACK_MODELS",
     "INSTRUCTIONS",
     "TEMPERATURE",
     "MAX_TOKENS",
+    "REQUIRED",
     "MODEL",
     "VOTES",
 ];
@@ -119,6 +121,7 @@ fn env_field(field: &str, value: &str) -> anyhow::Result<RoleSettings> {
         // the text as given: leading/trailing spaces may matter to nobody, but newlines do
         "INSTRUCTIONS" => s.instructions = Some(value.to_owned()),
         "VOTES" => s.votes = Some(v.parse().context("expected true or false")?),
+        "REQUIRED" => s.required = Some(v.parse().context("expected true or false")?),
         other => bail!("unknown field {other}"),
     }
     Ok(s)
@@ -143,6 +146,9 @@ Reject any proposal without a rollback plan."""
 
 [roles.CRITIC]
 votes = false
+
+[roles.AUDITOR]
+required = true
 "#;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -169,6 +175,7 @@ votes = false
         );
         assert_eq!(f.roles["ALPHA"].temperature, Some(0.7));
         assert_eq!(f.roles["CRITIC"].votes, Some(false));
+        assert_eq!(f.roles["AUDITOR"].required, Some(true));
     }
 
     #[test]
@@ -192,6 +199,8 @@ votes = false
             ("GOVERNANCE_ROLE_BETA_FALLBACK_MODELS", "a/one, b/two"),
             ("GOVERNANCE_ROLE_GAMMA_MAX_TOKENS", "512"),
             ("GOVERNANCE_ROLE_MY_CRITIC_VOTES", "false"),
+            ("GOVERNANCE_ROLE_BETA_REQUIRED", "false"),
+            ("GOVERNANCE_ROLE_AUDITOR_REQUIRED", "false"),
             ("GOVERNANCE_MODE", "ignored"),
         ]))
         .unwrap();
@@ -204,6 +213,12 @@ votes = false
         assert_eq!(beta.max_tokens, Some(800), "the file's, not overridden");
         assert_eq!(roles["GAMMA"].max_tokens, Some(512));
         assert_eq!(roles["MY_CRITIC"].votes, Some(false));
+        assert_eq!(beta.required, Some(false));
+        assert_eq!(
+            roles["AUDITOR"].required,
+            Some(false),
+            "the variable over the file"
+        );
         assert_eq!(roles["ALPHA"].model.as_deref(), Some("openai/gpt-4o-mini"));
     }
 
@@ -212,6 +227,11 @@ votes = false
         let e = load(vars(&[("GOVERNANCE_ROLE_BETA_TEMPERATURE", "hot")])).unwrap_err();
         assert!(
             format!("{e:#}").contains("GOVERNANCE_ROLE_BETA_TEMPERATURE"),
+            "{e:#}"
+        );
+        let e = load(vars(&[("GOVERNANCE_ROLE_BETA_REQUIRED", "yes")])).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("GOVERNANCE_ROLE_BETA_REQUIRED"),
             "{e:#}"
         );
         let e = load(vars(&[("GOVERNANCE_ROLE_BETA_COLOUR", "red")])).unwrap_err();

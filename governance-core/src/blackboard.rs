@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
-use crate::quorum::Quorum;
+use crate::quorum::ConsensusRule;
 
 /// Version of the blackboard payload JSON (the wire protocol).
 pub const BLACKBOARD_PAYLOAD_VERSION: u32 = 1;
@@ -192,10 +192,12 @@ impl BlackboardSnapshot {
 /// - Every method is atomic: concurrent callers (tasks, connections, processes) never see or
 ///   produce a half-applied update.
 /// - **Consensus rule**: a vote is recorded at most once per `(proposal, voter)`; a second vote
-///   by the same voter returns `recorded: false` and changes nothing. When a proposal reaches
-///   `quorum` approvals it becomes `ACCEPTED` and the pipeline's consensus — unless the pipeline
-///   already has one, in which case it becomes `SUPERSEDED`. When it reaches `quorum`
-///   rejections it becomes `REJECTED`. Votes on a decided proposal are still recorded but
+///   by the same voter returns `recorded: false` and changes nothing. When an approving vote
+///   makes an open proposal satisfy the [`ConsensusRule`] — `quorum` approvals and an approval
+///   from every required voter (or from a mediator) — it becomes `ACCEPTED` and the pipeline's
+///   consensus, unless the pipeline already has one, in which case it becomes `SUPERSEDED`.
+///   Approvals short of a required voter's leave it `OPEN` (a required voter's rejection
+///   blocks it). When it reaches `quorum` rejections it becomes `REJECTED`. Votes on a decided proposal are still recorded but
 ///   do not change its status. Exactly one vote ever returns `consensus: Some(_)` per pipeline.
 /// - Ids reach storage keys only after validation (they are validated types).
 /// - Operations on a pipeline that has no data behave as on an empty blackboard, except those
@@ -213,7 +215,7 @@ impl BlackboardSnapshot {
 /// ```
 /// use governance_core::{
 ///     AgentId, Blackboard, MemoryBlackboard, PipelineId, Proposal, ProposalId, ProposalStatus,
-///     Quorum, Vote,
+///     ConsensusRule, Quorum, Vote,
 /// };
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -231,9 +233,11 @@ impl BlackboardSnapshot {
 ///     score: 0.9,
 ///     rationale: "sound".into(),
 /// };
-/// let first = bb.vote(&p, &id, vote(&alpha), Quorum::DEFAULT).await?;
+/// // BETA's approval is required: ALPHA's alone never decides
+/// let rule = ConsensusRule::new(Quorum::DEFAULT).with_required(vec![beta.clone()]);
+/// let first = bb.vote(&p, &id, vote(&alpha), &rule).await?;
 /// assert!(first.consensus.is_none());
-/// let second = bb.vote(&p, &id, vote(&beta), Quorum::DEFAULT).await?;
+/// let second = bb.vote(&p, &id, vote(&beta), &rule).await?;
 /// assert_eq!(second.consensus.map(|c| c.proposal_id), Some(id.clone()));
 ///
 /// let snapshot = bb.snapshot(&p).await?;
@@ -252,13 +256,13 @@ pub trait Blackboard: Send + Sync + std::fmt::Debug {
     /// All proposals in creation order.
     async fn proposals(&self, pipeline: &PipelineId) -> Result<Vec<Proposal>>;
 
-    /// Records a vote and applies the consensus rule atomically (see the trait docs).
+    /// Records a vote and applies the consensus rule `rule` atomically (see the trait docs).
     async fn vote(
         &self,
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: Quorum,
+        rule: &ConsensusRule,
     ) -> Result<VoteOutcome>;
 
     /// The pipeline's consensus, if reached.

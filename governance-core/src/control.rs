@@ -53,6 +53,15 @@ pub enum Control {
         /// Approvals (and rejections) that decide a proposal.
         quorum: Quorum,
     },
+    /// To the worker playing a remote role: the consensus rule's required voters and mediators
+    /// changed (an agent took a required role over, GAMMA came; see
+    /// [`ConsensusRule`](crate::ConsensusRule)).
+    Approvers {
+        /// Agents whose approval is required.
+        required: Vec<AgentId>,
+        /// Agents whose approval stands in for the required ones.
+        mediators: Vec<AgentId>,
+    },
 }
 
 impl Control {

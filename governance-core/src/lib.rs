@@ -105,7 +105,7 @@ pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig, complexity_of};
 pub use memory::{MemoryBlackboard, MemoryBus, MemoryStore};
 pub use message_bus::{BROADCAST, Message, MessageBus};
 pub use ownership::{Command, Ownership, SingleNode};
-pub use quorum::{Quorum, QuorumHandle};
+pub use quorum::{ApproversHandle, ConsensusRule, Quorum, QuorumHandle};
 pub use recording::{
     ExchangeOutcome, ExchangeStore, LlmExchange, MemoryExchangeStore, RecordedError, RecordingLlm,
     ReplayKey, ReplayLlm, ReplayStats,

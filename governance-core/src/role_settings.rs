@@ -1,5 +1,6 @@
 //! Per-role settings: each role's model, fallback models, temperature, completion-token cap
-//! and extra instructions, and whether its votes count.
+//! and extra instructions, whether its votes count and whether its approval is required for
+//! consensus.
 //!
 //! Three layers, each overriding the one before field by field: the built-in defaults (the
 //! pipeline's model, temperature 0.2, `Config::budgets.max_completion_tokens`, the built-in
@@ -53,6 +54,12 @@ pub struct RoleSettings {
     /// by [`AgentContext::vote`](crate::AgentContext::vote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub votes: Option<bool>,
+    /// Whether the role's approval is required for consensus (default: `true` for BETA, the
+    /// evaluator, `false` for every other role; see [`ConsensusRule`](crate::ConsensusRule)).
+    /// A role whose votes do not count cannot be required; neither can GAMMA (the mediator,
+    /// spawned only when needed) nor REPORTER (it does not vote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
 }
 
 /// Settings by role name (`ALPHA`, `BETA`, `GAMMA`, `REPORTER`, or a custom role's name).
@@ -75,7 +82,15 @@ impl RoleSettings {
                 .clone()
                 .or_else(|| self.instructions.clone()),
             votes: over.votes.or(self.votes),
+            required: over.required.or(self.required),
         }
+    }
+
+    /// Whether the approval of `role` (whose settings these are) is required for consensus:
+    /// the `required` setting, else `true` for BETA only.
+    #[must_use]
+    pub fn is_required(&self, role: &str) -> bool {
+        self.required.unwrap_or(role == "BETA")
     }
 
     /// Whether the role's votes count.
@@ -90,7 +105,8 @@ impl RoleSettings {
     /// # Errors
     /// [`Error::InvalidInput`] for an empty or over-long model name, an empty fallback model,
     /// a temperature outside 0.0–2.0, `max_tokens` 0 or above the cap, over-long
-    /// instructions, or `votes: false` on a built-in role.
+    /// instructions, `votes: false` on a built-in role, or `required: true` on a role whose
+    /// votes do not count, on GAMMA or on REPORTER.
     pub fn validate(&self, role: &str, max_completion_tokens: u32) -> Result<()> {
         let bad = |field: &str, why: &str| {
             Err(Error::InvalidInput(format!("roles.{role}.{field} {why}")))
@@ -143,6 +159,21 @@ impl RoleSettings {
                 "votes",
                 "cannot be false for a built-in role (ALPHA, BETA and GAMMA always vote)",
             );
+        }
+        if self.required == Some(true) {
+            if self.votes == Some(false) {
+                return bad(
+                    "required",
+                    "cannot be true for a role whose votes do not count (votes = false)",
+                );
+            }
+            if role == "GAMMA" || role == "REPORTER" {
+                return bad(
+                    "required",
+                    "cannot be true for GAMMA (the mediator, spawned only when needed) or \
+                     REPORTER (it does not vote)",
+                );
+            }
         }
         Ok(())
     }
@@ -200,6 +231,22 @@ pub(crate) fn validate_map(
         s.validate(role, max_completion_tokens)?;
     }
     Ok(())
+}
+
+/// Checks a spawn request's settings (`over`) alone, then laid over the engine's (`base`):
+/// a contradiction between the layers (the engine's `votes = false` with the request's
+/// `required = true`) is refused too, naming the field.
+///
+/// # Errors
+/// As [`validate_map`].
+pub(crate) fn validate_over(
+    base: &RoleSettingsMap,
+    over: &RoleSettingsMap,
+    known: &[String],
+    max_completion_tokens: u32,
+) -> Result<()> {
+    validate_map(over, known, max_completion_tokens)?;
+    validate_map(&overlay_map(base, over), known, max_completion_tokens)
 }
 
 /// `base` with `over` laid on top, role by role.
@@ -319,6 +366,37 @@ mod tests {
         };
         assert!(err(&one("BETA", s.clone())).contains("roles.BETA.votes"));
         assert!(validate_map(&one("CRITIC", s), &known(), 4096).is_ok());
+        let s = RoleSettings {
+            votes: Some(false),
+            required: Some(true),
+            ..RoleSettings::default()
+        };
+        assert!(err(&one("CRITIC", s)).contains("roles.CRITIC.required"));
+        let s = RoleSettings {
+            required: Some(true),
+            ..RoleSettings::default()
+        };
+        assert!(err(&one("GAMMA", s.clone())).contains("roles.GAMMA.required"));
+        assert!(err(&one("REPORTER", s.clone())).contains("roles.REPORTER.required"));
+        assert!(validate_map(&one("CRITIC", s), &known(), 4096).is_ok());
+    }
+
+    #[test]
+    fn beta_is_required_by_default_and_nobody_else() {
+        let unset = RoleSettings::default();
+        assert!(unset.is_required("BETA"));
+        assert!(!unset.is_required("ALPHA") && !unset.is_required("CRITIC"));
+        let off = RoleSettings {
+            required: Some(false),
+            ..RoleSettings::default()
+        };
+        assert!(!off.is_required("BETA"));
+        let on = RoleSettings {
+            required: Some(true),
+            ..RoleSettings::default()
+        };
+        assert!(on.is_required("CRITIC"));
+        assert_eq!(off.overlay(&on).required, Some(true));
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use common::*;
 use governance_core::{
-    AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, EventKind, Governance, Handoff,
-    HandoffId, LocalLlm, LocalLlmConfig, MemoryBlackboard, MemoryStore, PipelineId,
-    PipelineRegistry, PipelineStatus, Proposal, ProposalId, Quorum, Result, Solution, SpawnRequest,
-    Vote, VoteOutcome,
+    AgentId, Blackboard, BlackboardSnapshot, Consensus, ConsensusRule, Error, EventKind,
+    Governance, Handoff, HandoffId, LocalLlm, LocalLlmConfig, MemoryBlackboard, MemoryStore,
+    PipelineId, PipelineRegistry, PipelineStatus, Proposal, ProposalId, Result, Solution,
+    SpawnRequest, Vote, VoteOutcome,
 };
 
 /// The blackboard call a [`Flaky`] fails.
@@ -68,9 +68,9 @@ impl Blackboard for Flaky {
         p: &PipelineId,
         id: &ProposalId,
         vote: Vote,
-        quorum: Quorum,
+        rule: &ConsensusRule,
     ) -> Result<VoteOutcome> {
-        self.inner.vote(p, id, vote, quorum).await
+        self.inner.vote(p, id, vote, rule).await
     }
     async fn consensus(&self, p: &PipelineId) -> Result<Option<Consensus>> {
         self.inner.consensus(p).await

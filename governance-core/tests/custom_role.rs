@@ -55,7 +55,8 @@ impl Agent for Critic {
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_role_votes_talks_and_is_audited() {
-    // BETA rejects everything: the critic's approval is what decides
+    // BETA rejects everything: the critic approves, but BETA's approval is required, so the
+    // proposals pile up until GAMMA (CONFLICT) arbitrates in BETA's stead
     let llm = LocalLlm::new({
         let mut conf = LocalLlmConfig::default();
         conf.disagree_first = u32::MAX;

@@ -5,7 +5,8 @@
 //! worker.
 
 use governance_core::{
-    Control, Error, EventKind, GammaReason, Message, PipelineId, Quorum, Report, Result, Role,
+    AgentId, Control, Error, EventKind, GammaReason, Message, PipelineId, Quorum, Report, Result,
+    Role, RoleSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,19 @@ pub struct WorkItem {
     /// USD the whole pipeline had spent when the work was queued.
     #[serde(default)]
     pub pipeline_cost_usd: f64,
+    /// The role's settings in the pipeline besides the model (fallback models, temperature,
+    /// `max_tokens`, instructions, votes, required), applied by the worker to the requests it
+    /// sends. Absent in items of older owners: the built-in defaults.
+    #[serde(default)]
+    pub settings: RoleSettings,
+    /// Agents whose approval the consensus rule requires now
+    /// ([`governance_core::ConsensusRule`]); later changes come as
+    /// [`Control::Approvers`].
+    #[serde(default)]
+    pub required: Vec<AgentId>,
+    /// Agents whose approval stands in for the required ones (GAMMA).
+    #[serde(default)]
+    pub mediators: Vec<AgentId>,
 }
 
 /// How a remote agent's run ended.

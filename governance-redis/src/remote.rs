@@ -121,6 +121,7 @@ impl RemoteRole {
             )
             .await?
             .unwrap_or(0);
+        let rule = ctx.consensus_rule();
         let item = WorkItem {
             v: PROTOCOL_VERSION,
             pipeline_id: id.clone(),
@@ -134,6 +135,9 @@ impl RemoteRole {
             agent_tokens_used: ctx.tokens_used(),
             pipeline_tokens_used: link.pipeline_used().0,
             pipeline_cost_usd: link.pipeline_used().1,
+            settings: link.settings().clone(),
+            required: rule.required,
+            mediators: rule.mediators,
         };
         let json = serde_json::to_string(&item)
             .map_err(|e| Error::Internal(format!("cannot encode a work item: {e}")))?;
@@ -197,6 +201,7 @@ impl RemoteRole {
             .await?;
         let floor = self.enqueue(ctx, link).await?.unwrap_or(0);
         let mut quorum = ctx.quorum();
+        let mut approvers = ctx.consensus_rule();
         let poll = ctx.config().agent_poll_interval;
         // woken by the bus's live feed (at-most-once); the poll is the fallback
         let bus = self.bus();
@@ -217,6 +222,20 @@ impl RemoteRole {
             if ctx.quorum() != quorum {
                 quorum = ctx.quorum();
                 self.tell(&id, &Control::Quorum { quorum }).await;
+            }
+            let now = ctx.consensus_rule();
+            if (&now.required, &now.mediators) != (&approvers.required, &approvers.mediators) {
+                approvers = now;
+                let (required, mediators) =
+                    (approvers.required.clone(), approvers.mediators.clone());
+                self.tell(
+                    &id,
+                    &Control::Approvers {
+                        required,
+                        mediators,
+                    },
+                )
+                .await;
             }
             let msgs = bus.read(&id, after, 256).await?;
             let moved = !msgs.is_empty();

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use governance_core::{
-    Agent, AgentContext, AgentOutcome, Config, Control, DetachedContext, Error, Event, LedgerStore,
-    LlmClient, MessageBus, PipelineId, QuorumHandle, Result, Role,
+    Agent, AgentContext, AgentOutcome, ApproversHandle, Config, Control, DetachedContext, Error,
+    Event, LedgerStore, LlmClient, MessageBus, PipelineId, QuorumHandle, Result, Role,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -308,6 +308,7 @@ impl Worker {
         let blackboard = Arc::new(RedisBlackboard::new(self.shared.clone()));
         let agent_cancel = cancel.child_token();
         let quorum = QuorumHandle::new(item.quorum);
+        let approvers = ApproversHandle::new(item.required.clone(), item.mediators.clone());
         let parts = DetachedContext::new(
             id.clone(),
             item.objective.clone(),
@@ -323,7 +324,9 @@ impl Worker {
         )
         .report(item.report.clone())
         .quorum(quorum.clone())
+        .approvers(approvers.clone())
         .model(item.model.clone())
+        .role_settings(item.settings.clone())
         .gamma_reason(item.gamma_reason)
         .cancel(agent_cancel.clone())
         .agent_tokens_used(item.agent_tokens_used)
@@ -396,6 +399,12 @@ impl Worker {
                             match Control::from_message(&m) {
                                 Some(Control::Cancel) => agent_cancel.cancel(),
                                 Some(Control::Quorum { quorum: q }) => quorum.set(q),
+                                Some(Control::Approvers {
+                                    required,
+                                    mediators,
+                                }) => {
+                                    approvers.set(required, mediators);
+                                }
                                 _ => {}
                             }
                         }

@@ -263,6 +263,12 @@ async fn errors_and_debug_never_show_the_password() {
     assert!(!format!("{bad:?}").contains("hunter2pw"), "{bad:?}");
 }
 
-fn three() -> governance_core::Quorum {
-    governance_core::Quorum::new(3).expect("a quorum of 3")
+fn three() -> &'static governance_core::ConsensusRule {
+    static RULE: std::sync::LazyLock<governance_core::ConsensusRule> =
+        std::sync::LazyLock::new(|| {
+            governance_core::ConsensusRule::new(
+                governance_core::Quorum::new(3).expect("a quorum of 3"),
+            )
+        });
+    &RULE
 }

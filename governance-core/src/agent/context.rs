@@ -226,6 +226,13 @@ impl AgentContext {
         &self.inner.config
     }
 
+    /// The rule this agent's votes are decided with: the [`quorum`](Self::quorum) and the
+    /// agents whose approval is required ([`crate::ConsensusRule`]).
+    #[must_use]
+    pub fn consensus_rule(&self) -> crate::ConsensusRule {
+        self.inner.shared.consensus_rule(self.quorum())
+    }
+
     /// Approvals a proposal currently needs.
     #[must_use]
     pub fn quorum(&self) -> Quorum {
@@ -388,9 +395,10 @@ impl AgentContext {
             rationale: rationale.to_owned(),
         };
         let quorum = self.quorum();
+        let rule = c.shared.consensus_rule(quorum);
         let out = c
             .blackboard
-            .vote(c.shared.id(), proposal, vote, quorum)
+            .vote(c.shared.id(), proposal, vote, &rule)
             .await?;
         self.guard_write().await?;
         if out.recorded {
@@ -497,8 +505,21 @@ impl AgentContext {
     /// [`Error::NotFound`] for an unknown handoff; blackboard failures.
     pub async fn claim_handoff(&self, handoff: &HandoffId) -> Result<bool> {
         let c = &self.inner;
-        c.blackboard
+        let won = c
+            .blackboard
             .claim_handoff(c.shared.id(), handoff, &c.agent_id)
-            .await
+            .await?;
+        if won
+            && let Some(h) = c
+                .board
+                .handoffs()
+                .await?
+                .into_iter()
+                .find(|h| &h.id == handoff)
+        {
+            // this agent now plays the role it took over (its required approval included)
+            c.shared.note_claim(h.from, c.agent_id.clone());
+        }
+        Ok(won)
     }
 }

@@ -78,6 +78,13 @@ impl RemoteLink {
         &self.ctx.inner.model
     }
 
+    /// The role's settings in this pipeline (fallback models, temperature, `max_tokens`,
+    /// instructions, votes, required), which the remote half applies.
+    #[must_use]
+    pub fn settings(&self) -> &RoleSettings {
+        &self.ctx.inner.settings
+    }
+
     /// Records, in this pipeline's ledger and event stream, an event that this agent's remote
     /// half (a worker process playing the role) reported, with the bookkeeping the local
     /// method would have done (progress, consensus, usage).
@@ -251,6 +258,7 @@ pub struct DetachedContext {
     config: Arc<Config>,
     events: Arc<dyn LedgerStore>,
     quorum: QuorumHandle,
+    approvers: crate::quorum::ApproversHandle,
     cancel: CancellationToken,
     agent_tokens_used: u64,
     pipeline_used: (u64, f64),
@@ -285,6 +293,7 @@ impl DetachedContext {
             config,
             events,
             quorum: QuorumHandle::new(Quorum::DEFAULT),
+            approvers: crate::quorum::ApproversHandle::default(),
             cancel: CancellationToken::new(),
             agent_tokens_used: 0,
             pipeline_used: (0, 0.0),
@@ -328,6 +337,14 @@ impl DetachedContext {
         self
     }
 
+    /// The required voters and mediators the agent's votes are decided with (see
+    /// [`ConsensusRule`](crate::ConsensusRule)); keep a clone to pass on the owner's changes.
+    /// Default: none.
+    pub fn approvers(mut self, approvers: crate::quorum::ApproversHandle) -> Self {
+        self.approvers = approvers;
+        self
+    }
+
     /// Cancels the agent.
     pub fn cancel(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
@@ -362,7 +379,8 @@ impl AgentContext {
                 p.config.breaker,
             )),
         )
-        .with_report(p.report);
+        .with_report(p.report)
+        .with_approvers(p.approvers);
         shared
             .budget()
             .preload(p.pipeline_used.0, p.pipeline_used.1);

@@ -60,6 +60,7 @@ pub(super) async fn spawn_agent(
         )
         .await?;
     live.state.register_agent(id.as_str(), &role, ctx.model());
+    live.state.required().refresh(&live.state.agents());
     if !running.voters.iter().any(|(v, _)| v == &id) {
         running
             .voters
@@ -91,8 +92,11 @@ pub(super) async fn spawn_agent(
     Ok(())
 }
 
-/// Quorum 2 while at least two voting agents run, else 1 (a lone agent continues).
+/// Quorum 2 while at least two voting agents run, else 1 (a lone agent continues); the
+/// required approvers follow the agents too (`super::required`: a lone agent's quorum of 1
+/// never drops a required approval).
 pub(super) fn update_quorum(live: &Live, running: &Running) {
+    live.state.required().refresh(&live.state.agents());
     let alive = running
         .voters
         .iter()

@@ -139,7 +139,8 @@ impl Governance {
         if let Some(t) = req.timeout {
             validate_timeout(t)?;
         }
-        crate::role_settings::validate_map(
+        crate::role_settings::validate_over(
+            &self.engine.role_settings,
             &req.roles,
             &self.engine.known_roles(),
             self.engine.config.budgets.max_completion_tokens,

@@ -12,16 +12,20 @@
 //! - the stages: `report.rs` (RUNNING → REPORT), `supervisor.rs` (ORCHESTRATING: agents,
 //!   GAMMA, quorum; `handoff.rs`), `resume.rs` (rebuilding a pipeline after a crash);
 //! - `agents.rs`: an orchestration's agent tasks (start, quorum, drain, restart after a rebuild);
+//! - `approvers.rs`: the required roles set as an orchestration starts, and the FAILED end
+//!   when a required role has nobody left to play it;
 //! - `rebuild.rs`: a live pipeline's blackboard and bus rebuilt from the durable store after
 //!   the coordination backend lost data, which
 //!   `crate::coordination::CoordinationWatch` notices;
 //! - `live.rs`: a live pipeline's status changes and checkpoints, and how it ends (`Outcome`);
 //! - at the bottom, `parts.rs` (the stores, clients, roles and live table the layers share)
 //!   and `state.rs` (what a running pipeline's agents and supervisor share: private fields,
-//!   changed only through intent methods).
+//!   changed only through intent methods), with `required.rs` (whose approval the consensus
+//!   rule requires: required roles' players, takeovers, the mediator).
 
 mod agents;
 mod approval;
+mod approvers;
 mod builder;
 mod decisions;
 mod driver;
@@ -33,6 +37,7 @@ mod parts;
 mod rebuild;
 mod report;
 mod requests;
+pub(crate) mod required;
 mod resume;
 pub(crate) mod state;
 mod supervisor;

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::ids::{PipelineId, ProposalId};
 use crate::message_bus::Message;
-use crate::quorum::Quorum;
+use crate::quorum::{ConsensusRule, Quorum};
 use crate::role::Role;
 
 /// Every event of `id`'s ledger after `after`, in order.
@@ -45,10 +45,34 @@ pub(super) async fn ledger_after(
     Ok(all)
 }
 
+/// Indices in `events` of the votes that decided a consensus: for each `consensus_reached`,
+/// the last approving `vote_cast` on its proposal before it.
+fn deciding_votes(events: &[Event]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, ev) in events.iter().enumerate() {
+        if let EventKind::ConsensusReached { proposal_id, .. } = &ev.kind
+            && let Some(j) = events[..i].iter().rposition(|e| {
+                matches!(&e.kind, EventKind::VoteCast { proposal_id: p, approve: true, .. } if p == proposal_id)
+            })
+        {
+            out.push(j);
+        }
+    }
+    out
+}
+
 /// Re-applies the proposals and votes of `events` to `id`'s blackboard, in order, at the
 /// quorum each vote was cast at. A vote on a proposal the blackboard does not hold is skipped.
+///
+/// The [`ConsensusRule`]'s required approvers are the ones in force when each vote was cast,
+/// which the ledger does not repeat: it records instead which vote decided the consensus
+/// (`consensus_reached` after it). That vote is replayed with its quorum alone; every other
+/// vote with a rule no vote satisfies (an approval the orchestrator never gives), so the
+/// replay decides exactly the consensus the ledger records, no earlier and on no other
+/// proposal.
 pub(super) async fn replay(engine: &Engine, id: &PipelineId, events: &[Event]) -> Result<()> {
-    for ev in events {
+    let deciding = deciding_votes(events);
+    for (i, ev) in events.iter().enumerate() {
         match &ev.kind {
             EventKind::ProposalCreated {
                 proposal_id,
@@ -81,11 +105,13 @@ pub(super) async fn replay(engine: &Engine, id: &PipelineId, events: &[Event]) -
                     score: *score,
                     rationale: rationale.clone(),
                 };
-                match engine
-                    .blackboard
-                    .vote(id, proposal_id, vote, Quorum::new(*quorum)?)
-                    .await
-                {
+                let rule = ConsensusRule::new(Quorum::new(*quorum)?);
+                let rule = if deciding.contains(&i) {
+                    rule
+                } else {
+                    rule.with_required(vec![Role::ORCHESTRATOR.agent_id()])
+                };
+                match engine.blackboard.vote(id, proposal_id, vote, &rule).await {
                     Ok(_) | Err(Error::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }

@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::event::EventKind;
 use crate::ids::{AgentId, PipelineId, ProposalId};
 use crate::llm::Usage;
-use crate::quorum::{Quorum, QuorumHandle};
+use crate::quorum::{ConsensusRule, Quorum, QuorumHandle};
 use crate::store::{AgentRecord, AgentState, Report, UsageTotals};
 use crate::token_budget::PipelineBudget;
 
@@ -52,6 +52,8 @@ pub(crate) struct PipelineState {
     recorded: Mutex<Recorded>,
     /// Reviewers' rejections of earlier outcomes, oldest first (see [`Review`]).
     reviews: Mutex<Vec<Review>>,
+    /// Whose approval the consensus rule requires (`super::required`).
+    required: super::required::Required,
 }
 
 /// A human reviewer's rejection of an outcome: ALPHA reads it as reviewer feedback in the
@@ -119,7 +121,15 @@ impl PipelineState {
             usage: Mutex::new(UsageTotals::default()),
             recorded: Mutex::new(Recorded::default()),
             reviews: Mutex::new(Vec::new()),
+            required: super::required::Required::default(),
         }
+    }
+
+    /// With approvers its owner feeds (a worker's context).
+    #[must_use]
+    pub(crate) fn with_approvers(mut self, handle: crate::quorum::ApproversHandle) -> Self {
+        self.required = super::required::Required::fed(handle);
+        self
     }
 
     /// With the RUNNING stage's report (a worker's context gets its owner's).
@@ -170,6 +180,22 @@ impl PipelineState {
 
     pub(crate) fn quorum(&self) -> Quorum {
         self.quorum.get()
+    }
+
+    /// The rule a vote is decided with: `quorum` and the required approvers.
+    pub(crate) fn consensus_rule(&self, quorum: Quorum) -> ConsensusRule {
+        self.required.handle().rule(quorum)
+    }
+
+    /// Whose approval the consensus rule requires.
+    pub(crate) fn required(&self) -> &super::required::Required {
+        &self.required
+    }
+
+    /// `claimer` took the work of `from` over: the required approvers follow.
+    pub(crate) fn note_claim(&self, from: AgentId, claimer: AgentId) {
+        self.required.note_claim(from, claimer);
+        self.required.refresh(&self.agents());
     }
 
     pub(crate) fn consensus_reached(&self) -> bool {

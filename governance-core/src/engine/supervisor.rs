@@ -63,6 +63,7 @@ pub(super) async fn orchestrate(
     let mut roles: Vec<(Arc<dyn Agent>, bool)> =
         vec![(engine.alpha.clone(), true), (engine.beta.clone(), true)];
     roles.extend(engine.extra_roles.iter().map(|r| (r.clone(), false)));
+    super::approvers::set_roles(live, &roles).await;
     // once per pipeline: a resumed orchestration is in the ledger as `resumed`
     if live.state.note_orchestration_started() {
         live.state
@@ -369,6 +370,10 @@ async fn agent_exited(
         ))));
     }
     super::handoff::write_handoff(engine, live, id, &reason).await?;
+    // a required role nobody can play any more: no consensus is possible, end now
+    if let Some(reason) = super::approvers::orphaned(engine, live).await? {
+        return Ok(Some(Outcome::Failed(reason)));
+    }
     shared.record_progress();
     Ok(None)
 }

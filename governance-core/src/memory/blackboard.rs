@@ -13,7 +13,7 @@ use crate::blackboard::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
-use crate::quorum::Quorum;
+use crate::quorum::ConsensusRule;
 
 /// One pipeline's board. `dead` is set when [`Blackboard::clear`] unlinks it, so a writer that
 /// fetched the board just before the clear retries on a fresh one instead of writing into a
@@ -32,7 +32,7 @@ type Shard = Arc<Mutex<Board>>;
 /// pipeline's board; each board has its own mutex, so concurrent pipelines do not contend. No
 /// lock is ever held across an `.await`. Every operation runs under its board's mutex, which
 /// makes it atomic and gives the consensus rule of the trait exactly: a vote is recorded once
-/// per `(proposal, voter)`, the first proposal to reach `quorum` approvals is `ACCEPTED` and
+/// per `(proposal, voter)`, the first proposal to satisfy the [`ConsensusRule`] is `ACCEPTED` and
 /// becomes the consensus, later ones are `SUPERSEDED`, `quorum` rejections make a proposal
 /// `REJECTED`.
 ///
@@ -109,9 +109,9 @@ fn apply_vote(
     state: &mut BlackboardSnapshot,
     id: &ProposalId,
     vote: Vote,
-    quorum: Quorum,
+    rule: &ConsensusRule,
 ) -> Result<VoteOutcome> {
-    let quorum = quorum.get();
+    let quorum = rule.quorum.get();
     let has_consensus = state.consensus.is_some();
     let proposal = find_proposal(state, id)?;
     if proposal.votes.iter().any(|v| v.voter == vote.voter) {
@@ -126,8 +126,13 @@ fn apply_vote(
     proposal.votes.push(vote);
     let (approvals, rejections) = (proposal.approvals(), proposal.rejections());
     let mut consensus = None;
+    let approvers = proposal
+        .votes
+        .iter()
+        .filter(|v| v.approve)
+        .map(|v| &v.voter);
     if proposal.status == ProposalStatus::Open {
-        if approvals >= quorum {
+        if rule.accepts(approvals, approvers) {
             if has_consensus {
                 proposal.status = ProposalStatus::Superseded;
             } else {
@@ -195,10 +200,10 @@ impl Blackboard for MemoryBlackboard {
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: Quorum,
+        rule: &ConsensusRule,
     ) -> Result<VoteOutcome> {
         // A vote only addresses an existing proposal, so it never creates a board.
-        self.read(pipeline, |state| apply_vote(state, proposal, vote, quorum))
+        self.read(pipeline, |state| apply_vote(state, proposal, vote, rule))
     }
 
     async fn consensus(&self, pipeline: &PipelineId) -> Result<Option<Consensus>> {

@@ -11,6 +11,7 @@ use super::blackboard_fixtures::{Bb, cast, handoff, pid, proposal, vote};
 use super::blackboard_races::{
     concurrent_claims, concurrent_distinct_voters, concurrent_same_voter, raced_proposals,
 };
+use super::blackboard_required::required_voters;
 use super::blackboard_snapshot::snapshot_restore_clear;
 use super::{agent, fresh, now_ms};
 
@@ -20,7 +21,10 @@ use super::{agent, fresh, now_ms};
 /// `Conflict` for another author; the consensus rule (ACCEPTED, SUPERSEDED, REJECTED, duplicate
 /// voters, votes on decided proposals); 16 concurrent distinct voters (exact counts, exactly one
 /// consensus); 16 concurrent votes by the same voter (exactly one recorded); two proposals raced
-/// to quorum (exactly one consensus, the other SUPERSEDED); solutions, partials, handoffs and
+/// to quorum (exactly one consensus, the other SUPERSEDED); required voters and mediators of
+/// the [`ConsensusRule`](crate::ConsensusRule) (quorum without the required voter is no
+/// consensus, its approval is, its rejection blocks, a mediator stands in, many racing voters
+/// decide exactly one consensus); solutions, partials, handoffs and
 /// 16 racing claimers (exactly one wins); snapshot/restore/clear; isolation between pipelines.
 #[allow(
     clippy::needless_pass_by_value,
@@ -36,6 +40,7 @@ pub async fn blackboard_suite(bb: Arc<dyn Blackboard>) {
     for round in 0..5 {
         raced_proposals(&bb, round).await;
     }
+    required_voters(&bb).await;
     solutions_and_partials(&bb).await;
     handoffs(&bb).await;
     concurrent_claims(&bb).await;
@@ -82,7 +87,12 @@ async fn empty_pipeline(bb: &Bb) {
         .expect_err("[blackboard::empty_pipeline] proposal(unknown) must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{C} proposal(unknown): {e}");
     let e = bb
-        .vote(&p, &pid("nope"), vote("BETA", true), crate::Quorum::LONE)
+        .vote(
+            &p,
+            &pid("nope"),
+            vote("BETA", true),
+            &crate::ConsensusRule::new(crate::Quorum::LONE),
+        )
         .await
         .expect_err("[blackboard::empty_pipeline] vote(unknown) must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{C} vote(unknown): {e}");

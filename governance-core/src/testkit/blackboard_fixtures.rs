@@ -55,7 +55,18 @@ pub(super) async fn cast(
     check: &str,
 ) -> VoteOutcome {
     let quorum = crate::Quorum::new(quorum).expect("testkit: a quorum of at least 1");
-    bb.vote(p, &pid(prop), v, quorum)
+    cast_rule(bb, p, prop, v, &crate::ConsensusRule::new(quorum), check).await
+}
+
+pub(super) async fn cast_rule(
+    bb: &Bb,
+    p: &PipelineId,
+    prop: &str,
+    v: Vote,
+    rule: &crate::ConsensusRule,
+    check: &str,
+) -> VoteOutcome {
+    bb.vote(p, &pid(prop), v, rule)
         .await
         .unwrap_or_else(|e| panic!("[blackboard::{check}] vote on {prop} failed: {e}"))
 }

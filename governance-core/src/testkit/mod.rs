@@ -24,6 +24,7 @@
 mod blackboard;
 mod blackboard_fixtures;
 mod blackboard_races;
+mod blackboard_required;
 mod blackboard_snapshot;
 mod bus;
 mod checkpoint;

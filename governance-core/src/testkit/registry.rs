@@ -107,6 +107,7 @@ pub(crate) fn record(
                 max_tokens: Some(321),
                 instructions: Some("Be strict.".into()),
                 votes: Some(true),
+                required: Some(true),
             },
         ))
         .collect(),

@@ -30,6 +30,10 @@ pub struct Opts {
     pub latency_ms: u64,
     pub event_capacity: Option<usize>,
     pub settings: Option<HttpSettings>,
+    /// Custom roles of the engine.
+    pub roles: Vec<Arc<dyn governance_core::Agent>>,
+    /// The engine's per-role settings.
+    pub role_settings: governance_core::RoleSettingsMap,
 }
 
 pub async fn start() -> Server {
@@ -48,6 +52,10 @@ pub async fn start_with(o: Opts) -> Server {
     if let Some(n) = o.event_capacity {
         b = b.event_capacity(n);
     }
+    for r in o.roles {
+        b = b.role(r);
+    }
+    b = b.role_settings(o.role_settings);
     let gov = b.build().expect("engine");
     let mut settings = o.settings.unwrap_or_default();
     if let Some(t) = o.token {

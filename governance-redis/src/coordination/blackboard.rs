@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use governance_core::{
-    AgentId, Blackboard, BlackboardSnapshot, Consensus, Error, Handoff, HandoffId, PipelineId,
-    Proposal, ProposalId, ProposalStatus, Quorum, Result, Solution, Vote, VoteOutcome,
+    AgentId, Blackboard, BlackboardSnapshot, Consensus, ConsensusRule, Error, Handoff, HandoffId,
+    PipelineId, Proposal, ProposalId, ProposalStatus, Result, Solution, Vote, VoteOutcome,
 };
 use redis::Value;
 
@@ -185,18 +185,24 @@ impl Blackboard for RedisBlackboard {
         pipeline: &PipelineId,
         proposal: &ProposalId,
         vote: Vote,
-        quorum: Quorum,
+        rule: &ConsensusRule,
     ) -> Result<VoteOutcome> {
         let k = self.keys(pipeline);
+        let ids = |v: &[AgentId]| {
+            serde_json::to_string(&v.iter().map(|a| a.as_str()).collect::<Vec<_>>())
+                .map_err(|e| Error::Internal(format!("encoding the consensus rule: {e}")))
+        };
         let keys = [k.proposals(), k.proposal_status(), k.votes(), k.consensus()];
         let args = [
             proposal.to_string(),
             vote.voter.to_string(),
             if vote.approve { "1" } else { "0" }.to_owned(),
             wire::vote(&vote)?,
-            quorum.to_string(),
+            rule.quorum.to_string(),
             Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
             wire::WIRE_VERSION.to_string(),
+            ids(&rule.required)?,
+            ids(&rule.mediators)?,
         ];
         let (reply, repeated): (Vec<Value>, bool) = self
             .shared

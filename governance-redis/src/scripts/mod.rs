@@ -38,7 +38,8 @@ pub const CREATE_PROPOSAL: ScriptSource = ScriptSource {
 /// `vote`: records a vote and applies the consensus rule atomically.
 /// KEYS: proposals, proposal_status, votes, consensus.
 /// ARGV: proposal id, voter, approve (`1`/`0`), vote JSON, quorum, decided_at (RFC 3339),
-/// payload version.
+/// payload version, required voters (JSON array of ids), mediators (JSON array of ids): see
+/// [`governance_core::ConsensusRule`].
 /// Returns `{"NOT_FOUND"}`, `{"DUPLICATE", approvals, rejections, status, consensus JSON or
 /// nil, the stored vote's approve ("1"/"0")}` or
 /// `{"RECORDED", approvals, rejections, status, consensus JSON or nil}`.

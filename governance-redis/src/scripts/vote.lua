@@ -22,9 +22,25 @@ end
 redis.call('HSET', KEYS[3], id, votes_json)
 if approve then approvals = approvals + 1 else rejections = rejections + 1 end
 local quorum = tonumber(ARGV[5])
+-- the consensus rule's required voters (ARGV[8]) and mediators (ARGV[9]), JSON arrays of ids:
+-- accepted only with every required voter's approval, or a mediator's
+local approvers = {}
+for _, v in ipairs(votes) do
+  if v['approve'] == true then approvers[v['voter']] = true end
+end
+if approve then approvers[voter] = true end
+local required_ok = true
+for _, r in ipairs(cjson.decode(ARGV[8] or '[]')) do
+  if not approvers[r] then required_ok = false end
+end
+if not required_ok then
+  for _, m in ipairs(cjson.decode(ARGV[9] or '[]')) do
+    if approvers[m] then required_ok = true end
+  end
+end
 local consensus = false
 if status == 'OPEN' then
-  if approve and approvals >= quorum then
+  if approve and approvals >= quorum and required_ok then
     if redis.call('EXISTS', KEYS[4]) == 0 then
       status = 'ACCEPTED'
       local voters = {}

@@ -8,10 +8,12 @@
 //! `/ws` is documented as the WebSocket handshake it is (101, or an error before the upgrade);
 //! request/response testers cannot follow it past the upgrade, so the schemathesis test leaves
 //! it out and `governance-http/tests/live.rs` covers it over a real socket.
+//!
+//! The per-role settings' schemas are in `roles.rs`.
 
-use governance_core::{
-    MAX_FEEDBACK_LEN, MAX_INSTRUCTIONS_LEN, MAX_REVIEWER_LEN, MAX_TEMPERATURE, PipelineStatus,
-};
+mod roles;
+
+use governance_core::{MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, PipelineStatus};
 use serde_json::{Map, Value, json};
 
 use crate::live::{DEFAULT_REPLAY_SECS, MAX_REPLAY_SECS};
@@ -23,8 +25,8 @@ pub(crate) const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// objective is trimmed and must not be empty.
 pub(crate) const NON_BLANK: &str =
     "[^\\t-\\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]";
-/// A model name: printable ASCII without spaces, 1–200 characters.
-pub const MODEL_PATTERN: &str = "^[!-~]{1,200}$";
+pub use roles::MODEL_PATTERN;
+use roles::role_schemas;
 /// Event types a pipeline's ledger holds.
 const EVENT_TYPES: [&str; 19] = [
     "status_changed",
@@ -300,50 +302,6 @@ fn request_schemas(modes: &[String], max_objective_len: usize) -> Map<String, Va
     m
 }
 
-/// `Roles` (one optional entry per role this server has) and the settings of a built-in role
-/// (`votes` only `true`) and of a custom one.
-fn role_schemas(roles: &[String], max_completion_tokens: u32) -> Map<String, Value> {
-    let model = json!({"type": "string", "pattern": MODEL_PATTERN});
-    let settings = |builtin: bool| {
-        let votes = if builtin {
-            json!({"enum": [true, null], "description": "built-in roles always vote"})
-        } else {
-            json!({"type": ["boolean", "null"], "description": "whether its votes count; null or absent: true"})
-        };
-        json!({"type": "object", "additionalProperties": false, "properties": {
-            "model": {"type": ["string", "null"], "pattern": MODEL_PATTERN, "description": "model the role asks; null or absent: the pipeline's"},
-            "fallback_models": {"type": ["array", "null"], "maxItems": 8, "items": model,
-                                "description": "models tried in order when the primary fails; null or absent: OPENROUTER_FALLBACK_MODELS"},
-            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_TEMPERATURE, "description": "null or absent: 0.2"},
-            "max_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": max_completion_tokens,
-                           "description": "completion-token cap per call; null or absent: GOVERNANCE_MAX_COMPLETION_TOKENS"},
-            "instructions": {"type": ["string", "null"], "maxLength": MAX_INSTRUCTIONS_LEN,
-                             "description": "appended to the role's built-in system prompt"},
-            "votes": votes}})
-    };
-    let props: Map<String, Value> = roles
-        .iter()
-        .map(|r| {
-            let builtin = matches!(r.as_str(), "ALPHA" | "BETA" | "GAMMA" | "REPORTER");
-            let name = if builtin {
-                "BuiltinRoleSettings"
-            } else {
-                "CustomRoleSettings"
-            };
-            (r.clone(), obj(name))
-        })
-        .collect();
-    let mut m = Map::new();
-    m.insert(
-        "Roles".into(),
-        json!({"type": "object", "additionalProperties": false, "properties": props,
-        "description": "settings by role name; a role this server does not have is refused (400)"}),
-    );
-    m.insert("BuiltinRoleSettings".into(), settings(true));
-    m.insert("CustomRoleSettings".into(), settings(false));
-    m
-}
-
 fn response_schemas() -> Value {
     let statuses: Vec<&str> = PipelineStatus::ALL.iter().map(|s| s.as_str()).collect();
     let mut feed_types = EVENT_TYPES.to_vec();
@@ -501,5 +459,12 @@ mod tests {
         );
         let custom = &doc["components"]["schemas"]["CustomRoleSettings"]["properties"];
         assert_eq!(custom["max_tokens"]["maximum"], 1024);
+        assert_eq!(custom["required"]["type"], json!(["boolean", "null"]));
+        assert_eq!(
+            roles["GAMMA"]["$ref"],
+            "#/components/schemas/UnrequiredRoleSettings"
+        );
+        let gamma = &doc["components"]["schemas"]["UnrequiredRoleSettings"]["properties"];
+        assert_eq!(gamma["required"]["enum"], json!([false, null]));
     }
 }
