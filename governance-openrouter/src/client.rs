@@ -1,5 +1,6 @@
 //! [`OpenRouterClient`]: one chat completion per call over OpenRouter's HTTP API.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use governance_core::{Error, LlmRequest, LlmResponse, Result};
@@ -8,6 +9,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::OpenRouterConfig;
 use crate::failure;
+use crate::format_memo::FormatMemo;
 use crate::wire::ChatRequest;
 
 /// An [`LlmClient`](governance_core::LlmClient) for OpenRouter's chat completions (OpenAI-compatible).
@@ -31,6 +33,8 @@ pub struct OpenRouterClient {
     http: reqwest::Client,
     config: OpenRouterConfig,
     endpoint: String,
+    /// Formats each model refused (shared by clones; process-local).
+    formats: Arc<FormatMemo>,
 }
 
 impl std::fmt::Debug for OpenRouterClient {
@@ -76,6 +80,7 @@ impl OpenRouterClient {
             http,
             config,
             endpoint,
+            formats: Arc::default(),
         })
     }
 
@@ -83,6 +88,11 @@ impl OpenRouterClient {
     #[must_use]
     pub fn config(&self) -> &OpenRouterConfig {
         &self.config
+    }
+
+    /// The answer formats models refused ([`crate::structured`]).
+    pub(crate) fn formats(&self) -> &FormatMemo {
+        &self.formats
     }
 
     /// The timeouts, named for error messages.
