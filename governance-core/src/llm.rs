@@ -226,6 +226,10 @@ pub type DeltaSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 ///   [`crate::Error::Llm`] with status/code/`retry_after` for provider failures,
 ///   [`crate::Error::MalformedOutput`] for an unparseable or empty answer,
 ///   [`crate::Error::Timeout`] for a call that took too long.
+/// - The one exception to "one request": when the provider refuses the request's
+///   [`LlmRequest::response_format`] as unsupported, a client may send the same call again
+///   in a weaker format (`json_schema` → `json_object` → text) and says so in
+///   [`LlmResponse::format_fallback`]; that is part of the one call, not a retry.
 /// - No secret (API key) ever appears in an error, a log line or `Debug` output.
 ///
 /// # Cancel safety

@@ -18,7 +18,9 @@ use crate::wire::ChatRequest;
 /// - **One attempt per call.** Retries (honouring [`Error::retry_after`]), the circuit
 ///   breaker ([`governance_core::BreakerLlm`]) and error budgets belong to the caller; this
 ///   client only makes every failure a precise, typed error (see [`crate::failure`] for
-///   the table).
+///   the table). The exception: a provider's refusal of the answer format is handled inside
+///   the call by re-sending it in a weaker format (see `structured.rs`; remembered per model
+///   for the life of the client).
 /// - Records the usage OpenRouter reports (`usage.prompt_tokens`, `completion_tokens`,
 ///   `cost` in USD, asked for with `"usage": {"include": true}`), the model that actually
 ///   answered (the response's `model`, which differs from the request when a fallback
