@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, HandoffId, PipelineId, ProposalId};
+use crate::response_format::ResponseFormatKind;
 use crate::state_machine::PipelineStatus;
 
 /// Why a GAMMA mediator was spawned.
@@ -194,6 +195,15 @@ pub enum EventKind {
         /// Error kind when the call failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The answer format used (`json_schema`, `json_object`, `text`): the one asked for,
+        /// or the one the client fell back to when the provider refused it. Absent in events
+        /// written before formats were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response_format: Option<ResponseFormatKind>,
+        /// The format asked for, when the provider refused it and the client fell back to
+        /// `response_format`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format_fallback_from: Option<ResponseFormatKind>,
     },
     /// An agent was revoked by its error budget.
     AgentRevoked {

@@ -32,6 +32,7 @@
 //! ```
 
 mod agent;
+pub mod answer_schema;
 mod blackboard;
 mod chain;
 mod circuit_breaker;
@@ -57,6 +58,7 @@ pub mod parse;
 pub mod prompt;
 mod quorum;
 mod recording;
+mod response_format;
 mod results;
 mod retry;
 mod role;
@@ -98,7 +100,7 @@ pub use event::{Event, EventKind, GammaReason};
 pub use ids::{AgentId, HandoffId, PipelineId, ProposalId, validate_id};
 pub use llm::{
     ChatMessage, ChatRole, DeltaSink, FinishReason, LlmClient, LlmRequest, LlmResponse, Purpose,
-    RequestMeta, Usage,
+    RequestMeta, ResponseFormat, ResponseFormatKind, Usage,
 };
 pub use llm_stack::{LlmCall, LlmLayer, LlmStage, Next};
 pub use local_llm::{Fault, FaultKind, LocalLlm, LocalLlmConfig, complexity_of};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::ids::{AgentId, PipelineId};
+pub use crate::response_format::{ResponseFormat, ResponseFormatKind};
 
 /// Who says a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +81,11 @@ pub struct RequestMeta {
 }
 
 /// A chat-completion request.
+///
+/// Deserializes requests recorded before [`ResponseFormat`] existed too: their
+/// `"json": true` reads as [`ResponseFormat::JsonObject`], `false` as [`ResponseFormat::Text`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredRequest")]
 pub struct LlmRequest {
     /// Model; `None` means the client's default.
     pub model: Option<String>,
@@ -95,10 +100,41 @@ pub struct LlmRequest {
     pub max_tokens: u32,
     /// Sampling temperature.
     pub temperature: f32,
-    /// Ask for a JSON object answer (`response_format`), when the provider supports it.
-    pub json: bool,
+    /// The shape the answer is asked in (`response_format`). A client whose provider refuses
+    /// it may fall back to a weaker one and says so in [`LlmResponse::format_fallback`].
+    pub response_format: ResponseFormat,
     /// Who is calling and why.
     pub meta: RequestMeta,
+}
+
+/// [`LlmRequest`] as stored: today's `response_format` or an old recording's `json`.
+#[derive(Deserialize)]
+struct StoredRequest {
+    model: Option<String>,
+    #[serde(default)]
+    fallback_models: Vec<String>,
+    messages: std::sync::Arc<[ChatMessage]>,
+    max_tokens: u32,
+    temperature: f32,
+    #[serde(default)]
+    response_format: Option<ResponseFormat>,
+    #[serde(default)]
+    json: Option<bool>,
+    meta: RequestMeta,
+}
+
+impl From<StoredRequest> for LlmRequest {
+    fn from(s: StoredRequest) -> Self {
+        Self {
+            model: s.model,
+            fallback_models: s.fallback_models,
+            messages: s.messages,
+            max_tokens: s.max_tokens,
+            temperature: s.temperature,
+            response_format: crate::response_format::from_stored(s.response_format, s.json),
+            meta: s.meta,
+        }
+    }
 }
 
 impl LlmRequest {
@@ -157,6 +193,11 @@ pub struct LlmResponse {
     /// Wall-clock latency of the call.
     #[serde(with = "duration_ms")]
     pub latency: Duration,
+    /// The format the answer was actually given in, when the provider refused the one asked
+    /// for ([`LlmRequest::response_format`]) and the client fell back to a weaker one; `None`
+    /// when the asked format was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_fallback: Option<ResponseFormatKind>,
 }
 
 mod duration_ms {
@@ -185,6 +226,10 @@ pub type DeltaSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 ///   [`crate::Error::Llm`] with status/code/`retry_after` for provider failures,
 ///   [`crate::Error::MalformedOutput`] for an unparseable or empty answer,
 ///   [`crate::Error::Timeout`] for a call that took too long.
+/// - The one exception to "one request": when the provider refuses the request's
+///   [`LlmRequest::response_format`] as unsupported, a client may send the same call again
+///   in a weaker format (`json_schema` → `json_object` → text) and says so in
+///   [`LlmResponse::format_fallback`]; that is part of the one call, not a retry.
 /// - No secret (API key) ever appears in an error, a log line or `Debug` output.
 ///
 /// # Cancel safety

@@ -2,10 +2,14 @@
 //! get cut off at `max_tokens` or answer nothing; this module takes what is clear and reports
 //! the rest as [`Error::MalformedOutput`] (which counts against the agent's error budget).
 
+use std::sync::OnceLock;
+
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::answer_schema::strict_format;
 use crate::error::{Error, Result};
-use crate::llm::{FinishReason, LlmResponse};
+use crate::llm::{FinishReason, LlmResponse, Purpose, ResponseFormat};
 
 /// Finds the first complete JSON object in `text`: plain, inside markdown fences, or surrounded
 /// by prose. Returns `None` when there is none (or it is cut off).
@@ -61,6 +65,13 @@ pub trait LenientParse: Sized {
         None
     }
 
+    /// The shape to ask the model for. The built-in answer types ask for their own strict JSON
+    /// schema (derived from the type, see [`crate::answer_schema`]); the default is JSON mode
+    /// ([`ResponseFormat::JsonObject`]).
+    fn response_format() -> ResponseFormat {
+        ResponseFormat::JsonObject
+    }
+
     /// Parses a response: empty → error; JSON (fenced or not) → [`from_json`](Self::from_json);
     /// otherwise prose → [`from_prose`](Self::from_prose), unless the answer was truncated.
     ///
@@ -109,17 +120,24 @@ fn clamp01(x: f64) -> f64 {
 }
 
 /// The RUNNING stage's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReportDraft {
-    /// Summary.
+    /// A summary of the analysis.
     pub summary: String,
-    /// Findings.
+    /// The findings, one a string.
     pub findings: Vec<String>,
-    /// Complexity 0.0–1.0.
+    /// Complexity between 0 and 1 (1: needs decomposition into sub-tasks).
     pub complexity: f64,
 }
 
 impl LenientParse for ReportDraft {
+    fn response_format() -> ResponseFormat {
+        static FORMAT: OnceLock<ResponseFormat> = OnceLock::new();
+        FORMAT
+            .get_or_init(|| strict_format::<Self>("report"))
+            .clone()
+    }
+
     fn from_json(v: serde_json::Value) -> Result<Self> {
         let summary = str_field(&v, "summary").ok_or_else(|| malformed("summary"))?;
         let findings = v
@@ -156,15 +174,22 @@ impl LenientParse for ReportDraft {
 }
 
 /// A proposal draft (ALPHA).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProposalDraft {
-    /// Title.
+    /// A short title.
     pub title: String,
-    /// Body.
+    /// The proposal itself.
     pub content: String,
 }
 
 impl LenientParse for ProposalDraft {
+    fn response_format() -> ResponseFormat {
+        static FORMAT: OnceLock<ResponseFormat> = OnceLock::new();
+        FORMAT
+            .get_or_init(|| strict_format::<Self>("proposal"))
+            .clone()
+    }
+
     fn from_json(v: serde_json::Value) -> Result<Self> {
         let content = str_field(&v, "content")
             .or_else(|| str_field(&v, "proposal"))
@@ -199,19 +224,26 @@ impl LenientParse for ProposalDraft {
 }
 
 /// An evaluation of a proposal (BETA, GAMMA).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EvaluationDraft {
     /// The proposal the model says it evaluated (checked against the one asked about).
     pub proposal_id: Option<String>,
-    /// Approve or reject.
+    /// `true` approves the proposal, `false` rejects it.
     pub approve: bool,
-    /// Score 0.0–1.0.
+    /// A score between 0 and 1.
     pub score: f64,
     /// Why.
     pub rationale: String,
 }
 
 impl LenientParse for EvaluationDraft {
+    fn response_format() -> ResponseFormat {
+        static FORMAT: OnceLock<ResponseFormat> = OnceLock::new();
+        FORMAT
+            .get_or_init(|| strict_format::<Self>("evaluation"))
+            .clone()
+    }
+
     fn from_json(v: serde_json::Value) -> Result<Self> {
         let approve = match v.get("approve").or_else(|| v.get("approved")) {
             Some(serde_json::Value::Bool(b)) => *b,
@@ -269,13 +301,20 @@ impl LenientParse for EvaluationDraft {
 }
 
 /// A solution (BETA's synthesis).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SolutionDraft {
     /// The solution text.
     pub solution: String,
 }
 
 impl LenientParse for SolutionDraft {
+    fn response_format() -> ResponseFormat {
+        static FORMAT: OnceLock<ResponseFormat> = OnceLock::new();
+        FORMAT
+            .get_or_init(|| strict_format::<Self>("solution"))
+            .clone()
+    }
+
     fn from_json(v: serde_json::Value) -> Result<Self> {
         str_field(&v, "solution")
             .or_else(|| str_field(&v, "content"))
@@ -291,15 +330,22 @@ impl LenientParse for SolutionDraft {
 }
 
 /// GAMMA's mediation: a decomposition and guidance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MediationDraft {
-    /// Sub-tasks.
+    /// The sub-tasks, one a string.
     pub subtasks: Vec<String>,
     /// Guidance for the agents.
     pub guidance: String,
 }
 
 impl LenientParse for MediationDraft {
+    fn response_format() -> ResponseFormat {
+        static FORMAT: OnceLock<ResponseFormat> = OnceLock::new();
+        FORMAT
+            .get_or_init(|| strict_format::<Self>("mediation"))
+            .clone()
+    }
+
     fn from_json(v: serde_json::Value) -> Result<Self> {
         let subtasks: Vec<String> = v
             .get("subtasks")
@@ -331,6 +377,22 @@ impl LenientParse for MediationDraft {
     }
 }
 
+/// The format each purpose asks for: the strict schema of the type its answer is parsed into
+/// (report: [`ReportDraft`], propose: [`ProposalDraft`], evaluate: [`EvaluationDraft`],
+/// synthesize: [`SolutionDraft`], mediate: [`MediationDraft`]); JSON mode for
+/// [`Purpose::Other`] (custom roles).
+#[must_use]
+pub fn response_format_for(purpose: Purpose) -> ResponseFormat {
+    match purpose {
+        Purpose::Report => ReportDraft::response_format(),
+        Purpose::Propose => ProposalDraft::response_format(),
+        Purpose::Evaluate => EvaluationDraft::response_format(),
+        Purpose::Synthesize => SolutionDraft::response_format(),
+        Purpose::Mediate => MediationDraft::response_format(),
+        Purpose::Other => ResponseFormat::JsonObject,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +405,7 @@ mod tests {
             usage: crate::llm::Usage::default(),
             finish_reason: finish,
             latency: Duration::ZERO,
+            format_fallback: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! [`OpenRouterClient`]: one chat completion per call over OpenRouter's HTTP API.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use governance_core::{Error, LlmRequest, LlmResponse, Result};
@@ -8,6 +9,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::OpenRouterConfig;
 use crate::failure;
+use crate::format_memo::FormatMemo;
 use crate::wire::ChatRequest;
 
 /// An [`LlmClient`](governance_core::LlmClient) for OpenRouter's chat completions (OpenAI-compatible).
@@ -16,7 +18,9 @@ use crate::wire::ChatRequest;
 /// - **One attempt per call.** Retries (honouring [`Error::retry_after`]), the circuit
 ///   breaker ([`governance_core::BreakerLlm`]) and error budgets belong to the caller; this
 ///   client only makes every failure a precise, typed error (see [`crate::failure`] for
-///   the table).
+///   the table). The exception: a provider's refusal of the answer format is handled inside
+///   the call by re-sending it in a weaker format (see `structured.rs`; remembered per model
+///   for the life of the client).
 /// - Records the usage OpenRouter reports (`usage.prompt_tokens`, `completion_tokens`,
 ///   `cost` in USD, asked for with `"usage": {"include": true}`), the model that actually
 ///   answered (the response's `model`, which differs from the request when a fallback
@@ -31,6 +35,8 @@ pub struct OpenRouterClient {
     http: reqwest::Client,
     config: OpenRouterConfig,
     endpoint: String,
+    /// Formats each model refused (shared by clones; process-local).
+    formats: Arc<FormatMemo>,
 }
 
 impl std::fmt::Debug for OpenRouterClient {
@@ -76,6 +82,7 @@ impl OpenRouterClient {
             http,
             config,
             endpoint,
+            formats: Arc::default(),
         })
     }
 
@@ -83,6 +90,11 @@ impl OpenRouterClient {
     #[must_use]
     pub fn config(&self) -> &OpenRouterConfig {
         &self.config
+    }
+
+    /// The answer formats models refused ([`crate::structured`]).
+    pub(crate) fn formats(&self) -> &FormatMemo {
+        &self.formats
     }
 
     /// The timeouts, named for error messages.

@@ -1,5 +1,6 @@
 //! [`LlmClient`] for [`OpenRouterClient`]: the plain call and the streaming one
-//! ([`crate::streaming`]), both on the client's transport ([`crate::client`]).
+//! ([`crate::streaming`]), both on the client's transport ([`crate::client`]) and both through
+//! the answer-format fallback ([`crate::structured`]).
 
 use std::time::Instant;
 
@@ -44,6 +45,7 @@ fn into_response(
         finish_reason,
         latency: started.elapsed(),
         content,
+        format_fallback: None,
     })
 }
 
@@ -63,6 +65,21 @@ impl LlmClient for OpenRouterClient {
         model = request.model.as_deref().unwrap_or(&self.config().model),
     ))]
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse> {
+        crate::structured::complete(self, request, None).await
+    }
+
+    async fn complete_streaming(
+        &self,
+        request: &LlmRequest,
+        on_delta: DeltaSink<'_>,
+    ) -> Result<LlmResponse> {
+        crate::structured::complete(self, request, Some(on_delta)).await
+    }
+}
+
+impl OpenRouterClient {
+    /// One plain (non-streaming) send in the request's own format.
+    pub(crate) async fn complete_once(&self, request: &LlmRequest) -> Result<LlmResponse> {
         let model = request.model.as_deref().unwrap_or(&self.config().model);
         let started = Instant::now();
         let result = async {
@@ -81,13 +98,5 @@ impl LlmClient for OpenRouterClient {
         .await;
         log_outcome(&result, started);
         result
-    }
-
-    async fn complete_streaming(
-        &self,
-        request: &LlmRequest,
-        on_delta: DeltaSink<'_>,
-    ) -> Result<LlmResponse> {
-        crate::streaming::complete_streaming(self, request, on_delta).await
     }
 }

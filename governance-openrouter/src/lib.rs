@@ -53,10 +53,12 @@ mod client;
 mod completion;
 mod config;
 pub mod failure;
+mod format_memo;
 mod mode;
 mod secret_source;
 mod secrets;
 mod streaming;
+mod structured;
 mod vault;
 mod wire;
 

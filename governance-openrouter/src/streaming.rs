@@ -195,5 +195,6 @@ async fn run(
         finish_reason,
         latency: started.elapsed(),
         content,
+        format_fallback: None,
     })
 }

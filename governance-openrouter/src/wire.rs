@@ -14,17 +14,55 @@ pub(crate) struct ChatRequest<'a> {
     pub messages: &'a [ChatMessage],
     pub max_tokens: u32,
     pub temperature: f32,
+    /// `json_object` or `json_schema` ([`ResponseFormat::of`]); omitted for text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_format: Option<ResponseFormat>,
+    pub response_format: Option<ResponseFormat<'a>>,
     /// Asks OpenRouter to return token counts and cost (`usage.cost`).
     pub usage: UsageRequest,
     pub stream: bool,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct ResponseFormat {
+pub(crate) struct ResponseFormat<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// `{"name", "strict", "schema"}` of a `json_schema` format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaFormat<'a>>,
+}
+
+impl<'a> ResponseFormat<'a> {
+    /// The wire `response_format` of a format; `None` for text (nothing sent).
+    pub(crate) fn of(format: &'a governance_core::ResponseFormat) -> Option<Self> {
+        use governance_core::ResponseFormat as F;
+        match format {
+            F::Text => None,
+            F::JsonObject => Some(Self {
+                kind: "json_object",
+                json_schema: None,
+            }),
+            F::JsonSchema {
+                name,
+                schema,
+                strict,
+            } => Some(Self {
+                kind: "json_schema",
+                json_schema: Some(JsonSchemaFormat {
+                    name,
+                    strict: *strict,
+                    schema,
+                }),
+            }),
+        }
+    }
+}
+
+/// The `json_schema` object of a structured-output request.
+#[derive(Debug, Serialize)]
+pub(crate) struct JsonSchemaFormat<'a> {
+    pub name: &'a str,
+    pub strict: bool,
+    pub schema: &'a serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,9 +97,7 @@ impl<'a> ChatRequest<'a> {
             messages: &request.messages,
             max_tokens: request.max_tokens,
             temperature: request.temperature,
-            response_format: request.json.then_some(ResponseFormat {
-                kind: "json_object",
-            }),
+            response_format: ResponseFormat::of(&request.response_format),
             usage: UsageRequest { include: true },
             stream,
         }

@@ -59,7 +59,7 @@ async fn sends_the_key_attribution_headers_fallbacks_and_asks_for_usage() {
     cfg.app_title = Some("governance tests".into());
     cfg.fallback_models = vec!["openai/gpt-4o".into(), "google/gemini-2.5-pro".into()];
     let mut req = request();
-    req.json = true;
+    req.response_format = governance_core::ResponseFormat::JsonObject;
     let r = OpenRouterClient::new(cfg)
         .unwrap()
         .complete(&req)

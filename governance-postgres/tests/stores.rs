@@ -141,7 +141,7 @@ async fn exchanges_round_trip_in_order_and_a_repeat_is_stored_once() {
         messages: vec![governance_core::ChatMessage::user("objective")].into(),
         max_tokens: 64,
         temperature: 0.0,
-        json: true,
+        response_format: governance_core::ResponseFormat::JsonObject,
         fallback_models: Vec::new(),
         meta: RequestMeta {
             pipeline_id: p.clone(),

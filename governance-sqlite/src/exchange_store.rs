@@ -65,7 +65,7 @@ mod tests {
             messages: vec![ChatMessage::system("rules"), ChatMessage::user("objective")].into(),
             max_tokens: 256,
             temperature: 0.2,
-            json: true,
+            response_format: governance_core::ResponseFormat::JsonObject,
             meta: RequestMeta {
                 pipeline_id: PipelineId::new("p-1").unwrap(),
                 agent_id: governance_core::AgentId::new("BETA").unwrap(),
@@ -92,6 +92,7 @@ mod tests {
                 },
                 finish_reason: FinishReason::Stop,
                 latency: Duration::from_millis(812),
+                format_fallback: None,
             }),
             "default",
             Duration::from_millis(815),

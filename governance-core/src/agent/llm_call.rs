@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use super::AgentContext;
 use crate::error::{Error, Result};
-use crate::llm::{ChatMessage, ChatRole, LlmRequest, LlmResponse, Purpose, RequestMeta};
+use crate::llm::{
+    ChatMessage, ChatRole, LlmRequest, LlmResponse, Purpose, RequestMeta, ResponseFormat,
+};
 use crate::llm_stack::LlmCall;
-use crate::parse::LenientParse;
+use crate::parse::{LenientParse, response_format_for};
 
 /// The temperature of a role without its own.
 pub(crate) const DEFAULT_TEMPERATURE: f32 = 0.2;
@@ -47,10 +49,25 @@ impl AgentContext {
     /// # Errors
     /// The last attempt's error, [`Error::ProviderDown`], [`Error::BudgetExceeded`],
     /// [`Error::Cancelled`], or what an embedder's layer refused the call with.
+    ///
+    /// The answer is asked in the shape of the purpose's answer type
+    /// ([`crate::parse::response_format_for`]: a strict JSON schema for the built-in purposes,
+    /// JSON mode for [`Purpose::Other`]).
     pub async fn llm(
         &self,
         purpose: Purpose,
         messages: impl Into<Arc<[ChatMessage]>> + Send,
+    ) -> Result<LlmResponse> {
+        self.llm_as(purpose, messages, response_format_for(purpose))
+            .await
+    }
+
+    /// [`llm`](Self::llm) asking for the answer in `response_format`.
+    async fn llm_as(
+        &self,
+        purpose: Purpose,
+        messages: impl Into<Arc<[ChatMessage]>> + Send,
+        response_format: ResponseFormat,
     ) -> Result<LlmResponse> {
         let c = &self.inner;
         self.check_cancel()?;
@@ -66,7 +83,7 @@ impl AgentContext {
                 .min(c.config.budgets.max_completion_tokens),
             #[allow(clippy::cast_possible_truncation)]
             temperature: s.temperature.map_or(DEFAULT_TEMPERATURE, |t| t as f32),
-            json: true,
+            response_format,
             meta: RequestMeta {
                 pipeline_id: c.shared.id().clone(),
                 agent_id: c.agent_id.clone(),
@@ -91,7 +108,8 @@ impl AgentContext {
         c.stack.run(&call, request).await
     }
 
-    /// Asks the model and parses the answer leniently, retrying (within the error budget) on
+    /// Asks the model for an answer in `T`'s shape ([`LenientParse::response_format`]) and
+    /// parses it leniently (whatever format the provider actually served), retrying (within the error budget) on
     /// provider failures and malformed answers. `check` may reject a parsed answer (e.g. a
     /// procedure violation), which also counts against the budget.
     ///
@@ -107,7 +125,10 @@ impl AgentContext {
     ) -> Result<T> {
         let messages: Arc<[ChatMessage]> = messages.into();
         loop {
-            let outcome = match self.llm(purpose, messages.clone()).await {
+            let outcome = match self
+                .llm_as(purpose, messages.clone(), T::response_format())
+                .await
+            {
                 Ok(resp) => T::parse_response(&resp).and_then(|t| check(&t).map(|()| t)),
                 Err(e) => Err(e),
             };

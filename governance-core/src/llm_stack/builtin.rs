@@ -162,6 +162,7 @@ impl LlmLayer for Events {
     ) -> Result<LlmResponse> {
         let sent_before = call.sent();
         let started = tokio::time::Instant::now();
+        let asked = request.response_format.kind();
         let result = next.run(call, request).await;
         let emitter = call.state.emitter();
         if call.sent() == sent_before {
@@ -187,12 +188,13 @@ impl LlmLayer for Events {
             return result; // the agent stopped waiting: no answer to record
         }
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (model, usage, error) = match &result {
-            Ok(r) => (r.model.clone(), r.usage, None),
+        let (model, usage, error, fallback) = match &result {
+            Ok(r) => (r.model.clone(), r.usage, None, r.format_fallback),
             Err(e) => (
                 call.model.to_owned(),
                 Usage::default(),
                 Some(e.kind().as_str().to_owned()),
+                None,
             ),
         };
         call.state
@@ -207,6 +209,8 @@ impl LlmLayer for Events {
                 cost_usd: usage.cost_usd,
                 latency_ms,
                 error,
+                response_format: Some(fallback.unwrap_or(asked)),
+                format_fallback_from: fallback.map(|_| asked),
             })
             .await?;
         result

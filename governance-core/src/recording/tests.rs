@@ -187,7 +187,7 @@ fn request(agent: &str, purpose: Purpose, attempt: u32) -> LlmRequest {
         messages: vec![ChatMessage::user("hello")].into(),
         max_tokens: 16,
         temperature: 0.0,
-        json: true,
+        response_format: crate::llm::ResponseFormat::JsonObject,
         meta: RequestMeta {
             pipeline_id: PipelineId::new("p1").unwrap(),
             agent_id: AgentId::new(agent).unwrap(),
@@ -206,6 +206,7 @@ async fn replay_is_keyed_by_agent_purpose_and_attempt_and_flags_divergence() {
             usage: Usage::default(),
             finish_reason: crate::llm::FinishReason::Stop,
             latency: Duration::ZERO,
+            format_fallback: None,
         })
     };
     let a0 = LlmExchange::new(
@@ -291,4 +292,43 @@ fn recorded_errors_rebuild_the_same_error() {
             assert_eq!(again.to_string(), e.to_string(), "{json}");
         }
     }
+}
+
+/// Exchanges recorded before response formats existed carry `"json": true/false` in their
+/// request and no `format_fallback` in their answer: they still load, as JSON mode / text.
+#[test]
+fn exchanges_recorded_with_the_old_json_flag_still_load() {
+    let p = PipelineId::new("p1").unwrap();
+    let old_request = |json: bool| {
+        serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "hello"}],
+            "max_tokens": 16, "temperature": 0.0, "json": json,
+            "meta": {"pipeline_id": "p1", "agent_id": "BETA", "purpose": "evaluate", "attempt": 0}
+        })
+    };
+    let envelope = serde_json::json!({
+        "v": 1, "purpose": "evaluate", "attempt": 0,
+        "response": {"ok": {"content": "{}", "model": "m",
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "cost_usd": null},
+            "finish_reason": "stop", "latency": 5}},
+        "model_used": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1, "cost_usd": null},
+        "latency_ms": 5, "ts": "2026-01-01T00:00:00Z"
+    });
+    let x = LlmExchange::from_stored(&p, "BETA", old_request(true), envelope, "sqlite").unwrap();
+    let ExchangeOutcome::Ok(resp) = &x.response else {
+        panic!("{:?}", x.response)
+    };
+    assert_eq!(resp.format_fallback, None);
+    let req: LlmRequest = serde_json::from_value(x.request).unwrap();
+    assert_eq!(req.response_format, crate::llm::ResponseFormat::JsonObject);
+    let req: LlmRequest = serde_json::from_value(old_request(false)).unwrap();
+    assert_eq!(req.response_format, crate::llm::ResponseFormat::Text);
+    // today's requests round-trip with their schema
+    let new = request("BETA", Purpose::Evaluate, 0);
+    let new = LlmRequest {
+        response_format: crate::parse::response_format_for(Purpose::Evaluate),
+        ..new
+    };
+    let back: LlmRequest = serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+    assert_eq!(back, new);
 }

@@ -65,6 +65,8 @@ fn mixed(p: &PipelineId) -> Vec<Event> {
             cost_usd: Some(0.000_125),
             latency_ms: 37,
             error: None,
+            response_format: Some(crate::ResponseFormatKind::JsonObject),
+            format_fallback_from: Some(crate::ResponseFormatKind::JsonSchema),
         },
         EventKind::GammaSpawned {
             pipeline_id: p.clone(),

@@ -22,7 +22,7 @@ pub fn request() -> LlmRequest {
         .into(),
         max_tokens: 256,
         temperature: 0.2,
-        json: false,
+        response_format: governance_core::ResponseFormat::Text,
         meta: RequestMeta {
             pipeline_id: PipelineId::new("pipe-1").unwrap(),
             agent_id: AgentId::new("alpha").unwrap(),
