@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod backends;
 mod bench;
 mod ledger;
+mod prices;
 mod replay;
 mod role_config;
 mod run;

@@ -38,6 +38,7 @@ mod circuit_breaker;
 mod config;
 mod control;
 mod coordination;
+pub mod cost;
 mod durable;
 mod emitter;
 mod engine;
@@ -88,6 +89,7 @@ pub use config::{
 };
 pub use control::{CONTROL_TOPIC, Control};
 pub use coordination::DataGeneration;
+pub use cost::{Cost, CostLedger, CostReservation, MemoryCostLedger, ModelPrice};
 pub use engine::{
     ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, Governance, GovernanceBuilder,
     MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, SpawnRequest,

@@ -31,6 +31,8 @@ pub struct OpenRouterClient {
     http: reqwest::Client,
     config: OpenRouterConfig,
     endpoint: String,
+    /// Model prices for money budgets (`crate::models`), shared by clones.
+    prices: std::sync::Arc<crate::models::PriceBook>,
 }
 
 impl std::fmt::Debug for OpenRouterClient {
@@ -76,7 +78,30 @@ impl OpenRouterClient {
             http,
             config,
             endpoint,
+            prices: std::sync::Arc::default(),
         })
+    }
+
+    /// The prices this client knows (see `crate::models`).
+    pub(crate) fn prices(&self) -> &std::sync::Arc<crate::models::PriceBook> {
+        &self.prices
+    }
+
+    /// The HTTP client.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// What `model` costs — its override (the config file's price table), else OpenRouter's
+    /// model list — and, when the client has fallback models, the dearest of it and them
+    /// (any of them may answer). `None` when any of them has no known price.
+    #[must_use]
+    pub fn model_price(&self, model: &str) -> Option<governance_core::ModelPrice> {
+        let mut price = self.prices.get(model)?;
+        for m in &self.config.fallback_models {
+            price = price.max(self.prices.get(m)?);
+        }
+        Some(price)
     }
 
     /// The configuration (the key stays redacted in its `Debug`).

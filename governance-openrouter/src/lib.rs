@@ -54,6 +54,7 @@ mod completion;
 mod config;
 pub mod failure;
 mod mode;
+mod models;
 mod secret_source;
 mod secrets;
 mod streaming;
