@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, PipelineId};
-use crate::llm::Usage;
 
 /// Nano-dollars in one US dollar.
 pub const NANOS_PER_USD: u64 = 1_000_000_000;
@@ -158,19 +157,19 @@ impl ModelPrice {
     /// completion price, plus the request price.
     #[must_use]
     pub fn worst_case(&self, prompt_tokens: u32, max_tokens: u32) -> Cost {
+        self.cost(prompt_tokens, max_tokens)
+    }
+
+    /// What a call that used `prompt_tokens` and `completion_tokens` costs at this price.
+    #[must_use]
+    pub fn cost(&self, prompt_tokens: u32, completion_tokens: u32) -> Cost {
         self.prompt_per_token
             .saturating_mul(u64::from(prompt_tokens))
             .saturating_add(
                 self.completion_per_token
-                    .saturating_mul(u64::from(max_tokens)),
+                    .saturating_mul(u64::from(completion_tokens)),
             )
             .saturating_add(self.request)
-    }
-
-    /// What a call that used `usage` costs at this price.
-    #[must_use]
-    pub fn cost_of(&self, usage: &Usage) -> Cost {
-        self.worst_case(usage.prompt_tokens, usage.completion_tokens)
     }
 
     /// The dearer of two prices, component by component (for a request with fallback models:

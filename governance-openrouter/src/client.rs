@@ -31,8 +31,8 @@ pub struct OpenRouterClient {
     http: reqwest::Client,
     config: OpenRouterConfig,
     endpoint: String,
-    /// Model prices for money budgets (`crate::models`), shared by clones.
-    prices: std::sync::Arc<crate::models::PriceBook>,
+    /// Model prices for money budgets (`crate::prices`), shared by clones.
+    prices: std::sync::Arc<crate::prices::PriceBook>,
 }
 
 impl std::fmt::Debug for OpenRouterClient {
@@ -82,8 +82,8 @@ impl OpenRouterClient {
         })
     }
 
-    /// The prices this client knows (see `crate::models`).
-    pub(crate) fn prices(&self) -> &std::sync::Arc<crate::models::PriceBook> {
+    /// The prices this client knows (see `crate::prices`).
+    pub(crate) fn prices(&self) -> &std::sync::Arc<crate::prices::PriceBook> {
         &self.prices
     }
 

@@ -142,7 +142,7 @@ impl OpenRouterConfig {
             c.request_timeout = parse_secs("OPENROUTER_REQUEST_TIMEOUT", &v)?;
         }
         if let Some(v) = get("OPENROUTER_MODELS_REFRESH") {
-            c.models_refresh = crate::models::parse_refresh(&v)?;
+            c.models_refresh = parse_refresh(&v)?;
         }
         if let Some(v) = get("OPENROUTER_STREAM_IDLE_TIMEOUT") {
             c.stream_idle_timeout = parse_secs("OPENROUTER_STREAM_IDLE_TIMEOUT", &v)?;
@@ -186,6 +186,19 @@ impl OpenRouterConfig {
     pub fn endpoint(&self) -> String {
         format!("{}/chat/completions", self.base_url)
     }
+}
+
+/// How long between two fetches of the model list: `OPENROUTER_MODELS_REFRESH` seconds.
+fn parse_refresh(v: &str) -> Result<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| {
+            Error::config(
+                "OPENROUTER_MODELS_REFRESH",
+                format!("{v:?} is not a whole number of seconds (0: never refresh)"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -254,6 +267,14 @@ mod tests {
             assert!(e.to_string().contains(k), "{k}: {e}");
             assert!(!e.to_string().contains("has space"), "never echo the key");
         }
+    }
+
+    #[test]
+    fn refresh_must_be_whole_seconds() {
+        assert_eq!(parse_refresh("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_refresh("3600").unwrap(), Duration::from_secs(3600));
+        let e = parse_refresh("soon").unwrap_err();
+        assert!(e.to_string().contains("OPENROUTER_MODELS_REFRESH"), "{e}");
     }
 
     #[test]

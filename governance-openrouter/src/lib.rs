@@ -55,6 +55,7 @@ mod config;
 pub mod failure;
 mod mode;
 mod models;
+mod prices;
 mod secret_source;
 mod secrets;
 mod streaming;

@@ -4,43 +4,14 @@
 //! the config file that overrides it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError};
 
 use governance_core::{Error, ModelPrice, Result};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use std::sync::{PoisonError, RwLock};
 
 use crate::client::OpenRouterClient;
 use crate::failure;
-
-/// The prices a client knows: the catalog (OpenRouter's model list) and the overrides (the
-/// config file's price table), which win.
-#[derive(Debug, Default)]
-pub(crate) struct PriceBook {
-    catalog: RwLock<HashMap<String, ModelPrice>>,
-    overrides: RwLock<HashMap<String, ModelPrice>>,
-}
-
-impl PriceBook {
-    /// The price of `model`: the override, else the catalog's.
-    pub(crate) fn get(&self, model: &str) -> Option<ModelPrice> {
-        if let Some(p) = self
-            .overrides
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(model)
-        {
-            return Some(*p);
-        }
-        self.catalog
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(model)
-            .copied()
-    }
-}
 
 #[derive(Debug, Deserialize)]
 struct ModelList {
@@ -194,19 +165,6 @@ fn log_refresh(r: Result<usize>) {
     }
 }
 
-/// How long between two fetches of the model list: `OPENROUTER_MODELS_REFRESH` seconds.
-pub(crate) fn parse_refresh(v: &str) -> Result<Duration> {
-    v.trim()
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| {
-            Error::config(
-                "OPENROUTER_MODELS_REFRESH",
-                format!("{v:?} is not a whole number of seconds (0: never refresh)"),
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,13 +186,5 @@ mod tests {
         assert!(!m.contains_key("openrouter/auto"));
         assert!(!m.contains_key("c/none"));
         assert!(parse_models(b"<html>").is_err());
-    }
-
-    #[test]
-    fn refresh_must_be_whole_seconds() {
-        assert_eq!(parse_refresh("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_refresh("3600").unwrap(), Duration::from_secs(3600));
-        let e = parse_refresh("soon").unwrap_err();
-        assert!(e.to_string().contains("OPENROUTER_MODELS_REFRESH"), "{e}");
     }
 }

@@ -31,6 +31,7 @@ mod rebuild;
 mod report;
 mod requests;
 mod resume;
+mod spent;
 pub(crate) mod state;
 mod supervisor;
 

@@ -164,6 +164,9 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
             engine.blackboard.create_handoff(id, handoff).await?;
         }
     }
+    // the money counters, when the lost backend held them (a shared cost ledger): what the
+    // ledger's `llm_call` events cost
+    super::spent::SpentCost::of(&events).seed(live).await?;
     engine.bus.clear(id).await?;
     let mut messages = 0u32;
     for ev in &events {

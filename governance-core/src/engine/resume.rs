@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use super::parts::{Engine, Live};
 use super::state::{Recorded, Review};
-use crate::cost::Cost;
 use crate::error::Result;
 use crate::event::EventKind;
-use crate::ids::{AgentId, PipelineId};
+use crate::ids::PipelineId;
 use crate::role::Role;
 use crate::store::{AgentState, Checkpoint, PipelineRecord};
 
@@ -113,7 +112,7 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     let mut reviews = Vec::new();
     let mut spawned = HashSet::new();
     // what its LLM calls cost, as the providers reported it (the system of record for money)
-    let mut spent = SpentCost::default();
+    let mut spent = super::spent::SpentCost::default();
     let mut after = 0;
     loop {
         let events = engine.ledger.read(id, after, 1000).await?;
@@ -200,36 +199,4 @@ async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     }
     live.state.proposals_changed();
     Ok(())
-}
-
-/// What a pipeline's `llm_call` events say it spent, in all and per agent.
-#[derive(Debug, Default)]
-pub(super) struct SpentCost {
-    total: f64,
-    agents: HashMap<AgentId, f64>,
-}
-
-impl SpentCost {
-    pub(super) fn add(&mut self, agent: AgentId, cost_usd: f64) {
-        if cost_usd.is_finite() && cost_usd > 0.0 {
-            self.total += cost_usd;
-            *self.agents.entry(agent).or_default() += cost_usd;
-        }
-    }
-
-    /// Counts it as spent in the pipeline's budget and raises its cost ledger's counters to
-    /// it (a restarted process's memory ledger starts empty; a shared one may have lost them).
-    pub(super) async fn restore(&self, live: &Live) -> Result<()> {
-        let budget = live.state.budget();
-        budget.preload(0, self.total);
-        let agents: Vec<(AgentId, Cost)> = self
-            .agents
-            .iter()
-            .map(|(a, c)| (a.clone(), Cost::from_usd(*c)))
-            .collect();
-        budget
-            .cost_ledger()
-            .seed(live.id(), Cost::from_usd(self.total), &agents)
-            .await
-    }
 }

@@ -77,7 +77,7 @@ fn actual_cost(call: &LlmCall<'_>, held: &Held, result: &Result<LlmResponse>, se
                 call.client
                     .price(&r.model)
                     .unwrap_or(held.price)
-                    .cost_of(&r.usage)
+                    .cost(r.usage.prompt_tokens, r.usage.completion_tokens)
             },
             Cost::from_usd,
         ),
