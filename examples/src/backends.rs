@@ -231,7 +231,11 @@ pub async fn from_env() -> anyhow::Result<Backends> {
     let mut pg_cluster = None;
     if let Some(url) = env("REDIS_URL") {
         let (redis, redacted) = connect_redis(&url, &secrets).await?;
-        builder = builder.blackboard(redis.blackboard()).bus(redis.bus());
+        builder = builder
+            .blackboard(redis.blackboard())
+            .bus(redis.bus())
+            // money budgets shared with the other nodes and the workers on this Redis
+            .cost_ledger(redis.cost_ledger());
         summary.push(("blackboard".to_owned(), format!("redis:{redacted}")));
         summary.push(("bus".to_owned(), format!("redis:{redacted}")));
         let roles;
@@ -302,6 +306,9 @@ pub async fn from_env() -> anyhow::Result<Backends> {
     if let Some(key) = key {
         // registered whenever a key exists, so a request may ask for `mode: "openrouter"`
         let client = OpenRouterClient::new(OpenRouterConfig::from_lookup(process_env, Some(key))?)?;
+        // prices for money budgets: the config file's table over OpenRouter's model list
+        client.set_prices(crate::role_config::load_prices(std::env::vars())?);
+        client.start_model_prices().await;
         let breaker = Arc::new(CircuitBreaker::new(breaker_config));
         builder = builder.llm(
             "openrouter",

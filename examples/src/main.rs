@@ -10,6 +10,7 @@ mod backends;
 mod bench;
 mod fork;
 mod ledger;
+mod prices;
 mod replay;
 mod role_config;
 mod run;

@@ -31,6 +31,9 @@ pub struct ConfigFile {
     /// Settings by role name.
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSettings>,
+    /// Model prices for money budgets (`crate::prices`), by model id.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::prices::PriceEntry>,
 }
 
 impl ConfigFile {
@@ -50,6 +53,23 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("GOVERNANCE_CONFIG: cannot read {}", path.display()))?;
         Self::parse(&text, &format!("GOVERNANCE_CONFIG {}", path.display()))
+    }
+}
+
+/// The price table of the file named by `GOVERNANCE_CONFIG` in `vars` (empty without one).
+///
+/// # Errors
+/// The file cannot be read or parsed; a price is invalid.
+pub fn load_prices(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<std::collections::HashMap<String, governance_core::ModelPrice>> {
+    let vars: BTreeMap<String, String> = vars.into_iter().collect();
+    match vars
+        .get("GOVERNANCE_CONFIG")
+        .filter(|p| !p.trim().is_empty())
+    {
+        Some(path) => crate::prices::to_prices(&ConfigFile::read(Path::new(path.trim()))?.prices),
+        None => Ok(std::collections::HashMap::new()),
     }
 }
 

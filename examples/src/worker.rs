@@ -62,6 +62,8 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         Some(key) if mode == LlmMode::OpenRouter => {
             let client =
                 OpenRouterClient::new(OpenRouterConfig::from_lookup(process_env, Some(key))?)?;
+            client.set_prices(crate::role_config::load_prices(std::env::vars())?);
+            client.start_model_prices().await;
             Arc::new(BreakerLlm::new(
                 Arc::new(client),
                 Arc::new(CircuitBreaker::new(config.breaker)),

@@ -242,6 +242,10 @@ impl LlmClient for BreakerLlm {
         self.inner.default_model()
     }
 
+    fn price(&self, model: &str) -> Option<crate::cost::ModelPrice> {
+        self.inner.price(model)
+    }
+
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse> {
         self.breaker.acquire()?;
         let r = self.inner.complete(request).await;

@@ -116,8 +116,11 @@ pub struct TokenBudgetConfig {
     pub max_tokens_per_agent: u64,
     /// Tokens one pipeline may use (all agents).
     pub max_tokens_per_pipeline: u64,
-    /// USD one pipeline may spend, when the provider reports cost.
+    /// USD one pipeline may spend (`GOVERNANCE_MAX_COST_PER_PIPELINE_USD`): each call's
+    /// worst case is reserved before it is sent (see [`crate::cost`]).
     pub max_cost_per_pipeline_usd: Option<f64>,
+    /// USD one agent may spend (`GOVERNANCE_MAX_COST_PER_AGENT_USD`), reserved the same way.
+    pub max_cost_per_agent_usd: Option<f64>,
     /// `max_tokens` of each completion request.
     pub max_completion_tokens: u32,
 }
@@ -128,6 +131,7 @@ impl Default for TokenBudgetConfig {
             max_tokens_per_agent: 200_000,
             max_tokens_per_pipeline: 1_000_000,
             max_cost_per_pipeline_usd: None,
+            max_cost_per_agent_usd: None,
             max_completion_tokens: 1024,
         }
     }
@@ -277,6 +281,10 @@ impl Config {
         if let Some(v) = get("GOVERNANCE_MAX_COST_PER_PIPELINE_USD") {
             c.budgets.max_cost_per_pipeline_usd =
                 Some(parse_num("GOVERNANCE_MAX_COST_PER_PIPELINE_USD", &v, 0.0)?);
+        }
+        if let Some(v) = get("GOVERNANCE_MAX_COST_PER_AGENT_USD") {
+            c.budgets.max_cost_per_agent_usd =
+                Some(parse_num("GOVERNANCE_MAX_COST_PER_AGENT_USD", &v, 0.0)?);
         }
         if let Some(v) = get("GOVERNANCE_MAX_COMPLETION_TOKENS") {
             c.budgets.max_completion_tokens = parse_num("GOVERNANCE_MAX_COMPLETION_TOKENS", &v, 1)?;

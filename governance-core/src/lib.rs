@@ -39,6 +39,7 @@ mod circuit_breaker;
 mod config;
 mod control;
 mod coordination;
+pub mod cost;
 mod durable;
 mod emitter;
 mod engine;
@@ -90,6 +91,7 @@ pub use config::{
 };
 pub use control::{CONTROL_TOPIC, Control};
 pub use coordination::DataGeneration;
+pub use cost::{Cost, CostLedger, CostReservation, MemoryCostLedger, ModelPrice};
 pub use engine::{
     ApprovalDecision, ContinueRequest, DEFAULT_MAX_OBJECTIVE_LEN, ForkOverrides, ForkPoint,
     ForkRequest, Forked, Governance, GovernanceBuilder, MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN,

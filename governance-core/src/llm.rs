@@ -245,6 +245,14 @@ pub trait LlmClient: Send + Sync + std::fmt::Debug {
     /// One chat completion.
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse>;
 
+    /// What `model` costs, when this client knows (OpenRouter: its model list or the config
+    /// file's price table; the local LLM: free). The default, `None`, means unknown: with a
+    /// money budget set, a call to a model of unknown price is refused (fail closed).
+    fn price(&self, model: &str) -> Option<crate::cost::ModelPrice> {
+        let _ = model;
+        None
+    }
+
     /// One chat completion, streaming pieces of the answer to `on_delta` as they arrive.
     /// The default calls [`complete`](Self::complete) and delivers the whole answer at once.
     async fn complete_streaming(

@@ -236,6 +236,11 @@ impl LlmClient for LocalLlm {
         "local/deterministic"
     }
 
+    /// Free: a money budget never stops the local LLM.
+    fn price(&self, _model: &str) -> Option<crate::cost::ModelPrice> {
+        Some(crate::cost::ModelPrice::FREE)
+    }
+
     async fn complete(&self, req: &LlmRequest) -> Result<LlmResponse> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !self.config.latency.is_zero() {

@@ -477,6 +477,10 @@ impl LlmClient for RecordingLlm {
         self.inner.default_model()
     }
 
+    fn price(&self, model: &str) -> Option<crate::cost::ModelPrice> {
+        self.inner.price(model)
+    }
+
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse> {
         self.call(request, None).await
     }

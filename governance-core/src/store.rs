@@ -87,6 +87,9 @@ pub struct AgentRecord {
     pub state: AgentState,
     /// Tokens used (prompt + completion).
     pub tokens_used: u64,
+    /// USD spent: the sum of the provider's reported `usage.cost` of its calls.
+    #[serde(default)]
+    pub cost_usd: f64,
     /// Errors counted by its error budget.
     pub errors: u32,
     /// Why it failed or was revoked.

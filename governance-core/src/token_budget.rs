@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::TokenBudgetConfig;
+use crate::cost::{Cost, CostLedger, MemoryCostLedger};
 use crate::error::{Error, Result};
 use crate::llm::Usage;
 
@@ -21,17 +22,41 @@ pub struct PipelineBudget {
     config: TokenBudgetConfig,
     tokens: Mutex<Counter>,
     cost_usd: Mutex<f64>,
+    ledger: Arc<dyn CostLedger>,
 }
 
 impl PipelineBudget {
-    /// A fresh budget.
+    /// A fresh budget whose money is counted in a ledger of its own (this process only).
     #[must_use]
     pub fn new(config: TokenBudgetConfig) -> Arc<Self> {
+        Self::with_cost_ledger(config, Arc::new(MemoryCostLedger::new()))
+    }
+
+    /// A fresh budget whose money is reserved and settled in `ledger` (shared with other
+    /// processes when it is the store's).
+    #[must_use]
+    pub fn with_cost_ledger(config: TokenBudgetConfig, ledger: Arc<dyn CostLedger>) -> Arc<Self> {
         Arc::new(Self {
             config,
             tokens: Mutex::new(Counter::default()),
             cost_usd: Mutex::new(0.0),
+            ledger,
         })
+    }
+
+    /// The ledger money budgets are reserved in.
+    #[must_use]
+    pub fn cost_ledger(&self) -> &Arc<dyn CostLedger> {
+        &self.ledger
+    }
+
+    /// The money limits (pipeline, agent), when set.
+    #[must_use]
+    pub fn cost_limits(&self) -> (Option<Cost>, Option<Cost>) {
+        (
+            self.config.max_cost_per_pipeline_usd.map(Cost::from_usd),
+            self.config.max_cost_per_agent_usd.map(Cost::from_usd),
+        )
     }
 
     /// Tokens used so far by the whole pipeline.
@@ -84,6 +109,7 @@ impl PipelineBudget {
         AgentBudget {
             pipeline: Arc::clone(self),
             tokens: Mutex::new(Counter::default()),
+            cost_usd: Mutex::new(0.0),
         }
     }
 }
@@ -93,6 +119,7 @@ impl PipelineBudget {
 pub struct AgentBudget {
     pipeline: Arc<PipelineBudget>,
     tokens: Mutex<Counter>,
+    cost_usd: Mutex<f64>,
 }
 
 /// Tokens held for a call in flight; give it back with [`AgentBudget::settle`].
@@ -107,6 +134,12 @@ impl AgentBudget {
     #[must_use]
     pub fn tokens_used(&self) -> u64 {
         self.tokens.lock().used
+    }
+
+    /// USD this agent spent (the providers' figures of its settled calls).
+    #[must_use]
+    pub fn cost_usd(&self) -> f64 {
+        *self.cost_usd.lock()
     }
 
     /// Reserves `tokens` for a call.
@@ -153,6 +186,7 @@ impl AgentBudget {
         self.pipeline.tokens.lock().used += used;
         if let Some(c) = usage.cost_usd {
             *self.pipeline.cost_usd.lock() += c;
+            *self.cost_usd.lock() += c;
         }
     }
 
@@ -185,6 +219,7 @@ impl AgentBudget {
         }
         if let Some(c) = usage.and_then(|u| u.cost_usd) {
             *self.pipeline.cost_usd.lock() += c;
+            *self.cost_usd.lock() += c;
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct OpenRouterClient {
     endpoint: String,
     /// Formats each model refused (shared by clones; process-local).
     formats: Arc<FormatMemo>,
+    /// Model prices for money budgets (`crate::prices`), shared by clones.
+    prices: std::sync::Arc<crate::prices::PriceBook>,
 }
 
 impl std::fmt::Debug for OpenRouterClient {
@@ -83,7 +85,30 @@ impl OpenRouterClient {
             config,
             endpoint,
             formats: Arc::default(),
+            prices: std::sync::Arc::default(),
         })
+    }
+
+    /// The prices this client knows (see `crate::prices`).
+    pub(crate) fn prices(&self) -> &std::sync::Arc<crate::prices::PriceBook> {
+        &self.prices
+    }
+
+    /// The HTTP client.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// What `model` costs — its override (the config file's price table), else OpenRouter's
+    /// model list — and, when the client has fallback models, the dearest of it and them
+    /// (any of them may answer). `None` when any of them has no known price.
+    #[must_use]
+    pub fn model_price(&self, model: &str) -> Option<governance_core::ModelPrice> {
+        let mut price = self.prices.get(model)?;
+        for m in &self.config.fallback_models {
+            price = price.max(self.prices.get(m)?);
+        }
+        Some(price)
     }
 
     /// The configuration (the key stays redacted in its `Debug`).

@@ -59,6 +59,10 @@ impl LlmClient for OpenRouterClient {
         &self.config().model
     }
 
+    fn price(&self, model: &str) -> Option<governance_core::ModelPrice> {
+        self.model_price(model)
+    }
+
     #[tracing::instrument(name = "openrouter.complete", skip_all, fields(
         pipeline_id = %request.meta.pipeline_id,
         agent_id = %request.meta.agent_id,

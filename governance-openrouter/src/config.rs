@@ -24,6 +24,7 @@ pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
 /// | `connect_timeout` | `OPENROUTER_CONNECT_TIMEOUT` (seconds) | 10 s |
 /// | `request_timeout` | `OPENROUTER_REQUEST_TIMEOUT` (seconds) | 120 s |
 /// | `stream_idle_timeout` | `OPENROUTER_STREAM_IDLE_TIMEOUT` (seconds) | 60 s |
+/// | `models_refresh` | `OPENROUTER_MODELS_REFRESH` (whole seconds; 0: never) | 3600 s |
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct OpenRouterConfig {
@@ -48,6 +49,9 @@ pub struct OpenRouterConfig {
     /// For a streaming call: the longest silence between two pieces of the stream (OpenRouter's
     /// keep-alive comments count as activity).
     pub stream_idle_timeout: Duration,
+    /// How often the model list (prices for money budgets) is fetched again; zero: only at
+    /// start ([`OpenRouterClient::start_model_prices`](crate::OpenRouterClient::start_model_prices)).
+    pub models_refresh: Duration,
 }
 
 impl std::fmt::Debug for OpenRouterConfig {
@@ -62,6 +66,7 @@ impl std::fmt::Debug for OpenRouterConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("models_refresh", &self.models_refresh)
             .finish()
     }
 }
@@ -80,6 +85,7 @@ impl OpenRouterConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             stream_idle_timeout: Duration::from_secs(60),
+            models_refresh: Duration::from_secs(3600),
         }
     }
 
@@ -135,6 +141,9 @@ impl OpenRouterConfig {
         if let Some(v) = get("OPENROUTER_REQUEST_TIMEOUT") {
             c.request_timeout = parse_secs("OPENROUTER_REQUEST_TIMEOUT", &v)?;
         }
+        if let Some(v) = get("OPENROUTER_MODELS_REFRESH") {
+            c.models_refresh = parse_refresh(&v)?;
+        }
         if let Some(v) = get("OPENROUTER_STREAM_IDLE_TIMEOUT") {
             c.stream_idle_timeout = parse_secs("OPENROUTER_STREAM_IDLE_TIMEOUT", &v)?;
         }
@@ -177,6 +186,19 @@ impl OpenRouterConfig {
     pub fn endpoint(&self) -> String {
         format!("{}/chat/completions", self.base_url)
     }
+}
+
+/// How long between two fetches of the model list: `OPENROUTER_MODELS_REFRESH` seconds.
+fn parse_refresh(v: &str) -> Result<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| {
+            Error::config(
+                "OPENROUTER_MODELS_REFRESH",
+                format!("{v:?} is not a whole number of seconds (0: never refresh)"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -245,6 +267,14 @@ mod tests {
             assert!(e.to_string().contains(k), "{k}: {e}");
             assert!(!e.to_string().contains("has space"), "never echo the key");
         }
+    }
+
+    #[test]
+    fn refresh_must_be_whole_seconds() {
+        assert_eq!(parse_refresh("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_refresh("3600").unwrap(), Duration::from_secs(3600));
+        let e = parse_refresh("soon").unwrap_err();
+        assert!(e.to_string().contains("OPENROUTER_MODELS_REFRESH"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,8 @@ mod config;
 pub mod failure;
 mod format_memo;
 mod mode;
+mod models;
+mod prices;
 mod secret_source;
 mod secrets;
 mod streaming;

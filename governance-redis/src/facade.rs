@@ -65,6 +65,13 @@ impl RedisBackend {
         Arc::new(self.redis_bus())
     }
 
+    /// The money-budget ledger on this backend, shared by every process on this Redis
+    /// (give it to [`GovernanceBuilder::cost_ledger`](governance_core::GovernanceBuilder::cost_ledger)).
+    #[must_use]
+    pub fn cost_ledger(&self) -> Arc<dyn governance_core::CostLedger> {
+        Arc::new(crate::cost::RedisCostLedger::new(self.shared.clone()))
+    }
+
     /// The blackboard as its concrete type.
     #[must_use]
     pub fn redis_blackboard(&self) -> RedisBlackboard {

@@ -116,6 +116,12 @@ impl PipelineKeys {
     pub fn archived(&self) -> String {
         self.key("archived")
     }
+    /// HASH: money reserved and spent, integer nano-dollars: `total` and `agent:<id>`
+    /// (`crate::RedisCostLedger`; rebuilt from the ledger's `llm_call` events when lost).
+    #[must_use]
+    pub fn cost(&self) -> String {
+        self.key("cost")
+    }
     /// STRING: the fencing token, incremented at every change of owner.
     #[must_use]
     pub fn fence(&self) -> String {

@@ -72,6 +72,7 @@
 pub mod cluster;
 mod conn;
 mod coordination;
+mod cost;
 mod facade;
 mod keys;
 mod protocol;
@@ -84,6 +85,7 @@ mod worker;
 pub use cluster::{Archiver, RedisLeases};
 pub use conn::{BACKEND, Persistence, RedisConfig, redact_url};
 pub use coordination::{Delivery, GroupConsumer, RedisBlackboard, RedisBus};
+pub use cost::RedisCostLedger;
 pub use facade::RedisBackend;
 pub use keys::PipelineKeys;
 pub use remote::{RemoteRole, WorkItem};

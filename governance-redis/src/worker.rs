@@ -330,7 +330,11 @@ impl Worker {
         .gamma_reason(item.gamma_reason)
         .cancel(agent_cancel.clone())
         .agent_tokens_used(item.agent_tokens_used)
-        .pipeline_used(item.pipeline_tokens_used, item.pipeline_cost_usd);
+        .pipeline_used(item.pipeline_tokens_used, item.pipeline_cost_usd)
+        // money budgets are reserved in the store, shared with the owner and other workers
+        .cost_ledger(Arc::new(crate::cost::RedisCostLedger::new(
+            self.shared.clone(),
+        )));
         let ctx = AgentContext::detached(parts);
         // heartbeat + control messages until the agent returns
         let watch = AbortOnDrop({

@@ -272,6 +272,27 @@ async fn every_script_runs_touching_only_its_declared_keys() {
             ],
         ),
         (&scripts::LEASE_RELEASE, vec![k.owner()], vec!["node-a:1"]),
+        (
+            &scripts::COST_RESERVE,
+            vec![k.cost()],
+            vec!["agent:ALPHA", "300", "1000", ""],
+        ),
+        // refused: nothing written
+        (
+            &scripts::COST_RESERVE,
+            vec![k.cost()],
+            vec!["agent:ALPHA", "300", "", "500"],
+        ),
+        (
+            &scripts::COST_SETTLE,
+            vec![k.cost()],
+            vec!["agent:ALPHA", "-400"],
+        ),
+        (
+            &scripts::COST_SEED,
+            vec![k.cost()],
+            vec!["700", "agent:ALPHA", "700", "agent:BETA", "5"],
+        ),
     ];
     let mut covered = std::collections::BTreeSet::new();
     for (s, keys, args) in &cases {

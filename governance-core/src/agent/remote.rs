@@ -62,6 +62,14 @@ impl RemoteLink {
                 b.tokens_used()
             ));
         }
+        if let Some(max) = b.pipeline().config().max_cost_per_agent_usd
+            && b.cost_usd() >= max
+        {
+            return Some(format!(
+                "agent spent ${:.4} of max_cost_per_agent_usd ${max:.4}",
+                b.cost_usd()
+            ));
+        }
         b.pipeline().exhausted()
     }
 
@@ -146,6 +154,7 @@ impl RemoteLink {
                     me.as_str(),
                     error.is_none().then_some(&usage),
                     c.budget.tokens_used(),
+                    c.budget.cost_usd(),
                 );
             }
             EventKind::Error {
@@ -262,6 +271,7 @@ pub struct DetachedContext {
     cancel: CancellationToken,
     agent_tokens_used: u64,
     pipeline_used: (u64, f64),
+    cost_ledger: Option<Arc<dyn crate::cost::CostLedger>>,
 }
 
 impl DetachedContext {
@@ -297,7 +307,17 @@ impl DetachedContext {
             cancel: CancellationToken::new(),
             agent_tokens_used: 0,
             pipeline_used: (0, 0.0),
+            cost_ledger: None,
         }
+    }
+
+    /// The shared ledger money budgets are reserved in (the owner's, e.g. `governance-redis`'s
+    /// `RedisCostLedger`), so this worker's calls and the owner's count against one budget.
+    /// Default: a memory ledger holding the pipeline's spending so far
+    /// ([`pipeline_used`](Self::pipeline_used)) — this process alone.
+    pub fn cost_ledger(mut self, ledger: Arc<dyn crate::cost::CostLedger>) -> Self {
+        self.cost_ledger = Some(ledger);
+        self
     }
 
     /// The RUNNING stage's report.
@@ -370,11 +390,22 @@ impl AgentContext {
     pub fn detached(p: DetachedContext) -> Self {
         let (hub, _) = tokio::sync::broadcast::channel(16);
         let emitter = crate::emitter::EventEmitter::new(0, p.events, hub);
+        let ledger = p.cost_ledger.clone().unwrap_or_else(|| {
+            let l = crate::cost::MemoryCostLedger::new();
+            l.seed_now(
+                &p.pipeline_id,
+                crate::cost::Cost::from_usd(p.pipeline_used.1),
+                &[],
+            );
+            Arc::new(l)
+        });
+        let budget =
+            crate::token_budget::PipelineBudget::with_cost_ledger(p.config.budgets, ledger);
         let shared = PipelineState::new(
             p.pipeline_id,
             Arc::from(p.objective.as_str()),
             emitter,
-            crate::token_budget::PipelineBudget::new(p.config.budgets),
+            budget,
             Arc::new(crate::circuit_breaker::CircuitBreaker::new(
                 p.config.breaker,
             )),

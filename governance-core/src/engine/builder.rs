@@ -15,6 +15,7 @@ use super::requests::DEFAULT_MAX_OBJECTIVE_LEN;
 use crate::agent::{Agent, Registered, RemoteAgent};
 use crate::blackboard::Blackboard;
 use crate::config::Config;
+use crate::cost::CostLedger;
 use crate::error::{Error, Result};
 use crate::llm::LlmClient;
 use crate::llm_stack::{LlmLayer, LlmStack, LlmStage};
@@ -82,6 +83,7 @@ pub struct GovernanceBuilder {
     ownership: Option<Arc<dyn Ownership>>,
     max_objective_len: Option<usize>,
     event_capacity: Option<usize>,
+    cost_ledger: Option<Arc<dyn CostLedger>>,
 }
 
 impl GovernanceBuilder {
@@ -197,6 +199,16 @@ impl GovernanceBuilder {
     #[must_use]
     pub fn ownership(mut self, o: Arc<dyn Ownership>) -> Self {
         self.ownership = Some(o);
+        self
+    }
+
+    /// Where money budgets are reserved and settled (default: a memory ledger of its own for
+    /// each pipeline). Give every process running agents of the same pipelines (nodes and
+    /// `governance worker`s) the same shared ledger (`governance-redis`'s `RedisCostLedger`)
+    /// so that together they cannot pass a budget.
+    #[must_use]
+    pub fn cost_ledger(mut self, ledger: Arc<dyn CostLedger>) -> Self {
+        self.cost_ledger = Some(ledger);
         self
     }
 
@@ -348,6 +360,7 @@ impl GovernanceBuilder {
             shutdown: CancellationToken::new(),
             waiting_writes: Arc::default(),
             coordination: Arc::default(),
+            cost_ledger: self.cost_ledger,
         }))
     }
 }

@@ -85,7 +85,10 @@ impl Live {
             record.id.clone(),
             Arc::from(record.objective.as_str()),
             emitter,
-            PipelineBudget::new(engine.config.budgets),
+            match &engine.cost_ledger {
+                Some(l) => PipelineBudget::with_cost_ledger(engine.config.budgets, l.clone()),
+                None => PipelineBudget::new(engine.config.budgets),
+            },
             Arc::new(CircuitBreaker::new(engine.config.breaker)),
         )
         .with_report(record.report.clone())

@@ -39,6 +39,7 @@ mod report;
 mod requests;
 pub(crate) mod required;
 mod resume;
+mod spent;
 pub(crate) mod state;
 mod supervisor;
 

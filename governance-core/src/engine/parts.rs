@@ -63,6 +63,8 @@ pub(crate) struct Engine {
     pub waiting_writes: Arc<AtomicUsize>,
     /// Notices when the blackboard or bus lost data (see `super::rebuild`).
     pub coordination: Arc<CoordinationWatch>,
+    /// The shared ledger money budgets are reserved in (`None`: one in memory per pipeline).
+    pub cost_ledger: Option<Arc<dyn crate::cost::CostLedger>>,
 }
 
 impl Engine {

@@ -172,6 +172,9 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
             engine.blackboard.create_handoff(id, handoff).await?;
         }
     }
+    // the money counters, when the lost backend held them (a shared cost ledger): what the
+    // ledger's `llm_call` events cost
+    super::spent::SpentCost::of(&events).seed(live).await?;
     let messages = republish(engine, id, &events).await?;
     let board = engine.blackboard.snapshot(id).await?;
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);

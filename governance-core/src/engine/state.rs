@@ -279,9 +279,15 @@ impl PipelineState {
 
     /// An LLM call of `agent_id` ended: adds its usage (`None`: it failed, it only counts as a
     /// call) and the agent's tokens so far.
-    pub(crate) fn record_llm_call(&self, agent_id: &str, usage: Option<&Usage>, tokens_used: u64) {
+    pub(crate) fn record_llm_call(
+        &self,
+        agent_id: &str,
+        usage: Option<&Usage>,
+        tokens_used: u64,
+        cost_usd: f64,
+    ) {
         self.record_llm_usage(usage);
-        self.record_agent_tokens(agent_id, tokens_used);
+        self.record_agent_usage(agent_id, tokens_used, cost_usd);
     }
 
     /// One LLM call was sent (with its usage when it succeeded).
@@ -293,9 +299,12 @@ impl PipelineState {
         }
     }
 
-    /// Agent `agent_id` has used `tokens_used` tokens so far.
-    pub(crate) fn record_agent_tokens(&self, agent_id: &str, tokens_used: u64) {
-        self.update_agent(agent_id, |a| a.tokens_used = tokens_used);
+    /// Agent `agent_id` has used `tokens_used` tokens and spent `cost_usd` so far.
+    pub(crate) fn record_agent_usage(&self, agent_id: &str, tokens_used: u64, cost_usd: f64) {
+        self.update_agent(agent_id, |a| {
+            a.tokens_used = tokens_used;
+            a.cost_usd = cost_usd;
+        });
     }
 
     /// Agent `agent_id` has had `errors` errors so far.
@@ -410,6 +419,7 @@ impl PipelineState {
             role: role.to_owned(),
             state: AgentState::Running,
             tokens_used: 0,
+            cost_usd: 0.0,
             errors: 0,
             reason: None,
             model: Some(model.to_owned()),

@@ -54,7 +54,8 @@ impl LlmLayer for Retry {
     }
 }
 
-/// Reserves the call's tokens before it is sent and settles them with its usage.
+/// Reserves the call's tokens (and, with a money budget, its worst-case cost) before it is
+/// sent and settles them with its usage.
 #[derive(Debug)]
 pub(super) struct TokenBudget;
 
@@ -67,12 +68,28 @@ impl LlmLayer for TokenBudget {
         next: Next<'_>,
     ) -> Result<LlmResponse> {
         let tokens = u64::from(request.estimated_prompt_tokens()) + u64::from(request.max_tokens);
-        let reservation = call.budget.reserve(tokens)?;
+        let money = super::money::reserve(call, &request).await?;
+        let reservation = match call.budget.reserve(tokens) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(held) = money {
+                    super::money::release(call, held).await;
+                }
+                return Err(e);
+            }
+        };
+        let sent_before = call.sent();
         let result = next.run(call, request).await;
+        if let Some(held) = money {
+            super::money::settle(call, held, &result, call.sent() > sent_before).await;
+        }
         call.budget
             .settle(reservation, result.as_ref().ok().map(|r| &r.usage));
-        call.state
-            .record_agent_tokens(call.agent_id.as_str(), call.budget.tokens_used());
+        call.state.record_agent_usage(
+            call.agent_id.as_str(),
+            call.budget.tokens_used(),
+            call.budget.cost_usd(),
+        );
         result
     }
 }

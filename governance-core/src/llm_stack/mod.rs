@@ -20,6 +20,7 @@ use crate::retry::RetryPolicy;
 use crate::token_budget::AgentBudget;
 
 mod builtin;
+mod money;
 mod send;
 
 /// The pseudo-recipient of `agent_message` events that carry pieces of an answer being
@@ -37,8 +38,11 @@ pub const STREAM_RECIPIENT: &str = "stream";
 ///    client counts as an attempt; a refusal from below that names when to come back (an open
 ///    breaker's `Retry-After`) is waited out and does not count.
 /// 2. [`LlmStage::TokenBudget`]: reserves the request's estimated tokens against the agent's
-///    and the pipeline's budgets before anything is sent (a call that would pass a budget is
-///    refused with [`Error::BudgetExceeded`] and never sent), and settles with the usage.
+///    and the pipeline's budgets before anything is sent — and, with a money budget set, the
+///    call's worst-case cost in the pipeline's [`CostLedger`](crate::CostLedger) (see
+///    [`crate::cost`]) — (a call that would pass a budget, or whose model has no known price
+///    while a money budget is set, is refused with [`Error::BudgetExceeded`] and never sent),
+///    and settles with the usage (money: the provider's reported cost).
 /// 3. [`LlmStage::CircuitBreaker`]: the pipeline's breaker lets the call through or refuses it
 ///    ([`Error::CircuitOpen`], or [`Error::ProviderDown`] once its half-open trials have
 ///    failed), and records what a sent call's outcome says about the provider.

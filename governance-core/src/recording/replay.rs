@@ -174,6 +174,11 @@ impl LlmClient for ReplayLlm {
         &self.model
     }
 
+    /// Free: a replay asks no provider.
+    fn price(&self, _model: &str) -> Option<crate::cost::ModelPrice> {
+        Some(crate::cost::ModelPrice::FREE)
+    }
+
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse> {
         let key = ReplayKey::of(request);
         let next = self

@@ -68,6 +68,7 @@ pub(crate) fn record(
             role: "research".into(),
             state: AgentState::Running,
             tokens_used: 1234,
+            cost_usd: 0.0125,
             errors: 1,
             reason: None,
             model: Some("vendor/beta-model".into()),

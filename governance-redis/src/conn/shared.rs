@@ -160,6 +160,9 @@ impl Shared {
             &s.lease_acquire,
             &s.lease_renew,
             &s.lease_release,
+            &s.cost_reserve,
+            &s.cost_settle,
+            &s.cost_seed,
         ] {
             script
                 .prepare_invoke()

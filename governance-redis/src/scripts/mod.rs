@@ -130,6 +130,34 @@ pub const LEASE_RELEASE: ScriptSource = ScriptSource {
     source: include_str!("lease_release.lua"),
 };
 
+/// `cost_reserve`: reserves a call's worst case against the pipeline's and the agent's money
+/// budgets, atomically across every process on this store.
+/// KEYS: cost. ARGV: agent field (`agent:<id>`), amount (nano-dollars), pipeline limit
+/// (`""` = none), agent limit (`""` = none).
+/// Returns `{1, "ok", new total}` or `{0, "pipeline"|"agent", counter}` (nothing changed).
+pub const COST_RESERVE: ScriptSource = ScriptSource {
+    name: "cost_reserve",
+    num_keys: 1,
+    source: include_str!("cost_reserve.lua"),
+};
+
+/// `cost_settle`: replaces a reservation with the actual cost.
+/// KEYS: cost. ARGV: agent field, delta (actual − reserved, signed). Counters floor at 0.
+/// Returns the pipeline's new total.
+pub const COST_SETTLE: ScriptSource = ScriptSource {
+    name: "cost_settle",
+    num_keys: 1,
+    source: include_str!("cost_settle.lua"),
+};
+
+/// `cost_seed`: raises the counters to at least the amounts given (rebuilt from the ledger).
+/// KEYS: cost. ARGV: total, then pairs (agent field, amount). Returns 1.
+pub const COST_SEED: ScriptSource = ScriptSource {
+    name: "cost_seed",
+    num_keys: 1,
+    source: include_str!("cost_seed.lua"),
+};
+
 /// Every script of this crate.
 pub const ALL: &[ScriptSource] = &[
     CREATE_PROPOSAL,
@@ -142,6 +170,9 @@ pub const ALL: &[ScriptSource] = &[
     LEASE_ACQUIRE,
     LEASE_RENEW,
     LEASE_RELEASE,
+    COST_RESERVE,
+    COST_SETTLE,
+    COST_SEED,
 ];
 
 /// The scripts, hashed once; each is run by `EVALSHA` and reloaded on `NOSCRIPT` (for
@@ -158,6 +189,9 @@ pub(crate) struct Scripts {
     pub lease_acquire: redis::Script,
     pub lease_renew: redis::Script,
     pub lease_release: redis::Script,
+    pub cost_reserve: redis::Script,
+    pub cost_settle: redis::Script,
+    pub cost_seed: redis::Script,
 }
 
 impl Scripts {
@@ -173,6 +207,9 @@ impl Scripts {
             lease_acquire: redis::Script::new(LEASE_ACQUIRE.source),
             lease_renew: redis::Script::new(LEASE_RENEW.source),
             lease_release: redis::Script::new(LEASE_RELEASE.source),
+            cost_reserve: redis::Script::new(COST_RESERVE.source),
+            cost_settle: redis::Script::new(COST_SETTLE.source),
+            cost_seed: redis::Script::new(COST_SEED.source),
         }
     }
 }
