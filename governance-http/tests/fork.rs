@@ -345,3 +345,26 @@ async fn forks_of_a_running_source_match_its_ledger() {
     }
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_fork() {
+    let s = start().await;
+    let (st, doc) = s.get("/openapi.json").await;
+    assert_eq!(st, 200);
+    let op = &doc["paths"]["/api/pipeline/{id}/fork"]["post"];
+    assert_eq!(op["operationId"], "fork");
+    for code in ["201", "400", "401", "404", "409", "413", "415"] {
+        assert!(op["responses"][code].is_object(), "{code} missing: {op}");
+    }
+    let req = &doc["components"]["schemas"]["ForkRequest"];
+    let variants = req["oneOf"].as_array().expect("oneOf");
+    let required: Vec<&Value> = variants.iter().map(|v| &v["required"][0]).collect();
+    assert_eq!(required, [&json!("at_seq"), &json!("at_status")]);
+    assert!(doc["components"]["schemas"]["Forked"].is_object());
+    assert!(
+        doc["components"]["schemas"]["SseEvent"]
+            .to_string()
+            .contains("forked_from")
+    );
+    s.shutdown().await;
+}
