@@ -368,3 +368,81 @@ async fn the_openapi_document_describes_the_fork() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_fork_inside_a_revision_round_goes_on_with_that_round() {
+    let s = start().await;
+    let (st, body) = s
+        .post(
+            "/api/spawn",
+            &json!({"objective": "Plan a zero-downtime migration", "require_approval": true}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let src = body["pipeline_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.wait_until_rest(&src).await,
+        PipelineStatus::AwaitingApproval
+    );
+    let url = format!("/api/pipeline/{src}/approve");
+    let (st, body) = s
+        .post(
+            &url,
+            &json!({"approve": false, "feedback": "Add a rollback plan", "by": "alice"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        s.wait_until_rest(&src).await,
+        PipelineStatus::AwaitingApproval
+    );
+    let (st, body) = s.post(&url, &json!({"approve": true, "by": "bob"})).await;
+    assert_eq!(st, 200, "{body}");
+    let source = ledger(&s, &src).await;
+    let rejected = source
+        .iter()
+        .find(|e| e["type"] == "approval_decided")
+        .unwrap()["data"]["proposal_id"]
+        .clone();
+    // the ORCHESTRATING the rejection led to (the revision round's start)
+    let decided = seq_of(&source, |e| e["type"] == "approval_decided");
+    let round = seq_of(&source, |e| {
+        e["type"] == "status_changed"
+            && e["data"]["status"] == "ORCHESTRATING"
+            && e["seq"].as_u64().unwrap() > decided
+    });
+    // AWAITING_APPROVAL itself is not forkable
+    let (st, _) = fork(&s, &src, &json!({"at_status": "AWAITING_APPROVAL"})).await;
+    assert_eq!(st, 409);
+
+    let (st, body) = fork(&s, &src, &json!({"at_seq": round})).await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["pipeline_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.wait_until_rest(&id).await,
+        PipelineStatus::AwaitingApproval
+    );
+    let (_, rec) = s.get(&format!("/api/pipeline/{id}")).await;
+    assert_eq!(rec["revisions"], 1, "{rec}");
+    let events = ledger(&s, &id).await;
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "approval_requested")
+        .collect();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["data"]["revision"], 1);
+    assert_ne!(
+        asked[0]["data"]["proposal_id"], rejected,
+        "the fork's round decided anew, not on the rejected proposal"
+    );
+    let (st, body) = s
+        .post(
+            &format!("/api/pipeline/{id}/approve"),
+            &json!({"approve": true, "by": "carol", "revision": 1}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "COMPLETED");
+    assert_eq!(ledger(&s, &src).await, source);
+    s.shutdown().await;
+}
