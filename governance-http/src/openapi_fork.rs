@@ -1,17 +1,16 @@
 //! The OpenAPI path and request schema of `POST /api/pipeline/{id}/fork`
-//! ([`crate::routes::fork`]), added to the document by [`crate::openapi::document`].
+//! ([`crate::routes::fork`]), added to the document by `openapi::document` (which passes the
+//! patterns it shares, so this file needs nothing from it).
 
 use serde_json::{Map, Value, json};
-
-use crate::openapi::{ID_PATTERN, NON_BLANK};
 
 fn err(desc: &str) -> Value {
     json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
-/// `paths` with the fork operation added.
+/// `paths` with the fork operation added; `id_pattern` is a pipeline id's pattern.
 #[must_use]
-pub fn with_paths(mut paths: Value) -> Value {
+pub fn with_paths(mut paths: Value, id_pattern: &str) -> Value {
     let mut responses = Map::new();
     responses.insert(
         "201".into(),
@@ -50,7 +49,7 @@ pub fn with_paths(mut paths: Value) -> Value {
         "description": "A new pipeline starts from the state this one had after its event `at_seq` (or where it first entered `at_status`): its checkpoint at or before that seq plus its ledger up to it. The new pipeline's first event is `forked_from` {source, seq, status}; it runs on from that status (RUNNING writes the report, REPORT rests or continues as auto_continue says, ORCHESTRATING goes on with the replayed blackboard). The source is not changed.",
         "security": [{"bearer": []}],
         "parameters": [{"name": "id", "in": "path", "required": true, "description": "the pipeline to fork",
-                        "schema": {"type": "string", "pattern": ID_PATTERN}}],
+                        "schema": {"type": "string", "pattern": id_pattern}}],
         "requestBody": {"required": true, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/ForkRequest"},
             "example": {"at_status": "REPORT", "roles": {"BETA": {"model": "local/other"}}}}}},
@@ -62,12 +61,13 @@ pub fn with_paths(mut paths: Value) -> Value {
     paths
 }
 
-/// The `ForkRequest` and `Forked` schemas (`roles` refers to the document's `Roles`).
+/// The `ForkRequest` and `Forked` schemas (`roles` refers to the document's `Roles`):
+/// `id_pattern` a pipeline id's pattern, `non_blank` an objective's (not only white space).
 #[must_use]
-pub fn schemas(max_objective_len: usize) -> Map<String, Value> {
+pub fn schemas(max_objective_len: usize, id_pattern: &str, non_blank: &str) -> Map<String, Value> {
     let mut m = Map::new();
     let common = json!({
-        "objective": {"type": ["string", "null"], "minLength": 1, "maxLength": max_objective_len, "pattern": NON_BLANK,
+        "objective": {"type": ["string", "null"], "minLength": 1, "maxLength": max_objective_len, "pattern": non_blank,
                       "description": "a new objective: only at a point before the report is written (SPAWNED, RUNNING); null or absent: the source's"},
         "timeout": {"type": ["integer", "null"], "minimum": 1, "maximum": 86_400,
                     "description": "orchestration timeout in seconds; null or absent: the source's"},
@@ -93,10 +93,10 @@ pub fn schemas(max_objective_len: usize) -> Map<String, Value> {
     m.insert(
         "Forked".into(),
         json!({"type": "object", "required": ["pipeline_id", "status", "forked_from"], "properties": {
-            "pipeline_id": {"type": "string", "pattern": ID_PATTERN},
+            "pipeline_id": {"type": "string", "pattern": id_pattern},
             "status": {"$ref": "#/components/schemas/PipelineStatus"},
             "forked_from": {"type": "object", "required": ["pipeline_id", "seq"], "properties": {
-                "pipeline_id": {"type": "string", "pattern": ID_PATTERN},
+                "pipeline_id": {"type": "string", "pattern": id_pattern},
                 "seq": {"type": "integer", "minimum": 1}}}}}),
     );
     m

@@ -284,9 +284,10 @@ async fn bad_requests_are_refused_with_the_field_named() {
 
 #[tokio::test]
 async fn forks_of_a_running_source_match_its_ledger() {
-    // a slow local LLM keeps the source running while it is forked again and again
+    // a slow local LLM (100 ms a call) keeps the source running while it is forked every
+    // 50 ms at its last committed seq (RUNNING, REPORT and ORCHESTRATING points)
     let s = start_with(Opts {
-        latency_ms: 30,
+        latency_ms: 100,
         ..Opts::default()
     })
     .await;
@@ -306,10 +307,10 @@ async fn forks_of_a_running_source_match_its_ledger() {
             409 => assert!(done || s.gov.get(&pid).await.unwrap().status.is_terminal()),
             _ => panic!("fork of a running source: {st} {body}"),
         }
-        if done || forks.len() >= 12 {
+        if done || forks.len() >= 40 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(!forks.is_empty());
     assert_eq!(s.wait(&src).await, PipelineStatus::Completed);
@@ -343,5 +344,106 @@ async fn forks_of_a_running_source_match_its_ledger() {
         }
         assert_eq!(s.wait(id).await, PipelineStatus::Completed, "fork {id}");
     }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_fork() {
+    let s = start().await;
+    let (st, doc) = s.get("/openapi.json").await;
+    assert_eq!(st, 200);
+    let op = &doc["paths"]["/api/pipeline/{id}/fork"]["post"];
+    assert_eq!(op["operationId"], "fork");
+    for code in ["201", "400", "401", "404", "409", "413", "415"] {
+        assert!(op["responses"][code].is_object(), "{code} missing: {op}");
+    }
+    let req = &doc["components"]["schemas"]["ForkRequest"];
+    let variants = req["oneOf"].as_array().expect("oneOf");
+    let required: Vec<&Value> = variants.iter().map(|v| &v["required"][0]).collect();
+    assert_eq!(required, [&json!("at_seq"), &json!("at_status")]);
+    assert!(doc["components"]["schemas"]["Forked"].is_object());
+    assert!(
+        doc["components"]["schemas"]["SseEvent"]
+            .to_string()
+            .contains("forked_from")
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fork_inside_a_revision_round_goes_on_with_that_round() {
+    let s = start().await;
+    let (st, body) = s
+        .post(
+            "/api/spawn",
+            &json!({"objective": "Plan a zero-downtime migration", "require_approval": true}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let src = body["pipeline_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.wait_until_rest(&src).await,
+        PipelineStatus::AwaitingApproval
+    );
+    let url = format!("/api/pipeline/{src}/approve");
+    let (st, body) = s
+        .post(
+            &url,
+            &json!({"approve": false, "feedback": "Add a rollback plan", "by": "alice"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        s.wait_until_rest(&src).await,
+        PipelineStatus::AwaitingApproval
+    );
+    let (st, body) = s.post(&url, &json!({"approve": true, "by": "bob"})).await;
+    assert_eq!(st, 200, "{body}");
+    let source = ledger(&s, &src).await;
+    let rejected = source
+        .iter()
+        .find(|e| e["type"] == "approval_decided")
+        .unwrap()["data"]["proposal_id"]
+        .clone();
+    // the ORCHESTRATING the rejection led to (the revision round's start)
+    let decided = seq_of(&source, |e| e["type"] == "approval_decided");
+    let round = seq_of(&source, |e| {
+        e["type"] == "status_changed"
+            && e["data"]["status"] == "ORCHESTRATING"
+            && e["seq"].as_u64().unwrap() > decided
+    });
+    // AWAITING_APPROVAL itself is not forkable
+    let (st, _) = fork(&s, &src, &json!({"at_status": "AWAITING_APPROVAL"})).await;
+    assert_eq!(st, 409);
+
+    let (st, body) = fork(&s, &src, &json!({"at_seq": round})).await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["pipeline_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.wait_until_rest(&id).await,
+        PipelineStatus::AwaitingApproval
+    );
+    let (_, rec) = s.get(&format!("/api/pipeline/{id}")).await;
+    assert_eq!(rec["revisions"], 1, "{rec}");
+    let events = ledger(&s, &id).await;
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "approval_requested")
+        .collect();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["data"]["revision"], 1);
+    assert_ne!(
+        asked[0]["data"]["proposal_id"], rejected,
+        "the fork's round decided anew, not on the rejected proposal"
+    );
+    let (st, body) = s
+        .post(
+            &format!("/api/pipeline/{id}/approve"),
+            &json!({"approve": true, "by": "carol", "revision": 1}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "COMPLETED");
+    assert_eq!(ledger(&s, &src).await, source);
     s.shutdown().await;
 }

@@ -397,17 +397,23 @@ pub(super) async fn resume_incomplete(engine: &Arc<Engine>) -> Result<Vec<Pipeli
     Ok(resumed)
 }
 
+/// Ends a pipeline held live that cannot go on (it cannot be resumed, a fork's given state
+/// could not be recorded) ORCHESTRATION_FAILED for `reason`, and lets it go.
+pub(super) async fn give_up(engine: &Engine, live: &Live, reason: String) -> Result<()> {
+    finish(engine, live, Outcome::OrchestrationFailed(reason)).await?;
+    engine.live.lock().remove(live.id());
+    engine.ownership.release(live.id(), true).await;
+    Ok(())
+}
+
 /// Resumes one non-terminal pipeline from its last checkpoint and the ledger
 /// ([`resume::rebuild`]) and drives it on from its status; `false` when it could not be
 /// resumed (it then ended ORCHESTRATION_FAILED).
 pub(super) async fn resume_one(engine: &Arc<Engine>, rec: PipelineRecord) -> Result<bool> {
-    let id = rec.id.clone();
     let live = match resume::rebuild(engine, rec).await? {
         Rebuilt::Ready(live) => live,
         Rebuilt::Unresumable(live, reason) => {
-            finish(engine, &live, Outcome::OrchestrationFailed(reason)).await?;
-            engine.live.lock().remove(&id);
-            engine.ownership.release(&id, true).await;
+            give_up(engine, &live, reason).await?;
             return Ok(false);
         }
     };

@@ -95,7 +95,9 @@ impl Governance {
     /// report, a timeout out of range, unknown roles or bad role settings);
     /// [`Error::NotFound`] for an unknown source, a seq past its ledger's end or a status it
     /// never entered; [`Error::Conflict`] when the state at the point is not forkable
-    /// (terminal, AWAITING_APPROVAL) or its LLM mode is not available here; backend errors.
+    /// (terminal, AWAITING_APPROVAL) or its LLM mode is not available here; backend errors
+    /// (nothing is written when the fork's first commit fails; when recording the replayed
+    /// blackboard fails after it, the fork is ended ORCHESTRATION_FAILED and the error returned).
     pub async fn fork(&self, source: &PipelineId, req: ForkRequest) -> Result<Forked> {
         let engine = &self.engine;
         if engine.shutdown.is_cancelled() {
@@ -206,7 +208,13 @@ impl Governance {
         if orchestrating {
             // what the replayed blackboard holds becomes the fork's own record of events
             if let Err(e) = resume::sync_flags(engine, &live).await {
-                tracing::warn!(pipeline_id = %id, error = %e, "fork: could not record its replayed blackboard");
+                // fail closed: a fork whose ledger does not account for its blackboard does
+                // not run on; it ends ORCHESTRATION_FAILED saying why
+                let reason = format!("fork: could not record the state it was given: {e}");
+                if let Err(e2) = driver::give_up(engine, &live, reason).await {
+                    tracing::error!(pipeline_id = %id, error = %e2, "fork: could not end it");
+                }
+                return Err(e);
             }
             for review in resume::reviews_of(&events) {
                 live.state.add_review(review);

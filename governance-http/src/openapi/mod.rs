@@ -20,10 +20,10 @@ use crate::live::{DEFAULT_REPLAY_SECS, MAX_REPLAY_SECS};
 use crate::state::MAX_PAGE;
 
 /// A pipeline id, as [`governance_core::PipelineId::new`] accepts it.
-pub(crate) const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// Contains a character that is not white space (as Rust's `char::is_whitespace` has it): the
 /// objective is trimmed and must not be empty.
-pub(crate) const NON_BLANK: &str =
+const NON_BLANK: &str =
     "[^\\t-\\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]";
 pub use roles::MODEL_PATTERN;
 use roles::role_schemas;
@@ -400,7 +400,11 @@ pub struct ServerShape {
 pub fn document(shape: &ServerShape) -> Value {
     let mut schemas = request_schemas(&shape.modes, shape.max_objective_len);
     schemas.extend(role_schemas(&shape.roles, shape.max_completion_tokens));
-    schemas.extend(crate::openapi_fork::schemas(shape.max_objective_len));
+    schemas.extend(crate::openapi_fork::schemas(
+        shape.max_objective_len,
+        ID_PATTERN,
+        NON_BLANK,
+    ));
     if let Some(Value::Object(props)) = schemas
         .get_mut("SpawnRequest")
         .and_then(|s| s.get_mut("properties"))
@@ -418,7 +422,7 @@ pub fn document(shape: &ServerShape) -> Value {
         "info": {"title": "governance", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Governed multi-agent LLM pipelines: spawn, report, continue, approve, observe, stop. \
                                  Every error is {\"error\": {\"code\", \"message\"}}; optional request fields may be null, meaning the default."},
-        "paths": crate::openapi_fork::with_paths(paths()),
+        "paths": crate::openapi_fork::with_paths(paths(), ID_PATTERN),
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     })
 }
