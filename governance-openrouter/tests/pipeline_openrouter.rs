@@ -91,7 +91,10 @@ async fn mount_answers(server: &MockServer, cost: f64) {
 }
 
 fn engine(server: &MockServer, budgets: TokenBudgetConfig) -> Governance {
-    let client = OpenRouterClient::new(config(server)).unwrap();
+    engine_with(OpenRouterClient::new(config(server)).unwrap(), budgets)
+}
+
+fn engine_with(client: OpenRouterClient, budgets: TokenBudgetConfig) -> Governance {
     Governance::builder()
         .config({
             let mut conf = Config::default();
@@ -126,6 +129,17 @@ fn llm_calls(events: &[Event]) -> Vec<(String, Option<String>)> {
 
 async fn requests(server: &MockServer) -> usize {
     server.received_requests().await.unwrap_or_default().len()
+}
+
+/// The chat-completion requests among them (not the model list).
+async fn chat_requests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == PATH)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,20 +288,33 @@ async fn a_rate_limit_with_retry_after_is_waited_out_and_the_pipeline_completes(
 async fn passing_the_cost_budget_ends_the_pipeline_and_sends_nothing_more() {
     let server = MockServer::start().await;
     mount_answers(&server, 0.004).await;
-    // the report (0.004) leaves room; the proposal (0.008) passes 0.006; nothing after it
+    // a price list far below what the provider then bills: each call's worst case (≈ $0.000001)
+    // fits, the report (0.004) leaves room, the proposal (0.008) passes 0.006 once settled to
+    // the provider's figure; nothing is sent after it
+    Mock::given(method("GET"))
+        .and(path("/api/v1/models"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"data": [
+            {"id": "anthropic/claude-sonnet-4",
+             "pricing": {"prompt": "0.000000001", "completion": "0.000000001"}}]})),
+        )
+        .mount(&server)
+        .await;
     let budgets = {
         let mut conf = TokenBudgetConfig::default();
         conf.max_cost_per_pipeline_usd = Some(0.006);
         conf
     };
-    let gov = engine(&server, budgets);
+    let client = OpenRouterClient::new(config(&server)).unwrap();
+    client.start_model_prices().await;
+    let gov = engine_with(client, budgets);
     let (rec, events) = run(&gov).await;
 
     assert_eq!(rec.status, PipelineStatus::Failed, "{rec:#?}");
     let failure = rec.failure.clone().unwrap_or_default();
     assert!(failure.contains("budget"), "{failure}");
     assert_eq!(
-        requests(&server).await,
+        chat_requests(&server).await,
         2,
         "a request was sent after the budget was passed"
     );
