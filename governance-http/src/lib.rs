@@ -35,7 +35,6 @@ pub mod error;
 pub mod live;
 mod metrics;
 pub mod openapi;
-pub mod openapi_fork;
 mod router;
 mod routes;
 mod state;

@@ -11,6 +11,7 @@
 //!
 //! The per-role settings' schemas are in `roles.rs`.
 
+mod fork;
 mod roles;
 
 use governance_core::{MAX_FEEDBACK_LEN, MAX_REVIEWER_LEN, PipelineStatus};
@@ -400,7 +401,7 @@ pub struct ServerShape {
 pub fn document(shape: &ServerShape) -> Value {
     let mut schemas = request_schemas(&shape.modes, shape.max_objective_len);
     schemas.extend(role_schemas(&shape.roles, shape.max_completion_tokens));
-    schemas.extend(crate::openapi_fork::schemas(
+    schemas.extend(fork::schemas(
         shape.max_objective_len,
         ID_PATTERN,
         NON_BLANK,
@@ -422,7 +423,7 @@ pub fn document(shape: &ServerShape) -> Value {
         "info": {"title": "governance", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Governed multi-agent LLM pipelines: spawn, report, continue, approve, observe, stop. \
                                  Every error is {\"error\": {\"code\", \"message\"}}; optional request fields may be null, meaning the default."},
-        "paths": crate::openapi_fork::with_paths(paths(), ID_PATTERN),
+        "paths": fork::with_paths(paths(), ID_PATTERN),
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     })
 }

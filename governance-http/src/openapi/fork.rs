@@ -1,5 +1,5 @@
 //! The OpenAPI path and request schema of `POST /api/pipeline/{id}/fork`
-//! ([`crate::routes::fork`]), added to the document by `openapi::document` (which passes the
+//! ([`crate::routes::fork`]), added to the document by `super::document` (which passes the
 //! patterns it shares, so this file needs nothing from it).
 
 use serde_json::{Map, Value, json};
