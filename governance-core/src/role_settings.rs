@@ -58,7 +58,11 @@ pub struct RoleSettings {
     /// evaluator, `false` for every other role; see [`ConsensusRule`](crate::ConsensusRule)).
     /// A role whose votes do not count cannot be required; neither can GAMMA (the mediator,
     /// spawned only when needed) nor REPORTER (it does not vote).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "required_bool"
+    )]
     pub required: Option<bool>,
 }
 
@@ -182,6 +186,20 @@ impl RoleSettings {
 /// 1-200 printable ASCII characters without spaces (as `POST /api/spawn`'s `model`).
 fn valid_model(m: &str) -> bool {
     !m.is_empty() && m.len() <= 200 && m.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// `true`, `false` or null, an error naming the field otherwise (serde's own does not).
+fn required_bool<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<bool>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(b)),
+        Some(other) => Err(D::Error::custom(format!(
+            "required must be true or false, not {other}"
+        ))),
+    }
 }
 
 /// A whole number that fits `u32`: JSON does not tell `300` from `300.0`, so both are read.
@@ -408,6 +426,16 @@ mod tests {
         assert!(serde_json::from_str::<RoleSettings>(r#"{"max_tokens": 4294967296}"#).is_err());
         let s: RoleSettings = serde_json::from_str(r#"{"max_tokens": null}"#).unwrap();
         assert_eq!(s.max_tokens, None);
+    }
+
+    #[test]
+    fn required_reads_booleans_only_and_names_itself() {
+        let s: RoleSettings = serde_json::from_str(r#"{"required": true}"#).unwrap();
+        assert_eq!(s.required, Some(true));
+        let s: RoleSettings = serde_json::from_str(r#"{"required": null}"#).unwrap();
+        assert_eq!(s.required, None);
+        let e = serde_json::from_str::<RoleSettings>(r#"{"required": "yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("required"), "{e}");
     }
 
     #[test]

@@ -189,7 +189,10 @@ impl Governance {
                 })
                 .collect();
             let since: Vec<Event> = events.iter().filter(|e| e.seq > after).cloned().collect();
-            rebuild::replay_rounds(engine, &id, &since, |p| rejected.contains(p)).await?;
+            // the fork decides with the approvers its own settings make
+            let approvers = live.state.required().handle().clone();
+            rebuild::replay_rounds(engine, &id, &since, &approvers, |p| rejected.contains(p))
+                .await?;
             rebuild::republish(engine, &id, &events).await?;
         }
         let link = EventKind::ForkedFrom {

@@ -9,8 +9,10 @@
 //! proposal, vote and handoff of the ledger on top, in ledger order: what the checkpoint
 //! already holds is repeated idempotently (same proposal id, one vote per voter), and a
 //! checkpoint taken after the loss but before it was noticed (which may hold less) loses
-//! nothing the ledger has. The consensus rule is deterministic in the vote order, so the
-//! consensus comes out as the ledger recorded it. The bus log is put back from the ledger's
+//! nothing the ledger has. The vote that decided the consensus is the one the ledger's
+//! `consensus_reached` follows (see [`replay`]), so the consensus comes out as the ledger
+//! recorded it; votes with no `consensus_reached` after them in the ledger are decided by the
+//! pipeline's consensus rule. The bus log is put back from the ledger's
 //! `agent_message` events. Solutions are only in checkpoints: a solution written after the
 //! last checkpoint is lost with the backend, and the restarted agents write it again.
 
@@ -23,9 +25,9 @@ use crate::blackboard::{Handoff, Proposal, Vote};
 use crate::control::{CONTROL_TOPIC, Control};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
-use crate::ids::{PipelineId, ProposalId};
+use crate::ids::{AgentId, PipelineId, ProposalId};
 use crate::message_bus::Message;
-use crate::quorum::{ConsensusRule, Quorum};
+use crate::quorum::{ApproversHandle, ConsensusRule, Quorum};
 use crate::role::Role;
 
 /// Every event of `id`'s ledger after `after`, in order.
@@ -61,16 +63,47 @@ fn deciding_votes(events: &[Event]) -> Vec<usize> {
     out
 }
 
+/// The approvers a pipeline's settings (`roles`, its record's) make, as far as the ledger
+/// alone tells (no takeovers): the agents of the required roles, and every GAMMA the engine
+/// may spawn as mediators. A resumed pipeline's replay decides with them.
+pub(super) fn recorded_approvers(
+    engine: &Engine,
+    roles: &crate::role_settings::RoleSettingsMap,
+) -> ApproversHandle {
+    let required = engine
+        .known_roles()
+        .iter()
+        .filter(|r| Role::GAMMA != r.as_str() && Role::REPORTER != r.as_str())
+        .filter(|r| {
+            roles
+                .get(r.as_str())
+                .map_or(Role::BETA == r.as_str(), |s| s.is_required(r))
+        })
+        .filter_map(|r| AgentId::new(r).ok())
+        .collect();
+    let mediators = (1..=engine.config.gamma.max_spawns.max(1))
+        .map(|n| Role::gamma(n).agent_id())
+        .collect();
+    ApproversHandle::new(required, mediators)
+}
+
 /// Re-applies the proposals and votes of `events` to `id`'s blackboard, in order, at the
 /// quorum each vote was cast at. A vote on a proposal the blackboard does not hold is skipped.
 ///
 /// The [`ConsensusRule`]'s required approvers are the ones in force when each vote was cast,
-/// which the ledger does not repeat: it records instead which vote decided the consensus
-/// (`consensus_reached` after it). That vote is replayed with its quorum alone; every other
-/// vote with a rule no vote satisfies (an approval the orchestrator never gives), so the
-/// replay decides exactly the consensus the ledger records, no earlier and on no other
-/// proposal.
-pub(super) async fn replay(engine: &Engine, id: &PipelineId, events: &[Event]) -> Result<()> {
+/// which the ledger does not repeat. When `events` hold a `consensus_reached`, the ledger
+/// says which vote decided it (the last approval of that proposal before it): that vote is
+/// replayed with its quorum alone and every other vote with a rule no vote satisfies (an
+/// approval the orchestrator never gives), so the replay decides exactly the consensus the
+/// ledger records, no earlier and on no other proposal. Without one (the process may have
+/// died between the deciding vote and its `consensus_reached`), votes are replayed with
+/// `approvers`: the pipeline's own (a live rebuild) or those its settings make (a resume).
+pub(super) async fn replay(
+    engine: &Engine,
+    id: &PipelineId,
+    events: &[Event],
+    approvers: &ApproversHandle,
+) -> Result<()> {
     let deciding = deciding_votes(events);
     for (i, ev) in events.iter().enumerate() {
         match &ev.kind {
@@ -105,11 +138,13 @@ pub(super) async fn replay(engine: &Engine, id: &PipelineId, events: &[Event]) -
                     score: *score,
                     rationale: rationale.clone(),
                 };
-                let rule = ConsensusRule::new(Quorum::new(*quorum)?);
+                let quorum = Quorum::new(*quorum)?;
                 let rule = if deciding.contains(&i) {
-                    rule
+                    ConsensusRule::new(quorum)
+                } else if deciding.is_empty() {
+                    approvers.rule(quorum)
                 } else {
-                    rule.with_required(vec![Role::ORCHESTRATOR.agent_id()])
+                    ConsensusRule::new(quorum).with_required(vec![Role::ORCHESTRATOR.agent_id()])
                 };
                 match engine.blackboard.vote(id, proposal_id, vote, &rule).await {
                     Ok(_) | Err(Error::NotFound { .. }) => {}
@@ -151,7 +186,8 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
         .restore(id, checkpoint.map(|c| c.blackboard).unwrap_or_default())
         .await?;
     let events = ledger_after(engine, id, 0).await?;
-    replay_rounds(engine, id, &events, |p| live.state.was_rejected(p)).await?;
+    let approvers = live.state.required().handle().clone();
+    replay_rounds(engine, id, &events, &approvers, |p| live.state.was_rejected(p)).await?;
     let board = engine.blackboard.snapshot(id).await?;
     for ev in &events {
         if let EventKind::HandoffCreated {
@@ -212,12 +248,13 @@ pub(super) async fn replay_rounds(
     engine: &Engine,
     id: &PipelineId,
     events: &[Event],
+    approvers: &ApproversHandle,
     rejected: impl Fn(&ProposalId) -> bool,
 ) -> Result<()> {
     let mut round = 0;
     for (i, ev) in events.iter().enumerate() {
         if matches!(ev.kind, EventKind::ApprovalDecided { approve: false, .. }) {
-            replay(engine, id, &events[round..=i]).await?;
+            replay(engine, id, &events[round..=i], approvers).await?;
             round = i + 1;
             let snap = engine.blackboard.snapshot(id).await?;
             if snap
@@ -229,7 +266,7 @@ pub(super) async fn replay_rounds(
             }
         }
     }
-    replay(engine, id, &events[round..]).await
+    replay(engine, id, &events[round..], approvers).await
 }
 
 /// Clears `id`'s bus log and puts the `agent_message` events of `events` back on it, in order

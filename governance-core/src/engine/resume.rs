@@ -46,7 +46,8 @@ pub(super) async fn rebuild(engine: &Engine, rec: PipelineRecord) -> Result<Rebu
         .retain(|a| Role::REPORTER == a.agent_id.as_str() && a.state != AgentState::Running);
     let live = Live::restore(engine, record.clone(), last_seq);
     engine.live.lock().insert(id.clone(), live.clone());
-    let unresumable = match rebuild_blackboard(engine, &id, checkpoint.as_ref()).await {
+    let approvers = super::rebuild::recorded_approvers(engine, &record.roles);
+    let unresumable = match rebuild_blackboard(engine, &id, checkpoint.as_ref(), &approvers).await {
         Err(e) => Some(format!("cannot resume: {e}")),
         Ok(()) if engine.llm(&record.mode).is_err() => Some(format!(
             "cannot resume: LLM mode {:?} is not available",
@@ -82,6 +83,7 @@ async fn rebuild_blackboard(
     engine: &Engine,
     id: &PipelineId,
     checkpoint: Option<&Checkpoint>,
+    approvers: &crate::quorum::ApproversHandle,
 ) -> Result<()> {
     let current = engine.blackboard.snapshot(id).await?;
     let cp_seq = checkpoint.map_or(0, |c| c.seq);
@@ -91,7 +93,7 @@ async fn rebuild_blackboard(
         }
         // re-apply what the ledger recorded after the checkpoint, in order
         let events = super::rebuild::ledger_after(engine, id, cp_seq).await?;
-        super::rebuild::replay(engine, id, &events).await?;
+        super::rebuild::replay(engine, id, &events, approvers).await?;
     }
     Ok(())
 }
