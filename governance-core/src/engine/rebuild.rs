@@ -187,7 +187,10 @@ pub(super) async fn rebuild(engine: &Engine, live: &Live) -> Result<()> {
         .await?;
     let events = ledger_after(engine, id, 0).await?;
     let approvers = live.state.required().handle().clone();
-    replay_rounds(engine, id, &events, &approvers, |p| live.state.was_rejected(p)).await?;
+    replay_rounds(engine, id, &events, &approvers, |p| {
+        live.state.was_rejected(p)
+    })
+    .await?;
     let board = engine.blackboard.snapshot(id).await?;
     for ev in &events {
         if let EventKind::HandoffCreated {
