@@ -47,20 +47,15 @@ pub(super) async fn ledger_after(
     Ok(all)
 }
 
-/// Indices in `events` of the votes that decided a consensus: for each `consensus_reached`,
-/// the last approving `vote_cast` on its proposal before it.
-fn deciding_votes(events: &[Event]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (i, ev) in events.iter().enumerate() {
-        if let EventKind::ConsensusReached { proposal_id, .. } = &ev.kind
-            && let Some(j) = events[..i].iter().rposition(|e| {
-                matches!(&e.kind, EventKind::VoteCast { proposal_id: p, approve: true, .. } if p == proposal_id)
-            })
-        {
-            out.push(j);
-        }
-    }
-    out
+/// The proposals `events` record a `consensus_reached` on.
+fn decided(events: &[Event]) -> Vec<&ProposalId> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ConsensusReached { proposal_id, .. } => Some(proposal_id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The approvers a pipeline's settings (`roles`, its record's) make, as far as the ledger
@@ -91,12 +86,14 @@ pub(super) fn recorded_approvers(
 /// quorum each vote was cast at. A vote on a proposal the blackboard does not hold is skipped.
 ///
 /// The [`ConsensusRule`]'s required approvers are the ones in force when each vote was cast,
-/// which the ledger does not repeat. When `events` hold a `consensus_reached`, the ledger
-/// says which vote decided it (the last approval of that proposal before it): that vote is
-/// replayed with its quorum alone and every other vote with a rule no vote satisfies (an
-/// approval the orchestrator never gives), so the replay decides exactly the consensus the
-/// ledger records, no earlier and on no other proposal. Without one (the process may have
-/// died between the deciding vote and its `consensus_reached`), votes are replayed with
+/// which the ledger does not repeat, and the ledger's order of two agents' votes on one
+/// proposal is not always the order the blackboard applied them in (each agent records its
+/// vote after writing it). When `events` hold a `consensus_reached`, the ledger says which
+/// proposal was decided: its votes are replayed with their quorum alone (the consensus falls
+/// on it once its replayed approvals reach the quorum, whatever their order) and every other
+/// vote with a rule no vote satisfies (an approval the orchestrator never gives), so the
+/// replay decides the consensus the ledger records and no other. Without one (the process may
+/// have died between the deciding vote and its `consensus_reached`), votes are replayed with
 /// `approvers`: the pipeline's own (a live rebuild) or those its settings make (a resume).
 pub(super) async fn replay(
     engine: &Engine,
@@ -104,8 +101,8 @@ pub(super) async fn replay(
     events: &[Event],
     approvers: &ApproversHandle,
 ) -> Result<()> {
-    let deciding = deciding_votes(events);
-    for (i, ev) in events.iter().enumerate() {
+    let decided = decided(events);
+    for ev in events {
         match &ev.kind {
             EventKind::ProposalCreated {
                 proposal_id,
@@ -139,9 +136,9 @@ pub(super) async fn replay(
                     rationale: rationale.clone(),
                 };
                 let quorum = Quorum::new(*quorum)?;
-                let rule = if deciding.contains(&i) {
+                let rule = if decided.contains(&proposal_id) {
                     ConsensusRule::new(quorum)
-                } else if deciding.is_empty() {
+                } else if decided.is_empty() {
                     approvers.rule(quorum)
                 } else {
                     ConsensusRule::new(quorum).with_required(vec![Role::ORCHESTRATOR.agent_id()])
