@@ -4,7 +4,7 @@
 //! the config file that overrides it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use governance_core::{Error, ModelPrice, Result};
 use secrecy::ExposeSecret;
@@ -74,11 +74,7 @@ impl OpenRouterClient {
     /// Sets prices that override OpenRouter's model list (the config file's price table),
     /// by model id.
     pub fn set_prices(&self, prices: HashMap<String, ModelPrice>) {
-        *self
-            .prices()
-            .overrides
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = prices;
+        *self.prices().overrides.write() = prices;
     }
 
     /// Fetches OpenRouter's model list (`GET {base}/models`) and replaces the catalog prices
@@ -122,11 +118,7 @@ impl OpenRouterClient {
         }
         let prices = parse_models(&body)?;
         let n = prices.len();
-        *self
-            .prices()
-            .catalog
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = prices;
+        *self.prices().catalog.write() = prices;
         Ok(n)
     }
 

@@ -2,9 +2,9 @@
 //! (filled by `crate::models`).
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
 
 use governance_core::ModelPrice;
+use parking_lot::RwLock;
 
 /// The prices a client knows: the catalog (OpenRouter's model list) and the overrides (the
 /// config file's price table), which win.
@@ -17,18 +17,7 @@ pub(crate) struct PriceBook {
 impl PriceBook {
     /// The price of `model`: the override, else the catalog's.
     pub(crate) fn get(&self, model: &str) -> Option<ModelPrice> {
-        if let Some(p) = self
-            .overrides
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(model)
-        {
-            return Some(*p);
-        }
-        self.catalog
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(model)
-            .copied()
+        let overridden = self.overrides.read().get(model).copied();
+        overridden.or_else(|| self.catalog.read().get(model).copied())
     }
 }

@@ -110,8 +110,6 @@ pub(super) async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
     let mut recorded = HashSet::new();
     let mut started = false;
     let mut spawned = HashSet::new();
-    // what its LLM calls cost, as the providers reported it (the system of record for money)
-    let mut spent = super::spent::SpentCost::default();
     let events = super::rebuild::ledger_after(engine, id, 0).await?;
     for e in &events {
         match &e.kind {
@@ -130,16 +128,11 @@ pub(super) async fn sync_flags(engine: &Engine, live: &Live) -> Result<()> {
             EventKind::AgentSpawned { agent_id, .. } => {
                 spawned.insert(agent_id.clone());
             }
-            EventKind::LlmCall {
-                agent_id,
-                cost_usd: Some(c),
-                error: None,
-                ..
-            } => spent.add(agent_id.clone(), *c),
             _ => {}
         }
     }
-    spent.restore(live).await?;
+    // what its LLM calls cost, as the providers reported it (the system of record for money)
+    super::spent::SpentCost::of(&events).restore(live).await?;
     for review in reviews_of(&events) {
         live.state.add_review(review);
     }

@@ -35,7 +35,7 @@ impl SpentCost {
         spent
     }
 
-    pub(super) fn add(&mut self, agent: AgentId, cost_usd: f64) {
+    fn add(&mut self, agent: AgentId, cost_usd: f64) {
         if cost_usd.is_finite() && cost_usd > 0.0 {
             self.total += cost_usd;
             *self.agents.entry(agent).or_default() += cost_usd;

@@ -100,6 +100,17 @@ pub(super) async fn settle(
     sent: bool,
 ) {
     let actual = actual_cost(call, &held, result, sent);
+    settle_to(call, held, actual).await;
+}
+
+/// Gives a reservation back whole (the call was refused by the token budget before it was
+/// sent).
+pub(super) async fn release(call: &LlmCall<'_>, held: Held) {
+    settle_to(call, held, Cost::ZERO).await;
+}
+
+/// Settles `held` at `actual`; a ledger failure is logged and the reservation stays counted.
+async fn settle_to(call: &LlmCall<'_>, held: Held, actual: Cost) {
     if let Err(e) = call
         .budget
         .pipeline()
@@ -113,19 +124,5 @@ pub(super) async fn settle(
             error = %e,
             "cannot settle an LLM call's cost reservation; it stays counted at its worst case"
         );
-    }
-}
-
-/// Gives a reservation back whole (the call was refused by the token budget before it was
-/// sent).
-pub(super) async fn release(call: &LlmCall<'_>, held: Held) {
-    if let Err(e) = call
-        .budget
-        .pipeline()
-        .cost_ledger()
-        .settle(held.reservation, Cost::ZERO)
-        .await
-    {
-        tracing::warn!(error = %e, "cannot release a cost reservation; it stays counted");
     }
 }
