@@ -126,10 +126,18 @@ impl Respond for Model {
         if self.garbage_model.is_some_and(|m| body["model"] == m) {
             return completion(&body["model"], r#"{"nonsense": 1, "more": [true]}"#);
         }
-        completion(
+        let purpose = purpose_of(&body);
+        let answer = completion(
             &body["model"],
-            &answer(purpose_of(&body), self.complexity, format == "text"),
-        )
+            &answer(purpose, self.complexity, format == "text"),
+        );
+        if self.complexity > 0.9 && purpose == Purpose::Propose {
+            // GAMMA decomposes alongside ALPHA and BETA: held back, the first proposal cannot
+            // let the pipeline end before GAMMA's call has gone out (it did once in a loaded
+            // run, and the mediate purpose had no request to check)
+            return answer.set_delay(Duration::from_millis(300));
+        }
+        answer
     }
 }
 
